@@ -1,0 +1,671 @@
+//! The daemon's configuration: one typed [`Config`] with defaults in code, layered by figment as
+//! defaults → TOML file → `WTF_…` environment variables (`__` nests: `WTF_REDIS__URL`).
+//!
+//! [`Config::load`] reads and [`Config::validate`] checks; `validate` consumes the config and
+//! returns a [`ValidConfig`], so code that runs the daemon cannot be handed an unchecked one.
+//! Both collect every problem they find and name its key, so an operator fixes a file in one pass.
+
+pub mod diff;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::{Figment, Provider};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Parameter, PerParameter};
+
+/// Where the repository keeps its reference config; used when run from a checkout.
+pub const REPO_CONFIG_PATH: &str = "config/wtf-monitor.toml";
+/// Where an installed daemon reads its config.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/wtf-monitor/wtf-monitor.toml";
+/// Prefix of the environment variables that override the file.
+pub const ENV_PREFIX: &str = "WTF_";
+
+/// Every setting of the daemon. Each section's doc is repeated in `config/wtf-monitor.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub sensors: SensorsConfig,
+    pub simulation: SimulationConfig,
+    pub detection: DetectionConfig,
+    pub store: StoreConfig,
+    pub llm: LlmConfig,
+    pub redis: RedisConfig,
+    pub supervisor: SupervisorConfig,
+    pub log: LogConfig,
+    pub debug: DebugConfig,
+}
+
+/// The section names, in file order; anything else at the top level is an error.
+const SECTIONS: [&str; 10] =
+    ["api", "sensors", "simulation", "detection", "store", "llm", "redis", "supervisor", "log", "debug"];
+
+/// The REST API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address and port the HTTP server listens on. Needs a restart to change.
+    pub listen: SocketAddr,
+    /// A request that takes longer is answered 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Browser origins allowed to call the API (CORS). Empty: none, the safe default.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            request_timeout: Duration::from_secs(10),
+            cors_allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// The sensors watched.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorsConfig {
+    /// Sensor names: letters, digits, `-`, `_` and `.`, at most 64 characters, unique.
+    pub ids: Vec<String>,
+    /// Time between two readings of one sensor.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for SensorsConfig {
+    fn default() -> Self {
+        Self {
+            ids: vec!["wtf-pipe-1".into(), "wtf-pipe-2".into(), "wtf-pipe-3".into()],
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The built-in simulator that stands in for plant equipment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulationConfig {
+    /// Generate readings for the configured sensors.
+    pub enabled: bool,
+    /// Seed of the generators: the same seed replays the same readings. None: a fresh seed each run.
+    pub seed: Option<u64>,
+    /// Injected spikes per sensor per hour of readings (Poisson-distributed).
+    pub spikes_per_hour: f64,
+    /// Injected drifts per sensor per hour of readings.
+    pub drifts_per_hour: f64,
+    /// Injected dropouts per sensor per hour of readings.
+    pub dropouts_per_hour: f64,
+}
+
+impl Default for SimulationConfig {
+    fn default() -> Self {
+        Self { enabled: true, seed: Some(42), spikes_per_hour: 40.0, drifts_per_hour: 10.0, dropouts_per_hour: 8.0 }
+    }
+}
+
+/// Anomaly detection rules; comparisons are strict (`>`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// A drift is raised when a value stays above its drift threshold for longer than this.
+    #[serde(with = "humantime_serde")]
+    pub drift_duration: Duration,
+    /// A dropout is raised when a parameter has no reading for longer than this.
+    #[serde(with = "humantime_serde")]
+    pub dropout_timeout: Duration,
+    /// One reading above these raises a spike.
+    pub spike_thresholds: PerParameter<f64>,
+    /// Readings above these for longer than `drift_duration` raise a drift.
+    pub drift_thresholds: PerParameter<f64>,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            drift_duration: Duration::from_secs(15),
+            dropout_timeout: Duration::from_secs(10),
+            spike_thresholds: PerParameter { temperature: 45.0, pressure: 4.0, flow: 120.0 },
+            drift_thresholds: PerParameter { temperature: 38.0, pressure: 3.5, flow: 110.0 },
+        }
+    }
+}
+
+/// The in-memory store the API serves from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// How long an anomaly is kept, each by its own age.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Memory bound: past this many anomalies the oldest are evicted early (counted in `/status`).
+    /// An anomaly takes about 400 bytes, so the default bounds them to about 40 MB.
+    pub max_anomalies: usize,
+    /// How many recent summaries are kept.
+    pub max_summaries: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { retention: Duration::from_secs(24 * 3600), max_anomalies: 100_000, max_summaries: 100 }
+    }
+}
+
+/// The summarizer and its language model, served by Ollama.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// Base URL of the Ollama server. Empty: never call a model, always use the template.
+    pub url: String,
+    /// Model name as Ollama knows it.
+    pub model: String,
+    /// Sampling temperature: low keeps the wording close to the facts.
+    pub temperature: f64,
+    /// Most tokens the model may answer with (`num_predict`).
+    pub max_tokens: u32,
+    /// Largest context window ever requested (`num_ctx`); each request asks only for what it needs.
+    pub max_context: u32,
+    /// A summary is written at least this often (at most 3 minutes).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A call to the model that takes longer is abandoned and the template is used.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// This many new anomalies bring the next summary forward.
+    pub burst_anomalies: u64,
+    /// Summaries are never closer together than this, however many anomalies arrive.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+    /// Ask Ollama to pull the model once if it reports it missing.
+    pub pull_missing_model: bool,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:11434".into(),
+            model: "llama3.2:1b".into(),
+            temperature: 0.3,
+            max_tokens: 2048,
+            max_context: 128_000,
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(120),
+            burst_anomalies: 50,
+            min_interval: Duration::from_secs(15),
+            pull_missing_model: true,
+        }
+    }
+}
+
+/// The Redis mirror.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port[/db]`, `rediss://…` or `unix://…`. Empty: in memory only. Needs a restart.
+    pub url: String,
+    /// Every key the daemon writes starts with this.
+    pub key_prefix: String,
+    /// Writes kept while Redis is unreachable; past this the oldest are dropped and counted.
+    pub backlog_capacity: usize,
+    /// Most anomalies kept in Redis; bounds what a flood can make Redis hold (~375 bytes each).
+    pub max_anomalies: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "wtf:".into(),
+            backlog_capacity: 100_000,
+            max_anomalies: 1_000_000,
+        }
+    }
+}
+
+/// How the supervisor treats failing actors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// More failures than this of one actor within `restart_window` stop the daemon (exit non-zero).
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    /// Wait before the first restart; doubles with each further failure in the window.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// Longest wait before a restart.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Logging to stdout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a filter such as `info,wtf_monitor=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Switches for tests and drills; all off in production.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugConfig {
+    /// Serve `POST /debug/fail/{actor}`, which makes the named actor fail, to drill supervision.
+    pub fault_injection: bool,
+}
+
+/// Which file a config came from, for logs and `/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    DefaultsOnly,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::DefaultsOnly => f.write_str("built-in defaults"),
+        }
+    }
+}
+
+/// One thing wrong with a config, with the dotted key it concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found in a config; the daemon refuses it as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration ({}): {} problem(s)", self.source_name, self.problems.len())?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Finds the file to read: the explicit path (which must exist), else the repository's
+    /// config when run from a checkout, else the installed one, else none.
+    pub fn locate(explicit: Option<&Path>) -> Result<ConfigSource, ConfigError> {
+        if let Some(path) = explicit {
+            if !path.is_file() {
+                return Err(ConfigError {
+                    source_name: path.display().to_string(),
+                    problems: vec![ConfigProblem {
+                        key: "--config".into(),
+                        message: format!("{} does not exist or is not a file", path.display()),
+                    }],
+                });
+            }
+            return Ok(ConfigSource::File(path.to_path_buf()));
+        }
+        for candidate in [REPO_CONFIG_PATH, SYSTEM_CONFIG_PATH] {
+            let path = Path::new(candidate);
+            if path.is_file() {
+                return Ok(ConfigSource::File(path.to_path_buf()));
+            }
+        }
+        Ok(ConfigSource::DefaultsOnly)
+    }
+
+    /// Reads defaults, the file, then the process's `WTF_…` variables.
+    ///
+    /// Variables whose first segment is not a section name (e.g. `WTF_TEST_REDIS_URL`) are left
+    /// alone, so other tools may share the prefix; inside a section, an unknown key is an error.
+    pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let ConfigSource::File(path) = source {
+            let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+                source_name: source.to_string(),
+                problems: vec![ConfigProblem { key: "--config".into(), message: format!("cannot read: {err}") }],
+            })?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        let environment = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
+            let section = key.as_str().split(['.', '_']).next().unwrap_or_default();
+            SECTIONS.contains(&section)
+        });
+        figment = figment.merge(environment);
+        extract(&figment).map_err(|problems| ConfigError { source_name: source.to_string(), problems })
+    }
+
+    /// Checks every rule and returns every problem; a valid config is wrapped so it can be run.
+    pub fn validate(self) -> Result<ValidConfig, Vec<ConfigProblem>> {
+        let problems = crate::config::rules::check(&self);
+        if problems.is_empty() { Ok(ValidConfig(self)) } else { Err(problems) }
+    }
+
+    /// The effective config as TOML, as `check-config` prints it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|err| format!("# cannot render the config: {err}\n"))
+    }
+}
+
+/// A config that passed [`Config::validate`]. Derefs to the config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidConfig(Config);
+
+impl Deref for ValidConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+impl ValidConfig {
+    pub fn into_inner(self) -> Config {
+        self.0
+    }
+}
+
+/// Loads and validates in one step, as start-up and reload do.
+pub fn load_valid(source: &ConfigSource) -> Result<ValidConfig, ConfigError> {
+    let config = Config::load(source)?;
+    config.validate().map_err(|problems| ConfigError { source_name: source.to_string(), problems })
+}
+
+/// Deserialises section by section so that a bad value in one section does not hide problems in
+/// another, and reports unknown top-level sections.
+fn extract(figment: &Figment) -> Result<Config, Vec<ConfigProblem>> {
+    let mut problems = Vec::new();
+    if let Ok(data) = figment.data() {
+        for dict in data.values() {
+            for key in dict.keys() {
+                if !SECTIONS.contains(&key.as_str()) {
+                    problems.push(ConfigProblem {
+                        key: key.clone(),
+                        message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+                    });
+                }
+            }
+        }
+    }
+    let mut config = Config::default();
+    section(figment, "api", &mut config.api, &mut problems);
+    section(figment, "sensors", &mut config.sensors, &mut problems);
+    section(figment, "simulation", &mut config.simulation, &mut problems);
+    section(figment, "detection", &mut config.detection, &mut problems);
+    section(figment, "store", &mut config.store, &mut problems);
+    section(figment, "llm", &mut config.llm, &mut problems);
+    section(figment, "redis", &mut config.redis, &mut problems);
+    section(figment, "supervisor", &mut config.supervisor, &mut problems);
+    section(figment, "log", &mut config.log, &mut problems);
+    section(figment, "debug", &mut config.debug, &mut problems);
+    if problems.is_empty() { Ok(config) } else { Err(problems) }
+}
+
+fn section<T: DeserializeOwned>(figment: &Figment, name: &str, slot: &mut T, problems: &mut Vec<ConfigProblem>) {
+    match figment.extract_inner::<T>(name) {
+        Ok(value) => *slot = value,
+        Err(errors) => {
+            for error in errors {
+                let key = if error.path.is_empty() {
+                    name.to_owned()
+                } else {
+                    error.path.join(".")
+                };
+                let origin = error.metadata.as_ref().map(|metadata| metadata.name.to_string());
+                let message = match origin {
+                    Some(origin) if !origin.contains("Serialized") => format!("{} (from {origin})", error.kind),
+                    _ => error.kind.to_string(),
+                };
+                problems.push(ConfigProblem { key, message });
+            }
+        }
+    }
+}
+
+mod rules {
+    //! The semantic rules of a config, each naming its key.
+
+    use super::*;
+
+    pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
+        let mut problems = Problems::default();
+        check_sensors(config, &mut problems);
+        check_simulation(config, &mut problems);
+        check_detection(config, &mut problems);
+        check_store(config, &mut problems);
+        check_llm(config, &mut problems);
+        check_redis(config, &mut problems);
+        check_supervisor(config, &mut problems);
+        check_log(config, &mut problems);
+        check_api(config, &mut problems);
+        problems.0
+    }
+
+    #[derive(Default)]
+    struct Problems(Vec<ConfigProblem>);
+
+    impl Problems {
+        fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+            self.0.push(ConfigProblem { key: key.into(), message: message.into() });
+        }
+
+        fn positive(&mut self, key: &str, duration: Duration) {
+            if duration.is_zero() {
+                self.add(key, "must be longer than zero");
+            }
+        }
+    }
+
+    /// Letters, digits, `-`, `_`, `.`; starts with a letter or digit; at most 64 characters.
+    /// Safe in Redis keys, URLs, log fields and actor names.
+    pub fn is_safe_identifier(id: &str) -> bool {
+        let mut chars = id.chars();
+        let starts_well = chars.next().is_some_and(|first| first.is_ascii_alphanumeric());
+        starts_well
+            && id.len() <= 64
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }
+
+    fn check_sensors(config: &Config, problems: &mut Problems) {
+        let sensors = &config.sensors;
+        if sensors.ids.is_empty() {
+            problems.add("sensors.ids", "must name at least one sensor");
+        }
+        let mut seen = BTreeSet::new();
+        for id in &sensors.ids {
+            if !is_safe_identifier(id) {
+                problems.add(
+                    "sensors.ids",
+                    format!("{id:?} is not a safe identifier (letters, digits, '-', '_', '.'; at most 64)"),
+                );
+            }
+            if !seen.insert(id) {
+                problems.add("sensors.ids", format!("{id:?} is listed twice"));
+            }
+        }
+        problems.positive("sensors.interval", sensors.interval);
+    }
+
+    fn check_simulation(config: &Config, problems: &mut Problems) {
+        let simulation = &config.simulation;
+        for (key, rate) in [
+            ("simulation.spikes_per_hour", simulation.spikes_per_hour),
+            ("simulation.drifts_per_hour", simulation.drifts_per_hour),
+            ("simulation.dropouts_per_hour", simulation.dropouts_per_hour),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                problems.add(key, format!("must be a number of events per hour, zero or more (got {rate})"));
+            } else if rate > 3600.0 {
+                problems.add(key, format!("must be at most 3600 per hour (got {rate})"));
+            }
+        }
+    }
+
+    fn check_detection(config: &Config, problems: &mut Problems) {
+        let detection = &config.detection;
+        problems.positive("detection.drift_duration", detection.drift_duration);
+        problems.positive("detection.dropout_timeout", detection.dropout_timeout);
+        if !detection.dropout_timeout.is_zero() && detection.dropout_timeout <= config.sensors.interval {
+            problems.add(
+                "detection.dropout_timeout",
+                "must be longer than sensors.interval, or every pause between readings is a dropout",
+            );
+        }
+        for parameter in Parameter::ALL {
+            let spike = detection.spike_thresholds.get(parameter);
+            let drift = detection.drift_thresholds.get(parameter);
+            if !spike.is_finite() {
+                problems.add(format!("detection.spike_thresholds.{parameter}"), "must be a finite number");
+            }
+            if !drift.is_finite() {
+                problems.add(format!("detection.drift_thresholds.{parameter}"), "must be a finite number");
+            }
+            if spike.is_finite() && drift.is_finite() && drift >= spike {
+                problems.add(
+                    format!("detection.drift_thresholds.{parameter}"),
+                    format!(
+                        "must be below detection.spike_thresholds.{parameter} ({drift} is not below {spike})"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn check_store(config: &Config, problems: &mut Problems) {
+        problems.positive("store.retention", config.store.retention);
+        if config.store.max_anomalies == 0 {
+            problems.add("store.max_anomalies", "must be at least 1");
+        }
+        if config.store.max_summaries == 0 {
+            problems.add("store.max_summaries", "must be at least 1");
+        }
+    }
+
+    fn check_llm(config: &Config, problems: &mut Problems) {
+        let llm = &config.llm;
+        if !llm.url.is_empty() && !(llm.url.starts_with("http://") || llm.url.starts_with("https://")) {
+            problems.add("llm.url", format!("must start with http:// or https://, or be empty (got {:?})", llm.url));
+        }
+        if llm.model.trim().is_empty() {
+            problems.add("llm.model", "must name a model");
+        }
+        if !llm.temperature.is_finite() || !(0.0..=2.0).contains(&llm.temperature) {
+            problems.add("llm.temperature", format!("must be between 0 and 2 (got {})", llm.temperature));
+        }
+        if llm.max_tokens == 0 {
+            problems.add("llm.max_tokens", "must be at least 1");
+        }
+        if llm.max_context <= llm.max_tokens {
+            problems.add("llm.max_context", "must be larger than llm.max_tokens, to leave room for the prompt");
+        }
+        problems.positive("llm.interval", llm.interval);
+        if llm.interval > Duration::from_secs(180) {
+            problems.add("llm.interval", "must be at most 3m: operators get a summary at least every 3 minutes");
+        }
+        problems.positive("llm.timeout", llm.timeout);
+        if llm.min_interval > llm.interval {
+            problems.add("llm.min_interval", "must not be longer than llm.interval");
+        }
+        if llm.burst_anomalies == 0 {
+            problems.add("llm.burst_anomalies", "must be at least 1");
+        }
+    }
+
+    fn check_redis(config: &Config, problems: &mut Problems) {
+        let redis = &config.redis;
+        let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
+        if !redis.url.is_empty() && !schemes.iter().any(|scheme| redis.url.starts_with(scheme)) {
+            problems.add(
+                "redis.url",
+                format!("must start with redis://, rediss:// or unix://, or be empty (got {:?})", redis.url),
+            );
+        }
+        if redis.key_prefix.is_empty() {
+            problems.add("redis.key_prefix", "must not be empty: other programs share the database");
+        }
+        if redis.key_prefix.chars().any(|c| c.is_whitespace() || matches!(c, '{' | '}' | '*' | '?' | '[' | ']')) {
+            problems.add("redis.key_prefix", "must not contain spaces, braces or glob characters");
+        }
+        if redis.backlog_capacity == 0 {
+            problems.add("redis.backlog_capacity", "must be at least 1");
+        }
+        if redis.max_anomalies == 0 {
+            problems.add("redis.max_anomalies", "must be at least 1");
+        }
+    }
+
+    fn check_supervisor(config: &Config, problems: &mut Problems) {
+        let supervisor = &config.supervisor;
+        problems.positive("supervisor.restart_window", supervisor.restart_window);
+        problems.positive("supervisor.backoff_initial", supervisor.backoff_initial);
+        if supervisor.backoff_max < supervisor.backoff_initial {
+            problems.add("supervisor.backoff_max", "must not be shorter than supervisor.backoff_initial");
+        }
+    }
+
+    fn check_log(config: &Config, problems: &mut Problems) {
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+            problems.add("log.level", format!("is not a level or filter: {err}"));
+        }
+    }
+
+    fn check_api(config: &Config, problems: &mut Problems) {
+        problems.positive("api.request_timeout", config.api.request_timeout);
+        for origin in &config.api.cors_allowed_origins {
+            let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && origin.parse::<axum::http::HeaderValue>().is_ok();
+            if !valid {
+                problems.add("api.cors_allowed_origins", format!("{origin:?} is not an origin like https://host"));
+            }
+        }
+    }
+}
+
+pub use rules::is_safe_identifier;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,38 @@
+//! # wtf-monitor
+//!
+//! One daemon that watches a water treatment facility. Readings of temperature, pressure and flow
+//! go through detectors that raise spikes, drifts and dropouts; a summarizer words the recent
+//! anomalies for operators through a local language model; a REST API serves it all; Redis keeps
+//! a mirror that survives restarts.
+//!
+//! ## The actor tree (ractor)
+//!
+//! ```text
+//! supervisor ─┬─ simulator:<sensor>              one per sensor; readings on a fixed-rate schedule
+//!             ├─ detector:<sensor>:<parameter>   one per sensor × parameter; drift and dropout timers
+//!             ├─ summarizer                      facts → Ollama (or the template) → summary
+//!             ├─ mirror                          the single writer to Redis
+//!             └─ api                             owns the HTTP server
+//! ```
+//!
+//! Who talks to whom:
+//!
+//! - a simulator sends each reading's values to its sensor's three detectors, and records the
+//!   reading in the [`store::Store`];
+//! - a detector runs the pure state machine of [`detection`] and records what it raises in the store;
+//! - the store is the hub readers share: the API answers from its snapshots without a message
+//!   round trip, and the summarizer and the mirror follow it by sequence number, so neither can
+//!   stall detection and a restarted one picks up where it left off;
+//! - the supervisor restarts failed children (one-for-one, exponential backoff) and gives up,
+//!   ending the process non-zero, when one fails too often; [`signals`] turns SIGHUP and SIGTERM
+//!   into reload and shutdown requests for it.
+//!
+//! The business logic lives in plain modules without actors, clocks or I/O — [`detection`],
+//! [`simulation`], [`summary`] and [`config::diff`] — and is tested as plain functions.
+
+pub mod actors;
+pub mod config;
+pub mod detection;
+pub mod domain;
+pub mod simulation;
+pub mod summary;
