@@ -108,7 +108,7 @@ pub struct SimulationConfig {
 
 impl Default for SimulationConfig {
     fn default() -> Self {
-        Self { enabled: true, seed: Some(42), spikes_per_hour: 40.0, drifts_per_hour: 10.0, dropouts_per_hour: 8.0 }
+        Self { enabled: true, seed: None, spikes_per_hour: 40.0, drifts_per_hour: 10.0, dropouts_per_hour: 8.0 }
     }
 }
 
@@ -365,15 +365,11 @@ impl Config {
     pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let ConfigSource::File(path) = source {
-            let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
-                source_name: source.to_string(),
-                problems: vec![ConfigProblem { key: "--config".into(), message: format!("cannot read: {err}") }],
-            })?;
-            figment = figment.merge(Toml::string(&text));
+            figment = figment.merge(Toml::file_exact(path));
         }
         let environment = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
             let section = key.as_str().split(['.', '_']).next().unwrap_or_default();
-            SECTIONS.contains(&section)
+            SECTIONS.iter().any(|known| known.eq_ignore_ascii_case(section))
         });
         figment = figment.merge(environment);
         extract(&figment).map_err(|problems| ConfigError { source_name: source.to_string(), problems })
@@ -450,14 +446,14 @@ fn section<T: DeserializeOwned>(figment: &Figment, name: &str, slot: &mut T, pro
         Ok(value) => *slot = value,
         Err(errors) => {
             for error in errors {
-                let key = if error.path.is_empty() {
-                    name.to_owned()
-                } else {
-                    error.path.join(".")
-                };
+                // figment appends the section to the path of an inner extraction.
+                let key = std::iter::once(name)
+                    .chain(error.path.iter().map(String::as_str).filter(|part| *part != name))
+                    .collect::<Vec<_>>()
+                    .join(".");
                 let origin = error.metadata.as_ref().map(|metadata| metadata.name.to_string());
                 let message = match origin {
-                    Some(origin) if !origin.contains("Serialized") => format!("{} (from {origin})", error.kind),
+                    Some(origin) if !origin.contains("Serialized") => format!("{} (in {origin})", error.kind),
                     _ => error.kind.to_string(),
                 };
                 problems.push(ConfigProblem { key, message });

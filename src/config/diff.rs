@@ -1,1 +1,129 @@
-//! (in progress)
+//! What a reload changes: the difference between the config in force and a new, valid one,
+//! sorted into what can be applied live and what needs a restart.
+//!
+//! Pure; the supervisor applies the live part and the daemon reports the rest.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::Config;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ConfigDiff {
+    /// Thresholds or durations changed: detectors get new rules, episodes carry on.
+    pub detection: bool,
+    /// Rates, thresholds or the reading interval the simulators use changed.
+    pub simulation: bool,
+    pub sensors_added: Vec<String>,
+    pub sensors_removed: Vec<String>,
+    pub llm: bool,
+    pub log: bool,
+    pub store: bool,
+    pub supervisor: bool,
+    /// Keys that changed but apply only after a restart; they are not half-applied.
+    pub needs_restart: Vec<String>,
+    /// Every changed key, for the log and `/status`.
+    pub changed: Vec<String>,
+}
+
+impl ConfigDiff {
+    pub fn is_empty(&self) -> bool {
+        self.changed.is_empty()
+    }
+}
+
+pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
+    let mut changes = ConfigDiff::default();
+    let mut changed = |key: &str, different: bool| {
+        if different {
+            changes.changed.push(key.to_owned());
+        }
+        different
+    };
+
+    changes.detection = changed("detection", old.detection != new.detection);
+    let interval = changed("sensors.interval", old.sensors.interval != new.sensors.interval);
+    let rates = changed(
+        "simulation.rates",
+        (old.simulation.spikes_per_hour, old.simulation.drifts_per_hour, old.simulation.dropouts_per_hour)
+            != (new.simulation.spikes_per_hour, new.simulation.drifts_per_hour, new.simulation.dropouts_per_hour),
+    );
+    let seed = changed("simulation.seed", old.simulation.seed != new.simulation.seed);
+    let enabled = changed("simulation.enabled", old.simulation.enabled != new.simulation.enabled);
+    // Simulators inject relative to the thresholds, so new thresholds reach them too.
+    changes.simulation = interval || rates || changes.detection;
+    changes.llm = changed("llm", old.llm != new.llm);
+    changes.log = changed("log", old.log != new.log);
+    changes.store = changed("store", old.store != new.store);
+    changes.supervisor = changed("supervisor", old.supervisor != new.supervisor);
+    let listen = changed("api.listen", old.api.listen != new.api.listen);
+    let api = changed(
+        "api",
+        (old.api.request_timeout, &old.api.cors_allowed_origins) != (new.api.request_timeout, &new.api.cors_allowed_origins),
+    );
+    let redis = changed("redis", old.redis != new.redis);
+    let debug = changed("debug", old.debug != new.debug);
+
+    let old_ids: BTreeSet<&String> = old.sensors.ids.iter().collect();
+    let new_ids: BTreeSet<&String> = new.sensors.ids.iter().collect();
+    changes.sensors_added = new.sensors.ids.iter().filter(|id| !old_ids.contains(id)).cloned().collect();
+    changes.sensors_removed = old.sensors.ids.iter().filter(|id| !new_ids.contains(id)).cloned().collect();
+    if !changes.sensors_added.is_empty() || !changes.sensors_removed.is_empty() {
+        changes.changed.push("sensors.ids".into());
+    }
+
+    for (key, different) in [
+        ("api.listen", listen),
+        ("api.request_timeout / api.cors_allowed_origins", api),
+        ("redis", redis),
+        ("simulation.seed", seed),
+        ("simulation.enabled", enabled),
+        ("debug", debug),
+    ] {
+        if different {
+            changes.needs_restart.push(key.to_owned());
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_config_changes_nothing() {
+        assert!(diff(&Config::default(), &Config::default()).is_empty());
+    }
+
+    #[test]
+    fn thresholds_apply_live_and_reach_the_simulators() {
+        let mut new = Config::default();
+        new.detection.spike_thresholds.pressure = 4.2;
+        let changes = diff(&Config::default(), &new);
+        assert!(changes.detection && changes.simulation);
+        assert!(changes.needs_restart.is_empty());
+    }
+
+    #[test]
+    fn sensors_added_and_removed_are_listed() {
+        let mut new = Config::default();
+        new.sensors.ids = vec!["wtf-pipe-1".into(), "wtf-pipe-3".into(), "wtf-pipe-4".into()];
+        let changes = diff(&Config::default(), &new);
+        assert_eq!(changes.sensors_added, ["wtf-pipe-4"]);
+        assert_eq!(changes.sensors_removed, ["wtf-pipe-2"]);
+        assert!(changes.needs_restart.is_empty());
+    }
+
+    #[test]
+    fn listen_address_and_redis_need_a_restart() {
+        let mut new = Config::default();
+        new.api.listen = "127.0.0.1:9000".parse().unwrap();
+        new.redis.url = String::new();
+        new.log.level = "debug".into();
+        let changes = diff(&Config::default(), &new);
+        assert_eq!(changes.needs_restart, ["api.listen", "redis"]);
+        assert!(changes.log);
+    }
+}

@@ -1,1 +1,192 @@
+use std::path::PathBuf;
+use std::time::Duration;
 
+use figment::Jail;
+
+use super::*;
+
+fn repo_config() -> ConfigSource {
+    ConfigSource::File(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(REPO_CONFIG_PATH))
+}
+
+fn keys(problems: &[ConfigProblem]) -> Vec<&str> {
+    problems.iter().map(|problem| problem.key.as_str()).collect()
+}
+
+/// Loads `text` as the config file inside a jail, with the jail's environment.
+fn load_text(jail: &Jail, text: &str) -> Result<Config, ConfigError> {
+    jail.create_file("wtf-monitor.toml", text).expect("jail file");
+    Config::load(&ConfigSource::File(jail.directory().join("wtf-monitor.toml")))
+}
+
+#[test]
+fn the_reference_file_holds_exactly_the_defaults() {
+    Jail::expect_with(|_| {
+        let config = Config::load(&repo_config()).expect("the repository config loads");
+        // The one deliberate difference: the file pins the seed so `cargo run` replays the
+        // same plant; left out, every run draws a fresh one.
+        let mut expected = Config::default();
+        expected.simulation.seed = Some(42);
+        assert_eq!(config, expected);
+        config.validate().expect("the defaults are valid");
+        Ok(())
+    });
+}
+
+#[test]
+fn defaults_match_the_specification() {
+    let config = Config::default();
+    assert_eq!(config.api.listen.to_string(), "0.0.0.0:8000");
+    assert_eq!(config.sensors.ids, ["wtf-pipe-1", "wtf-pipe-2", "wtf-pipe-3"]);
+    assert_eq!(config.detection.drift_duration, Duration::from_secs(15));
+    assert_eq!(config.detection.dropout_timeout, Duration::from_secs(10));
+    assert_eq!(config.detection.spike_thresholds.pressure, 4.0);
+    assert_eq!(config.detection.drift_thresholds.flow, 110.0);
+    assert_eq!(config.llm.model, "llama3.2:1b");
+    assert_eq!(config.llm.max_context, 128_000);
+    assert_eq!(config.redis.key_prefix, "wtf:");
+}
+
+#[test]
+fn environment_variables_override_the_file_with_double_underscores_nesting() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_API__LISTEN", "127.0.0.1:18000");
+        jail.set_env("WTF_REDIS__URL", "");
+        jail.set_env("WTF_DETECTION__SPIKE_THRESHOLDS__PRESSURE", "4.2");
+        jail.set_env("WTF_SENSORS__IDS", "[a-1, b-2]");
+        jail.set_env("WTF_LLM__INTERVAL", "30s");
+        let config = Config::load(&repo_config()).expect("loads");
+        assert_eq!(config.api.listen.to_string(), "127.0.0.1:18000");
+        assert_eq!(config.redis.url, "");
+        assert_eq!(config.detection.spike_thresholds.pressure, 4.2);
+        assert_eq!(config.detection.spike_thresholds.flow, 120.0, "siblings keep their values");
+        assert_eq!(config.sensors.ids, ["a-1", "b-2"]);
+        assert_eq!(config.llm.interval, Duration::from_secs(30));
+        Ok(())
+    });
+}
+
+#[test]
+fn other_variables_sharing_the_prefix_are_ignored() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_TEST_REDIS_URL", "redis://127.0.0.1:1");
+        jail.set_env("WTF_CONFIG", "/nowhere");
+        Config::load(&repo_config()).expect("loads");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_misspelt_key_inside_a_section_is_rejected_by_name() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_API__LISTN", "127.0.0.1:1");
+        let error = Config::load(&repo_config()).expect_err("unknown key");
+        assert!(error.problems.iter().any(|problem| problem.message.contains("listn")), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_broken_file_reports_a_problem_in_every_section_at_once() {
+    Jail::expect_with(|jail| {
+        let error = load_text(
+            jail,
+            r#"
+            [api]
+            listen = "not an address"
+            [detection]
+            drift_duration = "-5s"
+            [llm]
+            max_tokens = "many"
+            [pumps]
+            count = 3
+            "#,
+        )
+        .expect_err("broken");
+        let keys = keys(&error.problems);
+        assert!(keys.contains(&"api.listen"), "{error}");
+        assert!(keys.contains(&"detection.drift_duration"), "{error}");
+        assert!(keys.contains(&"llm.max_tokens"), "{error}");
+        assert!(keys.contains(&"pumps"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_file_that_is_not_toml_is_reported() {
+    Jail::expect_with(|jail| {
+        let error = load_text(jail, "[api\nlisten = ").expect_err("not toml");
+        assert!(!error.problems.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn validation_names_every_bad_key() {
+    let mut config = Config::default();
+    config.sensors.ids = vec!["wtf-pipe-1".into(), "wtf-pipe-1".into(), "bad id;rm".into()];
+    config.sensors.interval = Duration::ZERO;
+    config.detection.drift_thresholds.pressure = 4.5;
+    config.detection.spike_thresholds.flow = f64::NAN;
+    config.detection.drift_duration = Duration::ZERO;
+    config.llm.interval = Duration::from_secs(600);
+    config.llm.temperature = 7.0;
+    config.redis.url = "http://redis".into();
+    config.log.level = "loud[".into();
+    config.simulation.spikes_per_hour = -1.0;
+    let problems = config.validate().expect_err("invalid");
+    let keys = keys(&problems);
+    for expected in [
+        "sensors.ids",
+        "sensors.interval",
+        "detection.drift_thresholds.pressure",
+        "detection.spike_thresholds.flow",
+        "detection.drift_duration",
+        "llm.interval",
+        "llm.temperature",
+        "redis.url",
+        "log.level",
+        "simulation.spikes_per_hour",
+    ] {
+        assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+    }
+    assert_eq!(keys.iter().filter(|key| **key == "sensors.ids").count(), 2, "duplicate and unsafe id both reported");
+    let drift = problems.iter().find(|problem| problem.key == "detection.drift_thresholds.pressure").unwrap();
+    assert!(drift.message.contains("must be below detection.spike_thresholds.pressure"), "{drift}");
+}
+
+#[test]
+fn an_empty_sensor_list_is_rejected() {
+    let mut config = Config::default();
+    config.sensors.ids.clear();
+    assert_eq!(keys(&config.validate().expect_err("empty")), ["sensors.ids"]);
+}
+
+#[test]
+fn a_missing_explicit_config_file_is_an_error() {
+    let error = Config::locate(Some(Path::new("/nonexistent/wtf-monitor.toml"))).expect_err("missing");
+    assert_eq!(error.problems[0].key, "--config");
+}
+
+#[test]
+fn safe_identifiers() {
+    for good in ["wtf-pipe-1", "A", "pump_2.inlet"] {
+        assert!(is_safe_identifier(good), "{good}");
+    }
+    for bad in ["", "-lead", "with space", "wtf:pipe", "a{b}", "é", &"x".repeat(65)] {
+        assert!(!is_safe_identifier(bad), "{bad}");
+    }
+}
+
+#[test]
+fn the_effective_config_prints_as_toml_that_loads_back() {
+    Jail::expect_with(|jail| {
+        let mut config = Config::default();
+        config.simulation.seed = None;
+        config.sensors.ids.push("extra-1".into());
+        let config = load_text(jail, &config.to_toml()).expect("round trip");
+        assert_eq!(config.simulation.seed, None);
+        assert_eq!(config.sensors.ids.len(), 4);
+        Ok(())
+    });
+}

@@ -1,0 +1,172 @@
+//! `simulator:<sensor>` — stands in for one sensor of the plant.
+//!
+//! Messages: `Tick` from its own fixed-rate interval timer (tokio's interval catches up after a
+//! stall rather than drifting); `SetSettings` from the supervisor on reload; `InjectFault`.
+//!
+//! On each tick it asks the seeded generator of [`crate::simulation`] for a reading, records it
+//! as the sensor's last reading and sends each value to the sensor's detector for that parameter.
+//! Detectors are addressed through a [`SensorRoute`] that the supervisor updates when it
+//! restarts one; a value that cannot be delivered while a detector is being restarted waits in a
+//! short queue and goes out, in order and with its original timestamp, once the detector is back.
+//!
+//! The generator lives in a slot the supervisor keeps, so a restarted simulator continues the
+//! same stream instead of replaying it from the seed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use chrono::{DateTime, Utc};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::actors::Fault;
+use crate::actors::detector::DetectorMsg;
+use crate::clock::Clock;
+use crate::domain::{Parameter, Reading};
+use crate::simulation::{SensorSimulator, SimulationSettings};
+use crate::store::{SensorSlot, lock};
+
+/// Values kept per parameter while its detector is down; a restart takes well under the time
+/// this covers, and anything older is dropped rather than growing without bound.
+const UNDELIVERED_CAPACITY: usize = 1024;
+
+pub struct Simulator;
+
+/// The generator of one sensor, kept across restarts of its actor.
+pub type GeneratorSlot = Arc<Mutex<SensorSimulator>>;
+
+/// Where a sensor's readings go: the current actor of each of its three detectors.
+#[derive(Default)]
+pub struct SensorRoute {
+    detectors: [ArcSwapOption<ActorRef<DetectorMsg>>; 3],
+}
+
+impl SensorRoute {
+    pub fn set(&self, parameter: Parameter, detector: Option<ActorRef<DetectorMsg>>) {
+        self.detectors[parameter.index()].store(detector.map(Arc::new));
+    }
+
+    fn get(&self, parameter: Parameter) -> Option<Arc<ActorRef<DetectorMsg>>> {
+        self.detectors[parameter.index()].load_full()
+    }
+}
+
+pub struct SimulatorArgs {
+    pub generator: GeneratorSlot,
+    pub route: Arc<SensorRoute>,
+    pub readings: Arc<SensorSlot>,
+    pub clock: Clock,
+    pub interval: Duration,
+}
+
+pub enum SimulatorMsg {
+    Tick,
+    /// New rates, thresholds or interval from a reload.
+    SetSettings(SimulationSettings),
+    InjectFault(Fault),
+}
+
+pub struct SimulatorState {
+    generator: GeneratorSlot,
+    route: Arc<SensorRoute>,
+    readings: Arc<SensorSlot>,
+    clock: Clock,
+    interval: Duration,
+    ticker: Option<JoinHandle<()>>,
+    undelivered: [VecDeque<(DateTime<Utc>, f64)>; 3],
+}
+
+impl Actor for Simulator {
+    type Msg = SimulatorMsg;
+    type State = SimulatorState;
+    type Arguments = SimulatorArgs;
+
+    async fn pre_start(&self, _myself: ActorRef<SimulatorMsg>, args: SimulatorArgs) -> Result<SimulatorState, ActorProcessingErr> {
+        Ok(SimulatorState {
+            generator: args.generator,
+            route: args.route,
+            readings: args.readings,
+            clock: args.clock,
+            interval: args.interval,
+            ticker: None,
+            undelivered: Default::default(),
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<SimulatorMsg>, state: &mut SimulatorState) -> Result<(), ActorProcessingErr> {
+        state.start_ticker(&myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SimulatorMsg>,
+        message: SimulatorMsg,
+        state: &mut SimulatorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SimulatorMsg::Tick => state.on_tick(),
+            SimulatorMsg::SetSettings(settings) => state.on_set_settings(&myself, settings),
+            SimulatorMsg::InjectFault(fault) => return fault.trigger("sensor"),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<SimulatorMsg>, state: &mut SimulatorState) -> Result<(), ActorProcessingErr> {
+        if let Some(ticker) = state.ticker.take() {
+            ticker.abort();
+        }
+        Ok(())
+    }
+}
+
+impl SimulatorState {
+    fn start_ticker(&mut self, myself: &ActorRef<SimulatorMsg>) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        self.ticker = Some(myself.send_interval(self.interval, || SimulatorMsg::Tick));
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.clock.now();
+        let reading = lock(&self.generator).step(now);
+        if let Some(reading) = reading {
+            self.deliver(&reading);
+            self.readings.record(reading);
+        }
+    }
+
+    fn on_set_settings(&mut self, myself: &ActorRef<SimulatorMsg>, settings: SimulationSettings) {
+        let interval = settings.interval;
+        lock(&self.generator).set_settings(settings);
+        if interval != self.interval {
+            self.interval = interval;
+            self.start_ticker(myself);
+        }
+    }
+
+    fn deliver(&mut self, reading: &Reading) {
+        for parameter in Parameter::ALL {
+            let queue = &mut self.undelivered[parameter.index()];
+            queue.push_back((reading.timestamp, reading.value(parameter)));
+            if queue.len() > UNDELIVERED_CAPACITY {
+                queue.pop_front();
+                tracing::warn!(
+                    component = "sensor", sensor_id = %reading.sensor_id, %parameter,
+                    "detector down too long: oldest undelivered value dropped"
+                );
+            }
+            let Some(detector) = self.route.get(parameter) else { continue };
+            while let Some(&(timestamp, value)) = queue.front() {
+                if detector.cast(DetectorMsg::Sample { timestamp, value }).is_err() {
+                    // The detector is between a crash and its restart: keep the value, in order.
+                    break;
+                }
+                queue.pop_front();
+            }
+        }
+    }
+}

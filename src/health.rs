@@ -1,0 +1,235 @@
+//! What `/status` reports about the daemon itself: which actors are alive and how often they were
+//! restarted, whether the model and Redis answer, and which configuration is in force.
+//!
+//! Each part is written by the one component that knows it (the supervisor, the summarizer, the
+//! mirror, the reload path) at the moment it changes, so a flag is true only while it is true.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::lock;
+
+/// The kinds of actor, as named in logs (`component=…`) and `/status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Component {
+    Supervisor,
+    Sensor,
+    Detector,
+    Llm,
+    Redis,
+    Api,
+}
+
+impl Component {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Supervisor => "supervisor",
+            Component::Sensor => "sensor",
+            Component::Detector => "detector",
+            Component::Llm => "llm",
+            Component::Redis => "redis",
+            Component::Api => "api",
+        }
+    }
+}
+
+/// One actor's liveness and restart history.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct ActorHealth {
+    pub component: Component,
+    pub alive: bool,
+    /// Restarts since the daemon started.
+    pub restarts: u32,
+    /// Why it last failed, if it ever did.
+    pub last_failure: Option<String>,
+    #[serde(with = "crate::domain::rfc3339_option")]
+    #[schema(value_type = Option<String>)]
+    pub last_failure_at: Option<DateTime<Utc>>,
+}
+
+/// The summarizer's view of the model.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmState {
+    /// `llm.url` is empty: every summary comes from the template.
+    Disabled,
+    /// No call made yet.
+    NotYetContacted,
+    /// The last call answered with a text that was used.
+    Active,
+    /// The last call failed or its text was refused; the template is in use.
+    Inactive,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct LlmHealth {
+    pub state: LlmState,
+    pub model: String,
+    /// Why the model is not in use, when it is not.
+    pub reason: Option<String>,
+    #[serde(with = "crate::domain::rfc3339_option")]
+    #[schema(value_type = Option<String>)]
+    pub last_call: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RedisState {
+    /// `redis.url` is empty: the daemon runs in memory only.
+    Disabled,
+    /// Not connected yet since start.
+    Connecting,
+    Connected,
+    /// The connection was lost; writes wait in the backlog.
+    Reconnecting,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct RedisHealth {
+    pub state: RedisState,
+    /// Writes waiting for Redis.
+    pub backlog: usize,
+    /// Writes dropped because the backlog was full.
+    pub dropped: u64,
+    /// Anomalies written to Redis since start.
+    pub mirrored: u64,
+    pub last_error: Option<String>,
+}
+
+/// The outcome of the last SIGHUP.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct ReloadOutcome {
+    #[serde(with = "crate::domain::rfc3339")]
+    #[schema(value_type = String)]
+    pub at: DateTime<Utc>,
+    pub applied: bool,
+    /// What changed, what was refused, or what needs a restart.
+    pub details: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct ConfigHealth {
+    /// The file in force, or "built-in defaults".
+    pub source: String,
+    #[serde(with = "crate::domain::rfc3339")]
+    #[schema(value_type = String)]
+    pub loaded_at: DateTime<Utc>,
+    pub last_reload: Option<ReloadOutcome>,
+}
+
+pub struct Health {
+    started_at: DateTime<Utc>,
+    actors: Mutex<BTreeMap<String, ActorHealth>>,
+    llm: Mutex<LlmHealth>,
+    redis: Mutex<RedisHealth>,
+    config: Mutex<ConfigHealth>,
+}
+
+impl Health {
+    pub fn new(started_at: DateTime<Utc>) -> Self {
+        Self {
+            started_at,
+            actors: Mutex::new(BTreeMap::new()),
+            llm: Mutex::new(LlmHealth {
+                state: LlmState::NotYetContacted,
+                model: String::new(),
+                reason: None,
+                last_call: None,
+            }),
+            redis: Mutex::new(RedisHealth {
+                state: RedisState::Disabled,
+                backlog: 0,
+                dropped: 0,
+                mirrored: 0,
+                last_error: None,
+            }),
+            config: Mutex::new(ConfigHealth {
+                source: "built-in defaults".into(),
+                loaded_at: started_at,
+                last_reload: None,
+            }),
+        }
+    }
+
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.started_at
+    }
+
+    pub fn actor_started(&self, name: &str, component: Component) {
+        let mut actors = lock(&self.actors);
+        let entry = actors.entry(name.to_owned()).or_insert(ActorHealth {
+            component,
+            alive: false,
+            restarts: 0,
+            last_failure: None,
+            last_failure_at: None,
+        });
+        entry.alive = true;
+    }
+
+    /// Marks an actor down; `failure` is the reason when it failed rather than stopped.
+    pub fn actor_down(&self, name: &str, failure: Option<(String, DateTime<Utc>)>) {
+        if let Some(entry) = lock(&self.actors).get_mut(name) {
+            entry.alive = false;
+            if let Some((reason, at)) = failure {
+                entry.last_failure = Some(reason);
+                entry.last_failure_at = Some(at);
+            }
+        }
+    }
+
+    pub fn actor_restarting(&self, name: &str) {
+        if let Some(entry) = lock(&self.actors).get_mut(name) {
+            entry.restarts += 1;
+        }
+    }
+
+    /// Forgets an actor removed on purpose (a sensor taken out of the configuration).
+    pub fn actor_removed(&self, name: &str) {
+        lock(&self.actors).remove(name);
+    }
+
+    pub fn actors(&self) -> BTreeMap<String, ActorHealth> {
+        lock(&self.actors).clone()
+    }
+
+    /// True when every actor of the component is alive (and at least one exists).
+    pub fn all_alive(&self, component: Component) -> bool {
+        let actors = lock(&self.actors);
+        let mut of_kind = actors.values().filter(|actor| actor.component == component).peekable();
+        of_kind.peek().is_some() && of_kind.all(|actor| actor.alive)
+    }
+
+    pub fn is_alive(&self, name: &str) -> bool {
+        lock(&self.actors).get(name).is_some_and(|actor| actor.alive)
+    }
+
+    pub fn set_llm(&self, update: impl FnOnce(&mut LlmHealth)) {
+        update(&mut lock(&self.llm));
+    }
+
+    pub fn llm(&self) -> LlmHealth {
+        lock(&self.llm).clone()
+    }
+
+    pub fn set_redis(&self, update: impl FnOnce(&mut RedisHealth)) {
+        update(&mut lock(&self.redis));
+    }
+
+    pub fn redis(&self) -> RedisHealth {
+        lock(&self.redis).clone()
+    }
+
+    pub fn set_config(&self, update: impl FnOnce(&mut ConfigHealth)) {
+        update(&mut lock(&self.config));
+    }
+
+    pub fn config(&self) -> ConfigHealth {
+        lock(&self.config).clone()
+    }
+}
