@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The name of a sensor, e.g. `wtf-pipe-1`. Cheap to clone: readings and anomalies carry it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "wtf-pipe-1")]
 pub struct SensorId(Arc<str>);
 
 impl SensorId {
@@ -35,7 +37,7 @@ impl From<&str> for SensorId {
 }
 
 /// A measured quantity. Every sensor reports all three.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Parameter {
     Temperature,
@@ -127,10 +129,11 @@ impl<T: Copy> PerParameter<T> {
 }
 
 /// What one sensor reported at one instant.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Reading {
     pub sensor_id: SensorId,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2025-05-19T10:15:00.000Z")]
     pub timestamp: DateTime<Utc>,
     /// °C
     pub temperature: f64,
@@ -151,7 +154,7 @@ impl Reading {
 }
 
 /// The three kinds of anomaly the detectors raise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AnomalyKind {
     /// One reading above the spike threshold.
@@ -197,7 +200,18 @@ impl std::str::FromStr for AnomalyKind {
 pub struct UnknownName(pub String);
 
 /// One anomaly, as served by the API and mirrored to Redis.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "01JVKZ1E00M4Q5V9D2K7XW3F8A",
+    "type": "spike",
+    "timestamp": "2025-05-19T10:15:00.000Z",
+    "sensor_id": "wtf-pipe-1",
+    "parameter": "pressure",
+    "value": 4.5,
+    "threshold": 4.0,
+    "duration_seconds": null,
+    "message": "Pressure spike detected: 4.5 exceeds threshold 4"
+}))]
 pub struct Anomaly {
     /// Unique and sortable by time: see [`AnomalyId`].
     pub id: AnomalyId,
@@ -205,6 +219,7 @@ pub struct Anomaly {
     pub kind: AnomalyKind,
     /// When the anomaly was raised: the reading's time for a spike or a drift, the clock's for a dropout.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
     pub sensor_id: SensorId,
     pub parameter: Parameter,
@@ -266,8 +281,9 @@ pub fn round_for_display(value: f64) -> f64 {
 /// The first 48 bits are the timestamp in milliseconds; the other 80 are a hash of the sensor,
 /// parameter, kind and exact timestamp. The same episode therefore always gets the same id, which
 /// makes writes to Redis idempotent and replays of a seeded simulation comparable.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String)]
 pub struct AnomalyId(String);
 
 impl AnomalyId {
@@ -322,7 +338,7 @@ fn crockford_base32(bits: u128) -> String {
 }
 
 /// Who wrote a summary's text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SummaryAuthor {
     /// The language model, checked against the facts.
@@ -332,17 +348,32 @@ pub enum SummaryAuthor {
 }
 
 /// A short operator-facing account of the anomalies in a window of time.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "summary": "Between 10:22 and 10:25, wtf-pipe-1 reported a temperature drift (39.2 °C above 38 °C for 16 s).",
+    "timestamp": "2025-05-19T10:25:00.000Z",
+    "generated_by": "llm_summarizer",
+    "model": "llama3.2:1b",
+    "anomaly_count": 7,
+    "window_start": "2025-05-19T10:22:00.000Z",
+    "window_end": "2025-05-19T10:25:00.000Z"
+}))]
 pub struct Summary {
     pub summary: String,
+    /// When the summary was written.
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
     pub generated_by: SummaryAuthor,
+    /// The model asked (also for a fallback, which names the model that was unavailable).
     pub model: String,
+    /// Anomalies in the window.
     pub anomaly_count: u64,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub window_start: DateTime<Utc>,
     #[serde(with = "rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub window_end: DateTime<Utc>,
 }
 

@@ -14,10 +14,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 
-use crate::config::StoreConfig;
+use crate::config::{StoreConfig, ValidConfig};
 use crate::detection::ParameterDetector;
 use crate::domain::{Anomaly, AnomalyKind, Parameter, Reading, SensorId, Summary};
 use crate::health::Health;
@@ -29,6 +30,8 @@ pub const METRICS_WINDOW: usize = 100;
 const COUNT_WINDOW_MINUTES: i64 = 24 * 60;
 
 pub struct Store {
+    /// The configuration in force; replaced on reload.
+    config: ArcSwap<ValidConfig>,
     limits: Mutex<StoreLimits>,
     anomalies: Mutex<AnomalyLog>,
     anomaly_seq: watch::Sender<u64>,
@@ -138,9 +141,10 @@ pub struct Metrics {
 
 
 impl Store {
-    pub fn new(config: &StoreConfig, started_at: DateTime<Utc>) -> Self {
+    pub fn new(config: ValidConfig, started_at: DateTime<Utc>) -> Self {
         Self {
-            limits: Mutex::new(StoreLimits::from_config(config)),
+            limits: Mutex::new(StoreLimits::from_config(&config.store)),
+            config: ArcSwap::from_pointee(config),
             anomalies: Mutex::new(AnomalyLog::default()),
             anomaly_seq: watch::Sender::new(0),
             summaries: Mutex::new(VecDeque::new()),
@@ -151,9 +155,15 @@ impl Store {
         }
     }
 
-    /// A reload may change the bounds; they apply from the next write.
-    pub fn set_limits(&self, config: &StoreConfig) {
-        *lock(&self.limits) = StoreLimits::from_config(config);
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<ValidConfig> {
+        self.config.load_full()
+    }
+
+    /// A reload replaces the configuration; new bounds apply from the next write.
+    pub fn set_config(&self, config: ValidConfig) {
+        *lock(&self.limits) = StoreLimits::from_config(&config.store);
+        self.config.store(Arc::new(config));
     }
 
     /// Records an anomaly; returns its sequence number. `now` drives expiry.

@@ -396,10 +396,9 @@ impl SupervisorState {
 
     async fn on_reload(&mut self, myself: &ActorRef<SupervisorMsg>, config: ValidConfig) -> ConfigDiff {
         let changes = diff(&self.config, &config);
-        let old_sensors: Vec<SensorId> = self.config.sensors.ids.iter().map(|id| SensorId::new(id)).collect();
         self.config = config;
         self.policy = RestartPolicy::from_config(&self.config.supervisor);
-        self.store.set_limits(&self.config.store);
+        self.store.set_config(self.config.clone());
 
         if changes.detection {
             for (name, child) in &self.children {
@@ -433,7 +432,6 @@ impl SupervisorState {
                 }
             }
         }
-        let _ = old_sensors;
         changes
     }
 
