@@ -31,8 +31,16 @@
 //! [`simulation`], [`summary`] and [`config::diff`] — and is tested as plain functions.
 
 pub mod actors;
+pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod detection;
 pub mod domain;
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod restart;
+pub mod signals;
 pub mod simulation;
+pub mod store;
 pub mod summary;

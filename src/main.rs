@@ -1,1 +1,128 @@
-fn main() {}
+//! `wtf-monitor`: parse the command line, load the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use wtf_monitor::config::{Config, ConfigError, load_valid};
+use wtf_monitor::daemon::{self, Daemon, Ending};
+
+/// Watches a water treatment facility: sensors, anomaly detection, operator summaries, REST API.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file [default: config/wtf-monitor.toml if present, else /etc/wtf-monitor/wtf-monitor.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the configuration and print it as the daemon would use it; start nothing.
+    CheckConfig,
+    /// Exit 0 if a running daemon answers /health, non-zero otherwise (for container healthchecks).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8000/health")]
+        url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::CheckConfig) => check_config(cli.config),
+        Some(Command::Healthcheck { url }) => healthcheck(&url),
+        None => run(cli.config),
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let loaded = Config::locate(path.as_deref()).and_then(|source| load_valid(&source).map(|config| (source, config)));
+    match loaded {
+        Ok((source, config)) => {
+            println!("# configuration is valid (from {source})\n{}", config.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(error) => report(&error),
+    }
+}
+
+fn report(error: &ConfigError) -> ExitCode {
+    eprintln!("{error}");
+    ExitCode::from(2)
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("healthcheck: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let answer = runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+        client.get(url).send().await
+    });
+    match answer {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("healthcheck: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("healthcheck: {url}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: Option<PathBuf>) -> ExitCode {
+    let source = match Config::locate(path.as_deref()) {
+        Ok(source) => source,
+        Err(error) => return report(&error),
+    };
+    let config = match load_valid(&source) {
+        Ok(config) => config,
+        Err(error) => return report(&error),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let logging = wtf_monitor::logging::init(&config.log);
+        let intents = match wtf_monitor::signals::listen() {
+            Ok(intents) => intents,
+            Err(err) => {
+                tracing::error!(component = "supervisor", error = %err, "cannot listen for signals");
+                return ExitCode::FAILURE;
+            }
+        };
+        let daemon = Daemon { config, source, intents, logging: Some(logging) };
+        match daemon::run(daemon).await {
+            Ok(Ending::Stopped) => {
+                tracing::info!(component = "supervisor", "stopped");
+                ExitCode::SUCCESS
+            }
+            Ok(Ending::Interrupted) => {
+                tracing::warn!(component = "supervisor", "second stop request: exiting at once");
+                ExitCode::from(130)
+            }
+            Ok(Ending::GaveUp(reason)) => {
+                tracing::error!(component = "supervisor", %reason, "exiting: an actor kept failing");
+                ExitCode::from(3)
+            }
+            Err(err) => {
+                tracing::error!(component = "supervisor", error = %err, "could not start");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,205 @@
+//! Runs the daemon: builds the shared state, starts the supervisor, and turns operator intents
+//! (reload, shutdown) into actions until the process should end.
+//!
+//! It takes its intents as a channel, so the library never touches OS signals and tests can
+//! pass their own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorRef};
+use tokio::sync::mpsc;
+
+use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdict};
+use crate::clock::Clock;
+use crate::config::{ConfigSource, ValidConfig, load_valid};
+use crate::health::ReloadOutcome;
+use crate::logging::LogControl;
+use crate::signals::Intent;
+use crate::store::Store;
+
+/// How long a graceful shutdown may take before the process exits anyway.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// How the daemon ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// Asked to stop, and stopped cleanly.
+    Stopped,
+    /// A second stop request arrived during the graceful stop.
+    Interrupted,
+    /// The supervisor gave up on a failing actor; the reason.
+    GaveUp(String),
+}
+
+/// Everything `run` needs besides the config.
+pub struct Daemon {
+    pub config: ValidConfig,
+    pub source: ConfigSource,
+    pub intents: mpsc::UnboundedReceiver<Intent>,
+    pub logging: Option<LogControl>,
+}
+
+/// Runs until asked to stop or until the supervisor gives up. Start-up failures (the listen
+/// address taken, …) come back as `Err` with the reason.
+pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
+    let Daemon { config, source, mut intents, logging } = daemon;
+    let clock = Clock::start();
+    let store = Arc::new(Store::new(config.clone(), clock.now()));
+    store.health.set_config(|health| health.source = source.to_string());
+    let seed = config.simulation.seed.unwrap_or_else(fresh_seed);
+    tracing::info!(component = "supervisor", config = %source, seed, sensors = config.sensors.ids.len(), "starting");
+
+    let verdict = Arc::new(Verdict::default());
+    let args = SupervisorArgs {
+        config: config.clone(),
+        store: Arc::clone(&store),
+        clock,
+        verdict: Arc::clone(&verdict),
+        seed,
+    };
+    let (supervisor, mut supervisor_done) = Actor::spawn(None, Supervisor, args)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot start: {}", root_cause(&err)))?;
+    notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = spawn_watchdog(supervisor.clone());
+
+    let ending = loop {
+        tokio::select! {
+            _ = &mut supervisor_done => {
+                break verdict.gave_up().map_or(Ending::Stopped, Ending::GaveUp);
+            }
+            intent = intents.recv() => match intent {
+                Some(Intent::Reload) => reload(&supervisor, &store, &source, logging.as_ref(), &clock).await,
+                Some(Intent::Shutdown) | None => {
+                    break shut_down(&supervisor, &mut supervisor_done, &mut intents).await;
+                }
+            },
+        }
+    };
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    Ok(ending)
+}
+
+async fn shut_down(
+    supervisor: &ActorRef<SupervisorMsg>,
+    supervisor_done: &mut ractor::concurrency::JoinHandle<()>,
+    intents: &mut mpsc::UnboundedReceiver<Intent>,
+) -> Ending {
+    tracing::info!(component = "supervisor", "shutting down");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    let graceful = async {
+        let _ = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { reply });
+        let _ = (&mut *supervisor_done).await;
+    };
+    let second_request = async {
+        loop {
+            if let Some(Intent::Shutdown) | None = intents.recv().await {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful) => Ending::Stopped,
+        _ = second_request => Ending::Interrupted,
+    }
+}
+
+/// Load → validate → diff → apply; on any failure the config in force stays.
+async fn reload(
+    supervisor: &ActorRef<SupervisorMsg>,
+    store: &Store,
+    source: &ConfigSource,
+    logging: Option<&LogControl>,
+    clock: &Clock,
+) {
+    notify(&[sd_notify::NotifyState::Reloading, monotonic_usec()]);
+    let outcome = match load_valid(source) {
+        Err(error) => {
+            for problem in &error.problems {
+                tracing::error!(component = "supervisor", key = %problem.key, "reload refused: {}", problem.message);
+            }
+            tracing::error!(component = "supervisor", config = %source, "reload refused; the previous configuration stays in force");
+            ReloadOutcome {
+                at: clock.now(),
+                applied: false,
+                details: error.problems.iter().map(ToString::to_string).collect(),
+            }
+        }
+        Ok(config) => {
+            let level = config.log.level.clone();
+            match ractor::call!(supervisor, |reply| SupervisorMsg::Reload { config, reply }) {
+                Err(err) => {
+                    tracing::error!(component = "supervisor", error = %err, "reload not applied");
+                    ReloadOutcome { at: clock.now(), applied: false, details: vec![err.to_string()] }
+                }
+                Ok(changes) => {
+                    if changes.log
+                        && let Some(logging) = logging
+                        && let Err(err) = logging.set_level(&level)
+                    {
+                        tracing::warn!(component = "supervisor", error = %err, "log level not changed");
+                    }
+                    for key in &changes.needs_restart {
+                        tracing::warn!(component = "supervisor", key = %key, "changed, but applies only after a restart");
+                    }
+                    tracing::info!(component = "supervisor", changed = ?changes.changed, "configuration reloaded");
+                    let mut details: Vec<String> = changes.changed.iter().map(|key| format!("changed: {key}")).collect();
+                    details.extend(changes.needs_restart.iter().map(|key| format!("needs a restart: {key}")));
+                    ReloadOutcome { at: clock.now(), applied: true, details }
+                }
+            }
+        }
+    };
+    store.health.set_config(|health| {
+        if outcome.applied {
+            health.loaded_at = outcome.at;
+        }
+        health.last_reload = Some(outcome);
+    });
+    notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// Pings systemd's watchdog while the supervisor answers; a wedged supervisor stops the pings
+/// and systemd restarts the service.
+fn spawn_watchdog(supervisor: ActorRef<SupervisorMsg>) -> Option<tokio::task::JoinHandle<()>> {
+    let period = sd_notify::watchdog_enabled()? / 2;
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            ticks.tick().await;
+            let answered = ractor::call_t!(supervisor, |reply| SupervisorMsg::Children { reply }, 1000);
+            if answered.is_ok() {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+    }))
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    // Outside systemd there is no socket; that is not an error.
+    let _ = sd_notify::notify(states);
+}
+
+fn monotonic_usec() -> sd_notify::NotifyState<'static> {
+    sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::Status("reloading"))
+}
+
+/// A seed drawn from the process's own randomness, for runs that did not pin one.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
+}
+
+/// The innermost error, which says what actually went wrong (e.g. "address in use").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message = cause.to_string();
+        source = cause.source();
+    }
+    message
+}
