@@ -371,9 +371,11 @@ impl Config {
             })?;
             figment = figment.merge(Toml::string(&text));
         }
+        // figment lowercases keys only after every filter has run, so the filter sees
+        // `REDIS.URL` and compares without case.
         let environment = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
             let section = key.as_str().split(['.', '_']).next().unwrap_or_default();
-            SECTIONS.contains(&section)
+            SECTIONS.iter().any(|known| known.eq_ignore_ascii_case(section))
         });
         figment = figment.merge(environment);
         extract(&figment).map_err(|problems| ConfigError { source_name: source.to_string(), problems })
