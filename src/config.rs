@@ -367,6 +367,8 @@ impl Config {
         if let ConfigSource::File(path) = source {
             figment = figment.merge(Toml::file_exact(path));
         }
+        // figment lowercases keys only after every filter has run, so the filter sees
+        // `REDIS.URL` and compares without case.
         let environment = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
             let section = key.as_str().split(['.', '_']).next().unwrap_or_default();
             SECTIONS.iter().any(|known| known.eq_ignore_ascii_case(section))
