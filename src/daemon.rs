@@ -48,7 +48,7 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     let store = Arc::new(Store::new(config.clone(), clock.now()));
     store.health.set_config(|health| health.source = source.to_string());
     let seed = config.simulation.seed.unwrap_or_else(fresh_seed);
-    tracing::info!(component = "supervisor", config = %source, seed, sensors = config.sensors.ids.len(), "starting");
+    tracing::info!(component = %"supervisor", config = %source, seed, sensors = config.sensors.ids.len(), "starting");
 
     let verdict = Arc::new(Verdict::default());
     let args = SupervisorArgs {
@@ -88,7 +88,7 @@ async fn shut_down(
     supervisor_done: &mut ractor::concurrency::JoinHandle<()>,
     intents: &mut mpsc::UnboundedReceiver<Intent>,
 ) -> Ending {
-    tracing::info!(component = "supervisor", "shutting down");
+    tracing::info!(component = %"supervisor", "shutting down");
     notify(&[sd_notify::NotifyState::Stopping]);
     let graceful = async {
         let _ = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { reply });
@@ -119,9 +119,9 @@ async fn reload(
     let outcome = match load_valid(source) {
         Err(error) => {
             for problem in &error.problems {
-                tracing::error!(component = "supervisor", key = %problem.key, "reload refused: {}", problem.message);
+                tracing::error!(component = %"supervisor", key = %problem.key, "reload refused: {}", problem.message);
             }
-            tracing::error!(component = "supervisor", config = %source, "reload refused; the previous configuration stays in force");
+            tracing::error!(component = %"supervisor", config = %source, "reload refused; the previous configuration stays in force");
             ReloadOutcome {
                 at: clock.now(),
                 applied: false,
@@ -132,7 +132,7 @@ async fn reload(
             let level = config.log.level.clone();
             match ractor::call!(supervisor, |reply| SupervisorMsg::Reload { config, reply }) {
                 Err(err) => {
-                    tracing::error!(component = "supervisor", error = %err, "reload not applied");
+                    tracing::error!(component = %"supervisor", error = %err, "reload not applied");
                     ReloadOutcome { at: clock.now(), applied: false, details: vec![err.to_string()] }
                 }
                 Ok(changes) => {
@@ -140,12 +140,12 @@ async fn reload(
                         && let Some(logging) = logging
                         && let Err(err) = logging.set_level(&level)
                     {
-                        tracing::warn!(component = "supervisor", error = %err, "log level not changed");
+                        tracing::warn!(component = %"supervisor", error = %err, "log level not changed");
                     }
                     for key in &changes.needs_restart {
-                        tracing::warn!(component = "supervisor", key = %key, "changed, but applies only after a restart");
+                        tracing::warn!(component = %"supervisor", key = %key, "changed, but applies only after a restart");
                     }
-                    tracing::info!(component = "supervisor", changed = ?changes.changed, "configuration reloaded");
+                    tracing::info!(component = %"supervisor", changed = ?changes.changed, "configuration reloaded");
                     let mut details: Vec<String> = changes.changed.iter().map(|key| format!("changed: {key}")).collect();
                     details.extend(changes.needs_restart.iter().map(|key| format!("needs a restart: {key}")));
                     ReloadOutcome { at: clock.now(), applied: true, details }

@@ -101,26 +101,26 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         let intents = match wtf_monitor::signals::listen() {
             Ok(intents) => intents,
             Err(err) => {
-                tracing::error!(component = "supervisor", error = %err, "cannot listen for signals");
+                tracing::error!(component = %"supervisor", error = %err, "cannot listen for signals");
                 return ExitCode::FAILURE;
             }
         };
         let daemon = Daemon { config, source, intents, logging: Some(logging) };
         match daemon::run(daemon).await {
             Ok(Ending::Stopped) => {
-                tracing::info!(component = "supervisor", "stopped");
+                tracing::info!(component = %"supervisor", "stopped");
                 ExitCode::SUCCESS
             }
             Ok(Ending::Interrupted) => {
-                tracing::warn!(component = "supervisor", "second stop request: exiting at once");
+                tracing::warn!(component = %"supervisor", "second stop request: exiting at once");
                 ExitCode::from(130)
             }
             Ok(Ending::GaveUp(reason)) => {
-                tracing::error!(component = "supervisor", %reason, "exiting: an actor kept failing");
+                tracing::error!(component = %"supervisor", %reason, "exiting: an actor kept failing");
                 ExitCode::from(3)
             }
             Err(err) => {
-                tracing::error!(component = "supervisor", error = %err, "could not start");
+                tracing::error!(component = %"supervisor", error = %err, "could not start");
                 ExitCode::FAILURE
             }
         }

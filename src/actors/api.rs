@@ -83,7 +83,7 @@ impl Actor for Api {
             };
             let _ = myself.cast(ApiMsg::ServerStopped(reason));
         });
-        tracing::info!(component = "api", %address, "listening");
+        tracing::info!(component = %"api", %address, "listening");
         Ok(ApiState { address, shutdown, server: Some(ServerTask(server)) })
     }
 

@@ -112,11 +112,11 @@ impl DetectorState {
                 let (sensor_id, parameter) = (detector.sensor_id().clone(), detector.parameter());
                 match rejection {
                     Rejection::NotFinite => tracing::warn!(
-                        component = "detector", %sensor_id, %parameter, value, refused = self.refused,
+                        component = %"detector", %sensor_id, %parameter, value, refused = self.refused,
                         "reading refused: not a finite number"
                     ),
                     Rejection::OutOfOrder { last } => tracing::warn!(
-                        component = "detector", %sensor_id, %parameter, %timestamp, %last, refused = self.refused,
+                        component = %"detector", %sensor_id, %parameter, %timestamp, %last, refused = self.refused,
                         "reading refused: older than the last one"
                     ),
                 }
@@ -165,7 +165,7 @@ impl DetectorState {
 
 fn record(store: &Store, anomaly: Anomaly, now: DateTime<Utc>) {
     tracing::info!(
-        component = "detector",
+        component = %"detector",
         sensor_id = %anomaly.sensor_id,
         parameter = %anomaly.parameter,
         kind = %anomaly.kind,

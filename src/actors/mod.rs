@@ -22,7 +22,7 @@ pub enum Fault {
 impl Fault {
     /// Fails the calling actor's handler the way asked.
     pub fn trigger(self, component: &str) -> Result<(), ActorProcessingErr> {
-        tracing::warn!(component, fault = ?self, "failing on purpose: fault injected");
+        tracing::warn!(component = %component, fault = ?self, "failing on purpose: fault injected");
         match self {
             Fault::Panic => panic!("fault injected into {component}"),
             Fault::Error => Err(format!("fault injected into {component}").into()),

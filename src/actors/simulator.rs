@@ -155,7 +155,7 @@ impl SimulatorState {
             if queue.len() > UNDELIVERED_CAPACITY {
                 queue.pop_front();
                 tracing::warn!(
-                    component = "sensor", sensor_id = %reading.sensor_id, %parameter,
+                    component = %"sensor", sensor_id = %reading.sensor_id, %parameter,
                     "detector down too long: oldest undelivered value dropped"
                 );
             }

@@ -183,7 +183,7 @@ impl Actor for Supervisor {
 
     async fn post_start(&self, myself: ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
         state.expiry = Some(myself.send_interval(EXPIRY_PERIOD, || SupervisorMsg::Expire));
-        tracing::info!(component = "supervisor", children = state.children.len(), "all actors started");
+        tracing::info!(component = %"supervisor", children = state.children.len(), "all actors started");
         Ok(())
     }
 
@@ -331,7 +331,7 @@ impl SupervisorState {
         match child.history.on_failure(&self.policy, Instant::now()) {
             Decision::Restart { after } => {
                 tracing::warn!(
-                    component = "supervisor", actor = %name, error = %reason,
+                    component = %"supervisor", actor = %name, error = %reason,
                     backoff_ms = after.as_millis() as u64, "actor failed; restarting"
                 );
                 myself.send_after(after, move || SupervisorMsg::Restart(name));
@@ -339,7 +339,7 @@ impl SupervisorState {
             Decision::GiveUp { failures } => {
                 let window = humantime::format_duration(self.policy.window);
                 let verdict = format!("{name} failed {failures} times within {window}; last error: {reason}");
-                tracing::error!(component = "supervisor", actor = %name, error = %reason, failures, "giving up: {verdict}");
+                tracing::error!(component = %"supervisor", actor = %name, error = %reason, failures, "giving up: {verdict}");
                 self.verdict.give_up(verdict);
                 self.stopping = true;
                 myself.stop(Some("gave up".into()));
@@ -363,7 +363,7 @@ impl SupervisorState {
                 if let Some(child) = self.children.get_mut(&name) {
                     child.running = Some(running);
                 }
-                tracing::info!(component = "supervisor", actor = %name, "actor restarted");
+                tracing::info!(component = %"supervisor", actor = %name, "actor restarted");
             }
             Err(err) => {
                 // Counts as another failure: a child that cannot even start is in a crash loop.
@@ -373,12 +373,12 @@ impl SupervisorState {
                 let decision = child.history.on_failure(&self.policy, Instant::now());
                 match decision {
                     Decision::Restart { after } => {
-                        tracing::warn!(component = "supervisor", actor = %name, error = %err, "restart failed; retrying");
+                        tracing::warn!(component = %"supervisor", actor = %name, error = %err, "restart failed; retrying");
                         myself.send_after(after, move || SupervisorMsg::Restart(name));
                     }
                     Decision::GiveUp { failures } => {
                         let verdict = format!("{name} could not be restarted after {failures} failures: {err}");
-                        tracing::error!(component = "supervisor", actor = %name, error = %err, "giving up: {verdict}");
+                        tracing::error!(component = %"supervisor", actor = %name, error = %err, "giving up: {verdict}");
                         self.verdict.give_up(verdict);
                         self.stopping = true;
                         myself.stop(Some("gave up".into()));
@@ -405,7 +405,7 @@ impl SupervisorState {
                 if let (ChildKind::Detector(_, parameter), Some(ChildRef::Detector(actor))) = (&child.kind, &child.running)
                     && actor.cast(DetectorMsg::SetRules(Rules::for_parameter(&self.config.detection, *parameter))).is_err()
                 {
-                    tracing::warn!(component = "supervisor", actor = %name, "new rules not delivered; the restart will apply them");
+                    tracing::warn!(component = %"supervisor", actor = %name, "new rules not delivered; the restart will apply them");
                 }
             }
         }
@@ -428,7 +428,7 @@ impl SupervisorState {
             for kind in sensor_children(&sensor_id, self.config.simulation.enabled) {
                 let name = kind.name();
                 if let Err(err) = self.add_child(myself, kind).await {
-                    tracing::error!(component = "supervisor", actor = %name, error = %err, "could not start a new sensor's actor");
+                    tracing::error!(component = %"supervisor", actor = %name, error = %err, "could not start a new sensor's actor");
                 }
             }
         }
@@ -455,7 +455,7 @@ impl SupervisorState {
         self.routes.remove(sensor_id);
         self.generators.remove(sensor_id);
         self.store.remove_sensor(sensor_id);
-        tracing::info!(component = "supervisor", %sensor_id, "sensor removed");
+        tracing::info!(component = %"supervisor", %sensor_id, "sensor removed");
     }
 
     /// Simulators first (no new readings), then detectors finish their mailboxes, then the API.
@@ -477,7 +477,7 @@ impl SupervisorState {
                 let _ = actor.stop_and_wait(Some("shutdown".into()), Some(DRAIN_TIMEOUT)).await;
             }
         }
-        tracing::info!(component = "supervisor", "all actors stopped");
+        tracing::info!(component = %"supervisor", "all actors stopped");
     }
 }
 
