@@ -34,5 +34,6 @@ pub mod actors;
 pub mod config;
 pub mod detection;
 pub mod domain;
+pub mod llm;
 pub mod simulation;
 pub mod summary;
