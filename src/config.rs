@@ -585,8 +585,9 @@ mod rules {
 
     fn check_llm(config: &Config, problems: &mut Problems) {
         let llm = &config.llm;
-        if !llm.url.is_empty() && !(llm.url.starts_with("http://") || llm.url.starts_with("https://")) {
-            problems.add("llm.url", format!("must start with http:// or https://, or be empty (got {:?})", llm.url));
+        // Ollama is local and this build carries no TLS stack: plain http only.
+        if !llm.url.is_empty() && !llm.url.starts_with("http://") {
+            problems.add("llm.url", format!("must start with http://, or be empty (got {:?})", llm.url));
         }
         if llm.model.trim().is_empty() {
             problems.add("llm.model", "must name a model");

@@ -38,6 +38,7 @@ pub mod detection;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod llm;
 pub mod logging;
 pub mod restart;
 pub mod signals;

@@ -39,8 +39,8 @@ const TICK: Duration = Duration::from_secs(1);
 const FIRST_SUMMARY: Duration = Duration::from_secs(30);
 /// Anomalies taken from the store per tick; a flood is summarised over several ticks.
 const FOLLOW_BATCH: usize = 50_000;
-/// Waits before calling a failing model again: doubling from the first, up to the last.
-const RETRY_FIRST: Duration = Duration::from_secs(15);
+/// Longest wait before calling a failing model again. The wait starts at one summary interval
+/// (the model is tried again for the next summary) and doubles with each further failure.
 const RETRY_MAX: Duration = Duration::from_secs(600);
 
 pub struct Summarizer;
@@ -267,8 +267,10 @@ impl SummarizerState {
         let now = self.clock.now();
         if let Some(reason) = failure {
             self.failures += 1;
-            let wait = RETRY_FIRST.saturating_mul(1 << self.failures.min(16).saturating_sub(1)).min(RETRY_MAX);
-            self.retry_after = Some(Instant::now() + wait);
+            let doublings = self.failures.min(16).saturating_sub(1);
+            let wait = self.config.interval.saturating_mul(1 << doublings).min(RETRY_MAX);
+            // Counted from when the window closed, so a retry lines up with a summary that is due.
+            self.retry_after = Some(self.last_summary + wait);
             tracing::warn!(
                 component = %"llm", error = %reason, retry_in_s = wait.as_secs(),
                 "model unavailable; summary written from the template"

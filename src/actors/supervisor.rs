@@ -24,6 +24,7 @@ use crate::actors::Fault;
 use crate::actors::api::{Api, ApiArgs, ApiMsg};
 use crate::actors::detector::{Detector, DetectorArgs, DetectorMsg};
 use crate::actors::simulator::{GeneratorSlot, SensorRoute, Simulator, SimulatorArgs, SimulatorMsg};
+use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
 use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::config::diff::{ConfigDiff, diff};
@@ -84,6 +85,7 @@ pub enum SupervisorMsg {
 enum ChildKind {
     Simulator(SensorId),
     Detector(SensorId, Parameter),
+    Summarizer,
     Api,
 }
 
@@ -92,6 +94,7 @@ impl ChildKind {
         match self {
             ChildKind::Simulator(sensor_id) => format!("simulator:{sensor_id}"),
             ChildKind::Detector(sensor_id, parameter) => format!("detector:{sensor_id}:{parameter}"),
+            ChildKind::Summarizer => "summarizer".into(),
             ChildKind::Api => "api".into(),
         }
     }
@@ -100,6 +103,7 @@ impl ChildKind {
         match self {
             ChildKind::Simulator(_) => Component::Sensor,
             ChildKind::Detector(..) => Component::Detector,
+            ChildKind::Summarizer => Component::Llm,
             ChildKind::Api => Component::Api,
         }
     }
@@ -110,6 +114,7 @@ impl ChildKind {
 enum ChildRef {
     Simulator(ActorRef<SimulatorMsg>),
     Detector(ActorRef<DetectorMsg>),
+    Summarizer(ActorRef<SummarizerMsg>),
     Api(ActorRef<ApiMsg>),
 }
 
@@ -118,6 +123,7 @@ impl ChildRef {
         match self {
             ChildRef::Simulator(actor) => actor.get_cell(),
             ChildRef::Detector(actor) => actor.get_cell(),
+            ChildRef::Summarizer(actor) => actor.get_cell(),
             ChildRef::Api(actor) => actor.get_cell(),
         }
     }
@@ -126,6 +132,7 @@ impl ChildRef {
         match self {
             ChildRef::Simulator(actor) => actor.cast(SimulatorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Detector(actor) => actor.cast(DetectorMsg::InjectFault(fault)).is_ok(),
+            ChildRef::Summarizer(actor) => actor.cast(SummarizerMsg::InjectFault(fault)).is_ok(),
             ChildRef::Api(actor) => actor.cast(ApiMsg::InjectFault(fault)).is_ok(),
         }
     }
@@ -247,6 +254,7 @@ impl SupervisorState {
         for sensor in &self.config.sensors.ids {
             kinds.extend(sensor_children(&SensorId::new(sensor), self.config.simulation.enabled));
         }
+        kinds.push(ChildKind::Summarizer);
         kinds.push(ChildKind::Api);
         kinds
     }
@@ -285,6 +293,15 @@ impl SupervisorState {
                 };
                 let (actor, _) = Actor::spawn_linked(None, Simulator, args, supervisor).await?;
                 Ok(ChildRef::Simulator(actor))
+            }
+            ChildKind::Summarizer => {
+                let args = SummarizerArgs {
+                    config: self.config.llm.clone(),
+                    store: Arc::clone(&self.store),
+                    clock: self.clock,
+                };
+                let (actor, _) = Actor::spawn_linked(None, Summarizer, args, supervisor).await?;
+                Ok(ChildRef::Summarizer(actor))
             }
             ChildKind::Api => {
                 let args = ApiArgs {
@@ -418,6 +435,13 @@ impl SupervisorState {
             }
             for generator in self.generators.values() {
                 lock(generator).set_settings(settings.clone());
+            }
+        }
+        if changes.llm {
+            for child in self.children.values() {
+                if let Some(ChildRef::Summarizer(actor)) = &child.running {
+                    let _ = actor.cast(SummarizerMsg::SetConfig(self.config.llm.clone()));
+                }
             }
         }
         for sensor_id in &changes.sensors_removed {
