@@ -10,6 +10,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
 
+use crate::actors::simulator::Pace;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdict};
 use crate::clock::Clock;
 use crate::config::{ConfigSource, ValidConfig, load_valid};
@@ -57,6 +58,7 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
         clock,
         verdict: Arc::clone(&verdict),
         seed,
+        pace: Pace::Scheduled,
     };
     let (supervisor, mut supervisor_done) = Actor::spawn(None, Supervisor, args)
         .await

@@ -39,6 +39,7 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod llm;
+pub mod load;
 pub mod logging;
 pub mod restart;
 pub mod signals;

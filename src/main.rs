@@ -28,6 +28,24 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8000/health")]
         url: String,
     },
+    /// Run the real actor tree under load and report throughput, latency, CPU and memory.
+    Load {
+        /// Simulated sensors (three detectors each).
+        #[arg(long, default_value_t = 3)]
+        sensors: usize,
+        /// Readings per second per sensor, or "max" for as fast as the detectors take them.
+        #[arg(long, default_value = "max")]
+        rate: String,
+        /// How long to run, e.g. 10s or 2m.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        /// Injected spikes per sensor per hour (flat out, each reading stands for 1 ms).
+        #[arg(long, default_value_t = 40.0)]
+        spikes_per_hour: f64,
+        /// Mirror to this Redis (empty: in memory only).
+        #[arg(long, default_value = "")]
+        redis: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,6 +53,9 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config(cli.config),
         Some(Command::Healthcheck { url }) => healthcheck(&url),
+        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis }) => {
+            load(sensors, &rate, duration, spikes_per_hour, redis)
+        }
         None => run(cli.config),
     }
 }
@@ -78,6 +99,43 @@ fn healthcheck(url: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, redis_url: String) -> ExitCode {
+    let rate = match rate {
+        "max" => None,
+        number => match number.parse::<f64>() {
+            Ok(rate) if rate > 0.0 && rate.is_finite() => Some(rate),
+            _ => {
+                eprintln!("load: --rate must be \"max\" or a positive number of readings per second, got {number:?}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("load: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let _logging = wtf_monitor::logging::init(&wtf_monitor::config::LogConfig {
+            level: "warn".into(),
+            ..Default::default()
+        });
+        match wtf_monitor::load::run(plan).await {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("load: {err:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn run(path: Option<PathBuf>) -> ExitCode {

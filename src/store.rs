@@ -12,6 +12,7 @@
 //! how many it missed.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
@@ -41,6 +42,8 @@ pub struct Store {
     detectors: RwLock<BTreeMap<(SensorId, Parameter), DetectorSlot>>,
     /// Liveness, restarts and the state of Redis and the model: what `/status` reports.
     pub health: Health,
+    /// Readings produced by the simulators since start.
+    pub readings_produced: Arc<AtomicU64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -152,6 +155,7 @@ impl Store {
             sensors: RwLock::new(BTreeMap::new()),
             detectors: RwLock::new(BTreeMap::new()),
             health: Health::new(started_at),
+            readings_produced: Arc::new(AtomicU64::new(0)),
         }
     }
 

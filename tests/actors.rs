@@ -8,6 +8,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use ractor::{Actor, ActorRef};
 use wtf_monitor::actors::Fault;
 use wtf_monitor::actors::detector::{Detector, DetectorArgs, DetectorMsg};
+use wtf_monitor::actors::simulator::Pace;
 use wtf_monitor::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdict};
 use wtf_monitor::clock::Clock;
 use wtf_monitor::config::{Config, ValidConfig};
@@ -132,6 +133,7 @@ impl Plant {
             store: Arc::clone(&store),
             clock,
             verdict: Arc::clone(&verdict),
+            pace: Pace::Scheduled,
         };
         let (supervisor, done) = Actor::spawn(None, Supervisor, args).await.expect("supervisor starts");
         Self { supervisor, done, store, verdict }

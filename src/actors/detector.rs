@@ -42,6 +42,9 @@ pub enum DetectorMsg {
     CheckSilence,
     /// New thresholds or durations from a reload; episodes in progress carry on.
     SetRules(Rules),
+    /// Answered once every message before it is handled: a flat-out simulator waits on it so
+    /// it never runs more than a batch ahead of its detectors.
+    Barrier(tokio::sync::oneshot::Sender<()>),
     InjectFault(Fault),
 }
 
@@ -87,6 +90,9 @@ impl Actor for Detector {
             DetectorMsg::Sample { timestamp, value } => state.on_sample(&myself, timestamp, value),
             DetectorMsg::CheckSilence => state.on_check_silence(&myself),
             DetectorMsg::SetRules(rules) => state.on_set_rules(&myself, rules),
+            DetectorMsg::Barrier(done) => {
+                let _ = done.send(());
+            }
             DetectorMsg::InjectFault(fault) => return fault.trigger("detector"),
         }
         Ok(())

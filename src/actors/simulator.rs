@@ -11,8 +11,13 @@
 //!
 //! The generator lives in a slot the supervisor keeps, so a restarted simulator continues the
 //! same stream instead of replaying it from the seed.
+//!
+//! For load tests a simulator can run flat out ([`Pace::FlatOut`]): each `Tick` produces a batch
+//! of readings stamped a nanosecond apart, then queues the next `Tick` behind whatever else is
+//! in the mailbox, so stop and reload messages still get through.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +25,7 @@ use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::oneshot;
 
 use crate::actors::Fault;
 use crate::actors::detector::DetectorMsg;
@@ -53,12 +59,24 @@ impl SensorRoute {
     }
 }
 
+/// How fast a simulator produces readings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// One reading per `sensors.interval`, as a real sensor would.
+    Scheduled,
+    /// As fast as the detectors take them, in batches of this many (load tests only).
+    FlatOut { batch: usize },
+}
+
 pub struct SimulatorArgs {
     pub generator: GeneratorSlot,
     pub route: Arc<SensorRoute>,
     pub readings: Arc<SensorSlot>,
     pub clock: Clock,
     pub interval: Duration,
+    pub pace: Pace,
+    /// Counts every reading produced, for `/status` and the load harness.
+    pub produced: Arc<AtomicU64>,
 }
 
 pub enum SimulatorMsg {
@@ -74,8 +92,14 @@ pub struct SimulatorState {
     readings: Arc<SensorSlot>,
     clock: Clock,
     interval: Duration,
+    pace: Pace,
+    produced: Arc<AtomicU64>,
     ticker: Option<JoinHandle<()>>,
     undelivered: [VecDeque<(DateTime<Utc>, f64)>; 3],
+    /// The last timestamp given in flat-out mode, so a batch never repeats one.
+    last_timestamp: Option<DateTime<Utc>>,
+    /// Flat out: the detectors' answers to the previous batch's barrier.
+    previous_batch: Vec<oneshot::Receiver<()>>,
 }
 
 impl Actor for Simulator {
@@ -90,8 +114,12 @@ impl Actor for Simulator {
             readings: args.readings,
             clock: args.clock,
             interval: args.interval,
+            pace: args.pace,
+            produced: args.produced,
             ticker: None,
             undelivered: Default::default(),
+            last_timestamp: None,
+            previous_batch: Vec::new(),
         })
     }
 
@@ -107,7 +135,7 @@ impl Actor for Simulator {
         state: &mut SimulatorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SimulatorMsg::Tick => state.on_tick(),
+            SimulatorMsg::Tick => state.on_tick(&myself).await,
             SimulatorMsg::SetSettings(settings) => state.on_set_settings(&myself, settings),
             SimulatorMsg::InjectFault(fault) => return fault.trigger("sensor"),
         }
@@ -127,15 +155,57 @@ impl SimulatorState {
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
         }
-        self.ticker = Some(myself.send_interval(self.interval, || SimulatorMsg::Tick));
+        match self.pace {
+            Pace::Scheduled => self.ticker = Some(myself.send_interval(self.interval, || SimulatorMsg::Tick)),
+            Pace::FlatOut { .. } => {
+                let _ = myself.cast(SimulatorMsg::Tick);
+            }
+        }
     }
 
-    fn on_tick(&mut self) {
-        let now = self.clock.now();
-        let reading = lock(&self.generator).step(now);
+    async fn on_tick(&mut self, myself: &ActorRef<SimulatorMsg>) {
+        match self.pace {
+            Pace::Scheduled => {
+                let now = self.clock.now();
+                self.produce(now);
+            }
+            Pace::FlatOut { batch } => {
+                let mut timestamp = self.clock.now();
+                for _ in 0..batch {
+                    if let Some(last) = self.last_timestamp {
+                        timestamp = timestamp.max(last + chrono::TimeDelta::nanoseconds(1));
+                    }
+                    self.last_timestamp = Some(timestamp);
+                    self.produce(timestamp);
+                }
+                // Two batches in flight at most: this one, and the previous one we wait for.
+                let barriers = self.send_barriers();
+                for done in std::mem::replace(&mut self.previous_batch, barriers) {
+                    // An error means the detector went away; its restart will take over.
+                    let _ = done.await;
+                }
+                let _ = myself.cast(SimulatorMsg::Tick);
+            }
+        }
+    }
+
+    fn send_barriers(&self) -> Vec<oneshot::Receiver<()>> {
+        Parameter::ALL
+            .into_iter()
+            .filter_map(|parameter| {
+                let detector = self.route.get(parameter)?;
+                let (done, wait) = oneshot::channel();
+                detector.cast(DetectorMsg::Barrier(done)).ok().map(|()| wait)
+            })
+            .collect()
+    }
+
+    fn produce(&mut self, timestamp: DateTime<Utc>) {
+        let reading = lock(&self.generator).step(timestamp);
         if let Some(reading) = reading {
             self.deliver(&reading);
             self.readings.record(reading);
+            self.produced.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use crate::actors::Fault;
 use crate::actors::api::{Api, ApiArgs, ApiMsg};
 use crate::actors::detector::{Detector, DetectorArgs, DetectorMsg};
-use crate::actors::simulator::{GeneratorSlot, SensorRoute, Simulator, SimulatorArgs, SimulatorMsg};
+use crate::actors::simulator::{GeneratorSlot, Pace, SensorRoute, Simulator, SimulatorArgs, SimulatorMsg};
 use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
 use crate::clock::Clock;
 use crate::config::ValidConfig;
@@ -64,6 +64,8 @@ pub struct SupervisorArgs {
     pub verdict: Arc<Verdict>,
     /// The seed simulators derive theirs from (the configured one, or one drawn at start).
     pub seed: u64,
+    /// How fast simulators produce readings; flat out only in load tests.
+    pub pace: Pace,
 }
 
 pub enum SupervisorMsg {
@@ -150,6 +152,7 @@ pub struct SupervisorState {
     clock: Clock,
     verdict: Arc<Verdict>,
     seed: u64,
+    pace: Pace,
     policy: RestartPolicy,
     children: BTreeMap<String, Child>,
     by_actor: BTreeMap<ActorId, String>,
@@ -172,6 +175,7 @@ impl Actor for Supervisor {
             clock: args.clock,
             verdict: args.verdict,
             seed: args.seed,
+            pace: args.pace,
             children: BTreeMap::new(),
             by_actor: BTreeMap::new(),
             routes: BTreeMap::new(),
@@ -290,6 +294,8 @@ impl SupervisorState {
                     readings: self.store.sensor_slot(sensor_id),
                     clock: self.clock,
                     interval: self.config.sensors.interval,
+                    pace: self.pace,
+                    produced: Arc::clone(&self.store.readings_produced),
                 };
                 let (actor, _) = Actor::spawn_linked(None, Simulator, args, supervisor).await?;
                 Ok(ChildRef::Simulator(actor))

@@ -1,0 +1,229 @@
+//! The load harness behind `wtf-monitor load`: the real actor tree with N simulated sensors at a
+//! chosen rate (or flat out) for a chosen time, reporting throughput, detection latency, CPU and
+//! memory. It reports; it asserts nothing.
+//!
+//! Detection latency is what an operator would see: from a reading's timestamp to the moment its
+//! anomaly can be read from the store (the API serves straight from it).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ractor::Actor;
+use tokio::time::Instant;
+
+use crate::actors::simulator::Pace;
+use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdict};
+use crate::clock::Clock;
+use crate::config::{Config, ValidConfig};
+use crate::domain::AnomalyKind;
+use crate::store::Store;
+
+/// Readings per `Tick` when a simulator runs flat out.
+const FLAT_OUT_BATCH: usize = 64;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct LoadPlan {
+    pub sensors: usize,
+    /// Readings per second per sensor; `None` runs flat out.
+    pub rate: Option<f64>,
+    pub duration: Duration,
+    /// Injected spikes per sensor per hour of simulated time.
+    pub spikes_per_hour: f64,
+    /// Mirror to this Redis; empty for none.
+    pub redis_url: String,
+}
+
+/// What was measured.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    pub sensors: usize,
+    pub seconds: f64,
+    pub readings: u64,
+    pub readings_per_second: f64,
+    pub anomalies: u64,
+    pub anomalies_per_second: f64,
+    pub mirrored: u64,
+    pub latency_p50_us: u64,
+    pub latency_p99_us: u64,
+    pub latency_max_us: u64,
+    pub cpu_seconds: f64,
+    pub cpu_share_of_one_core: f64,
+    pub peak_rss_mb: f64,
+    pub rss_mb: f64,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "sensors            {}", self.sensors)?;
+        writeln!(f, "duration           {:.1} s (including the final drain)", self.seconds)?;
+        writeln!(f, "readings           {} ({:.0}/s)", self.readings, self.readings_per_second)?;
+        writeln!(f, "anomalies raised   {} ({:.1}/s)", self.anomalies, self.anomalies_per_second)?;
+        writeln!(f, "anomalies mirrored {}", self.mirrored)?;
+        writeln!(
+            f,
+            "detection latency  p50 {} µs, p99 {} µs, max {} µs (reading timestamp → readable in the store)",
+            self.latency_p50_us, self.latency_p99_us, self.latency_max_us
+        )?;
+        writeln!(f, "cpu                {:.2} s ({:.1}% of one core)", self.cpu_seconds, self.cpu_share_of_one_core * 100.0)?;
+        write!(f, "memory             {:.1} MB resident at the end, {:.1} MB peak", self.rss_mb, self.peak_rss_mb)
+    }
+}
+
+impl LoadPlan {
+    fn config(&self) -> anyhow::Result<ValidConfig> {
+        let mut config = Config::default();
+        config.api.listen = "127.0.0.1:0".parse()?;
+        config.sensors.ids = (1..=self.sensors).map(|n| format!("load-{n:05}")).collect();
+        // Flat out, each reading stands for a millisecond of plant time, which scales the rates.
+        config.sensors.interval = match self.rate {
+            Some(rate) if rate > 0.0 => Duration::from_secs_f64(1.0 / rate),
+            _ => Duration::from_millis(1),
+        };
+        config.detection.dropout_timeout = config.detection.dropout_timeout.max(config.sensors.interval * 3);
+        config.simulation.seed = Some(1);
+        config.simulation.spikes_per_hour = self.spikes_per_hour;
+        config.simulation.drifts_per_hour = 0.0;
+        config.simulation.dropouts_per_hour = 0.0;
+        config.llm.url = String::new();
+        config.redis.url = self.redis_url.clone();
+        config.store.max_anomalies = 1_000_000;
+        config.validate().map_err(|problems| {
+            anyhow::anyhow!("invalid load plan: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })
+    }
+}
+
+/// Runs the plan, printing progress every second to stderr.
+pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
+    let config = plan.config()?;
+    let clock = Clock::start();
+    let store = Arc::new(Store::new(config.clone(), clock.now()));
+    let cpu_before = process_cpu_seconds();
+    let latencies = spawn_latency_probe(Arc::clone(&store), clock);
+    let pace = match plan.rate {
+        Some(_) => Pace::Scheduled,
+        None => Pace::FlatOut { batch: FLAT_OUT_BATCH },
+    };
+    let args = SupervisorArgs {
+        config,
+        store: Arc::clone(&store),
+        clock,
+        verdict: Arc::new(Verdict::default()),
+        seed: 1,
+        pace,
+    };
+    let started = Instant::now();
+    let (supervisor, done) = Actor::spawn(None, Supervisor, args).await?;
+    eprintln!("load: {} sensors started in {:?}", plan.sensors, started.elapsed());
+
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.tick().await;
+    let mut last = 0;
+    while started.elapsed() < plan.duration {
+        ticks.tick().await;
+        let readings = store.readings_produced.load(Ordering::Relaxed);
+        let (held, _) = store.anomaly_holdings();
+        eprintln!(
+            "load: {:>5.1} s  {:>10} readings/s  {:>8} anomalies  {:>7.1} MB",
+            started.elapsed().as_secs_f64(),
+            readings - last,
+            held,
+            resident_mb().0
+        );
+        last = readings;
+    }
+    // Stopping drains every detector's mailbox, so the count below is of readings processed.
+    let _ = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { reply });
+    let _ = done.await;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut latencies = latencies.stop().await;
+    latencies.sort_unstable();
+    let percentile = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
+    let readings = store.readings_produced.load(Ordering::Relaxed);
+    let anomalies = store.anomaly_seq();
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
+    let (rss_mb, peak_rss_mb) = resident_mb();
+    Ok(LoadReport {
+        sensors: plan.sensors,
+        seconds,
+        readings,
+        readings_per_second: readings as f64 / seconds,
+        anomalies,
+        anomalies_per_second: anomalies as f64 / seconds,
+        mirrored: store.health.redis().mirrored,
+        latency_p50_us: percentile(0.5),
+        latency_p99_us: percentile(0.99),
+        latency_max_us: latencies.last().copied().unwrap_or(0),
+        cpu_seconds,
+        cpu_share_of_one_core: cpu_seconds / seconds,
+        peak_rss_mb,
+        rss_mb,
+    })
+}
+
+/// Follows the store and notes, for each spike or drift, how long after its reading it became
+/// readable.
+struct LatencyProbe {
+    task: tokio::task::JoinHandle<Vec<u64>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl LatencyProbe {
+    async fn stop(self) -> Vec<u64> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+fn spawn_latency_probe(store: Arc<Store>, clock: Clock) -> LatencyProbe {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel();
+    let mut changes = store.subscribe_anomalies();
+    let task = tokio::spawn(async move {
+        let mut cursor = 0;
+        let mut latencies = Vec::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                changed = changes.changed() => if changed.is_err() { break },
+            }
+            let now = clock.now();
+            let followed = store.anomalies_after(cursor, usize::MAX);
+            for (seq, anomaly) in &followed.anomalies {
+                cursor = *seq;
+                if anomaly.kind != AnomalyKind::Dropout {
+                    let micros = (now - anomaly.timestamp).num_microseconds().unwrap_or(i64::MAX);
+                    latencies.push(u64::try_from(micros).unwrap_or(0));
+                }
+            }
+        }
+        latencies
+    });
+    LatencyProbe { task, stop }
+}
+
+/// User plus system CPU time of this process, from `/proc/self/stat` (Linux).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return 0.0 };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    // The kernel's USER_HZ is 100 on every mainstream Linux build.
+    ticks / 100.0
+}
+
+/// Resident memory now and at its peak, in MB, from `/proc/self/status` (Linux).
+pub fn resident_mb() -> (f64, f64) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (0.0, 0.0) };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
