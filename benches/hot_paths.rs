@@ -1,0 +1,95 @@
+//! The hot pure paths: one detector step, one simulator step, serialising an anomaly, and the
+//! summary facts over 100,000 anomalies. `cargo bench --bench hot_paths`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use wtf_monitor::config::{DetectionConfig, SimulationConfig};
+use wtf_monitor::detection::{ParameterDetector, Rules};
+use wtf_monitor::domain::{Anomaly, AnomalyKind, Parameter};
+use wtf_monitor::simulation::{SensorSimulator, SimulationSettings};
+use wtf_monitor::summary::{self, FactsBuilder};
+
+fn detector_step(c: &mut Criterion) {
+    let start = Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap();
+    let rules = Rules::for_parameter(&DetectionConfig::default(), Parameter::Pressure);
+    c.bench_function("detector step, normal reading", |b| {
+        let mut detector = ParameterDetector::new("wtf-pipe-1".into(), Parameter::Pressure, start);
+        let mut at = start;
+        b.iter(|| {
+            at += TimeDelta::milliseconds(1);
+            black_box(detector.observe(&rules, at, black_box(2.1), at)).ok();
+        });
+    });
+    c.bench_function("detector step, a spike every other reading", |b| {
+        let mut detector = ParameterDetector::new("wtf-pipe-1".into(), Parameter::Pressure, start);
+        let mut at = start;
+        let mut high = false;
+        b.iter(|| {
+            at += TimeDelta::milliseconds(1);
+            high = !high;
+            let value = if high { 4.5 } else { 2.0 };
+            black_box(detector.observe(&rules, at, black_box(value), at)).ok();
+        });
+    });
+}
+
+fn simulator_step(c: &mut Criterion) {
+    let settings =
+        SimulationSettings::from_config(Duration::from_secs(1), &SimulationConfig::default(), &DetectionConfig::default());
+    let mut simulator = SensorSimulator::new("wtf-pipe-1".into(), 42, settings);
+    let mut at = Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap();
+    c.bench_function("simulator step", |b| {
+        b.iter(|| {
+            at += TimeDelta::seconds(1);
+            black_box(simulator.step(at));
+        });
+    });
+}
+
+fn sample_anomalies(count: usize) -> Vec<Anomaly> {
+    let start = Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap();
+    (0..count)
+        .map(|i| {
+            let kind = AnomalyKind::ALL[i % 3];
+            let parameter = Parameter::ALL[(i / 3) % 3];
+            let sensor = format!("wtf-pipe-{}", i % 1000);
+            let duration = (kind != AnomalyKind::Spike).then_some(16.0);
+            let at = start + TimeDelta::milliseconds(i as i64);
+            Anomaly::new(kind, at, sensor.as_str().into(), parameter, Some(4.5), 4.0, duration)
+        })
+        .collect()
+}
+
+fn anomaly_serialisation(c: &mut Criterion) {
+    let anomalies = sample_anomalies(50);
+    c.bench_function("serialise one anomaly", |b| b.iter(|| black_box(serde_json::to_vec(&anomalies[0]).ok())));
+    c.bench_function("serialise 50 anomalies (one /anomalies body)", |b| {
+        b.iter(|| black_box(serde_json::to_vec(&anomalies).ok()))
+    });
+}
+
+fn summary_facts(c: &mut Criterion) {
+    let anomalies = sample_anomalies(100_000);
+    let start = anomalies[0].timestamp;
+    let end = anomalies[anomalies.len() - 1].timestamp;
+    let mut group = c.benchmark_group("summary");
+    group.sample_size(20);
+    group.bench_function("facts over 100,000 anomalies", |b| {
+        b.iter(|| {
+            let mut builder = FactsBuilder::new(start);
+            for anomaly in &anomalies {
+                builder.add(anomaly);
+            }
+            black_box(builder.finish(end, &[]))
+        })
+    });
+    let facts = summary::facts(start, end, &anomalies, &[]);
+    group.bench_function("prompt from the facts of 100,000 anomalies", |b| b.iter(|| black_box(summary::prompt(&facts))));
+    group.finish();
+}
+
+criterion_group!(benches, detector_step, simulator_step, anomaly_serialisation, summary_facts);
+criterion_main!(benches);
