@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::actors::simulator::Pace;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdict};
 use crate::clock::Clock;
+use crate::config::diff::{diff, live_part};
 use crate::config::{ConfigSource, ValidConfig, load_valid};
 use crate::health::ReloadOutcome;
 use crate::logging::LogControl;
@@ -132,12 +133,27 @@ async fn reload(
         }
         Ok(config) => {
             let level = config.log.level.clone();
+            // The full diff is reported; only the live part goes into force.
+            let changes = diff(store.config().as_ref(), &config);
+            let live = live_part(store.config().as_ref(), config.into_inner()).validate();
+            let config = match live {
+                Ok(config) => config,
+                Err(problems) => {
+                    let details: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                    tracing::error!(component = %"supervisor", problems = ?details, "reload refused: the new settings do not fit those that need a restart");
+                    store.health.set_config(|health| {
+                        health.last_reload = Some(ReloadOutcome { at: clock.now(), applied: false, details });
+                    });
+                    notify(&[sd_notify::NotifyState::Ready]);
+                    return;
+                }
+            };
             match ractor::call!(supervisor, |reply| SupervisorMsg::Reload { config, reply }) {
                 Err(err) => {
                     tracing::error!(component = %"supervisor", error = %err, "reload not applied");
                     ReloadOutcome { at: clock.now(), applied: false, details: vec![err.to_string()] }
                 }
-                Ok(changes) => {
+                Ok(_applied) => {
                     if changes.log
                         && let Some(logging) = logging
                         && let Err(err) = logging.set_level(&level)

@@ -88,9 +88,41 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     changes
 }
 
+/// The config to put in force on reload: `new`, except for the settings that apply only after a
+/// restart, which keep their values in force so that what `/status` shows is what runs.
+pub fn live_part(in_force: &Config, new: Config) -> Config {
+    Config {
+        api: super::ApiConfig { listen: in_force.api.listen, ..in_force.api.clone() },
+        redis: in_force.redis.clone(),
+        simulation: super::SimulationConfig {
+            seed: in_force.simulation.seed,
+            enabled: in_force.simulation.enabled,
+            ..new.simulation
+        },
+        debug: in_force.debug.clone(),
+        ..new
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_part_keeps_what_needs_a_restart() {
+        let mut new = Config::default();
+        new.api.listen = "127.0.0.1:9000".parse().unwrap();
+        new.redis.url = String::new();
+        new.simulation.seed = Some(9);
+        new.simulation.spikes_per_hour = 1.0;
+        new.detection.drift_duration = std::time::Duration::from_secs(20);
+        let live = live_part(&Config::default(), new);
+        assert_eq!(live.api, Config::default().api);
+        assert_eq!(live.redis, Config::default().redis);
+        assert_eq!(live.simulation.seed, None);
+        assert_eq!(live.simulation.spikes_per_hour, 1.0);
+        assert_eq!(live.detection.drift_duration, std::time::Duration::from_secs(20));
+    }
 
     #[test]
     fn the_same_config_changes_nothing() {
