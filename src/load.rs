@@ -20,7 +20,7 @@ use crate::domain::AnomalyKind;
 use crate::store::Store;
 
 /// Readings per `Tick` when a simulator runs flat out.
-const FLAT_OUT_BATCH: usize = 64;
+const FLAT_OUT_BATCH: usize = 512;
 
 /// What to run.
 #[derive(Clone, Debug)]

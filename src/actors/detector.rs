@@ -38,6 +38,9 @@ pub struct DetectorArgs {
 pub enum DetectorMsg {
     /// One reading's value for this parameter.
     Sample { timestamp: DateTime<Utc>, value: f64 },
+    /// Several readings' values, oldest first (a flat-out simulator, or values queued while this
+    /// detector was being restarted).
+    Samples(Vec<(DateTime<Utc>, f64)>),
     /// The dropout timer fired.
     CheckSilence,
     /// New thresholds or durations from a reload; episodes in progress carry on.
@@ -88,6 +91,11 @@ impl Actor for Detector {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             DetectorMsg::Sample { timestamp, value } => state.on_sample(&myself, timestamp, value),
+            DetectorMsg::Samples(samples) => {
+                for (timestamp, value) in samples {
+                    state.on_sample(&myself, timestamp, value);
+                }
+            }
             DetectorMsg::CheckSilence => state.on_check_silence(&myself),
             DetectorMsg::SetRules(rules) => state.on_set_rules(&myself, rules),
             DetectorMsg::Barrier(done) => {

@@ -4,7 +4,8 @@
 //! stall rather than drifting); `SetSettings` from the supervisor on reload; `InjectFault`.
 //!
 //! On each tick it asks the seeded generator of [`crate::simulation`] for a reading, records it
-//! as the sensor's last reading and sends each value to the sensor's detector for that parameter.
+//! as the sensor's last reading and sends each value to the sensor's detector for that parameter
+//! (flat out, a batch of values in one message: the message, not the detection, is the cost).
 //! Detectors are addressed through a [`SensorRoute`] that the supervisor updates when it
 //! restarts one; a value that cannot be delivered while a detector is being restarted waits in a
 //! short queue and goes out, in order and with its original timestamp, once the detector is back.
@@ -24,7 +25,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::sync::oneshot;
 
 use crate::actors::Fault;
@@ -168,6 +169,7 @@ impl SimulatorState {
             Pace::Scheduled => {
                 let now = self.clock.now();
                 self.produce(now);
+                self.flush();
             }
             Pace::FlatOut { batch } => {
                 let mut timestamp = self.clock.now();
@@ -178,6 +180,7 @@ impl SimulatorState {
                     self.last_timestamp = Some(timestamp);
                     self.produce(timestamp);
                 }
+                self.flush();
                 // Two batches in flight at most: this one, and the previous one we wait for.
                 let barriers = self.send_barriers();
                 for done in std::mem::replace(&mut self.previous_batch, barriers) {
@@ -203,7 +206,7 @@ impl SimulatorState {
     fn produce(&mut self, timestamp: DateTime<Utc>) {
         let reading = lock(&self.generator).step(timestamp);
         if let Some(reading) = reading {
-            self.deliver(&reading);
+            self.queue(&reading);
             self.readings.record(reading);
             self.produced.fetch_add(1, Ordering::Relaxed);
         }
@@ -218,7 +221,8 @@ impl SimulatorState {
         }
     }
 
-    fn deliver(&mut self, reading: &Reading) {
+    /// Queues a reading's values for the detectors; [`Self::flush`] sends them.
+    fn queue(&mut self, reading: &Reading) {
         for parameter in Parameter::ALL {
             let queue = &mut self.undelivered[parameter.index()];
             queue.push_back((reading.timestamp, reading.value(parameter)));
@@ -229,13 +233,29 @@ impl SimulatorState {
                     "detector down too long: oldest undelivered value dropped"
                 );
             }
+        }
+    }
+
+    /// Sends each detector what is queued for it: one message for one value, one for a batch.
+    /// What a detector being restarted cannot take stays queued, in order, for the next flush.
+    fn flush(&mut self) {
+        for parameter in Parameter::ALL {
+            let queue = &mut self.undelivered[parameter.index()];
+            if queue.is_empty() {
+                continue;
+            }
             let Some(detector) = self.route.get(parameter) else { continue };
-            while let Some(&(timestamp, value)) = queue.front() {
-                if detector.cast(DetectorMsg::Sample { timestamp, value }).is_err() {
-                    // The detector is between a crash and its restart: keep the value, in order.
-                    break;
-                }
-                queue.pop_front();
+            let message = if queue.len() == 1 {
+                let (timestamp, value) = queue[0];
+                DetectorMsg::Sample { timestamp, value }
+            } else {
+                DetectorMsg::Samples(queue.iter().copied().collect())
+            };
+            match detector.cast(message) {
+                Ok(()) => queue.clear(),
+                // The detector is between a crash and its restart: the values stay queued.
+                Err(MessagingErr::SendErr(_)) => {}
+                Err(err) => tracing::warn!(component = %"sensor", %parameter, error = %err, "detector unreachable"),
             }
         }
     }
