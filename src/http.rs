@@ -13,6 +13,7 @@
 //!   `routes!`), so `/openapi.json` and the offline Swagger UI at `/docs` cannot drift from what
 //!   is served.
 
+mod docs;
 mod errors;
 mod query;
 mod status;
@@ -36,7 +37,6 @@ use tower_http::timeout::TimeoutLayer;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::actors::Fault;
 use crate::actors::supervisor::SupervisorMsg;
@@ -49,6 +49,8 @@ use query::Params;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use status::{SensorStatus, StatusBody, status_now};
 
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Requests carry no body; anything larger than this is refused with 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How stale a served `/status` may be when only readings and uptime changed; a change of any
@@ -160,15 +162,11 @@ pub fn router(state: AppState) -> Router {
     document_docs(&mut openapi);
     // Serialised once: the document cannot change while the server runs.
     let openapi_json = to_bytes(&openapi);
-    let swagger = utoipa_swagger_ui::Config::new(["/openapi.json"])
-        // Swagger UI would otherwise send the document to validator.swagger.io for a badge: a
-        // request to the internet from a plant network, and a broken image offline.
-        .validator_url("none");
     let app = routes
-        .route("/openapi.json", get(move || std::future::ready(json_body(openapi_json.clone()))))
-        .merge(SwaggerUi::new("/docs").config(swagger))
+        .route(OPENAPI_PATH, get(move || std::future::ready(json_body(openapi_json.clone()))))
+        .merge(docs::routes(OPENAPI_PATH))
         .fallback(errors::not_found)
-        // After every route, including Swagger UI's: it applies to the routes already there.
+        // After every route, the documentation's included: it applies to the routes already there.
         .method_not_allowed_fallback(errors::method_not_allowed);
     harden(app, &api_config)
 }
@@ -205,38 +203,35 @@ fn cors(config: &ApiConfig) -> Option<CorsLayer> {
     )
 }
 
-/// `/docs` and `/openapi.json` are served by Swagger UI and a closure rather than annotated
-/// handlers; they are listed too, so the document names every public route.
+/// `/docs` and `/openapi.json` are served by plain routes rather than annotated handlers; they
+/// are listed too, so the document names every public route.
 fn document_docs(openapi: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::path::{HttpMethod, OperationBuilder};
     use utoipa::openapi::{ContentBuilder, ResponseBuilder};
-    let page = |id: &str, summary: &str, code: &str, description: &str, content_type: Option<&str>| {
-        let mut response = ResponseBuilder::new().description(description);
-        if let Some(content_type) = content_type {
-            response = response.content(content_type, ContentBuilder::new().build());
-        }
+    let page = |id: &str, summary: &str, description: &str, content_type: &str| {
+        let response =
+            ResponseBuilder::new().description(description).content(content_type, ContentBuilder::new().build());
         OperationBuilder::new()
             .tag("documentation")
             .operation_id(Some(id))
             .summary(Some(summary))
-            .response(code, response.build())
+            .response("200", response.build())
             .build()
     };
-    let paths = &mut openapi.paths;
-    paths.add_path_operation(
-        "/openapi.json",
+    openapi.paths.add_path_operation(
+        OPENAPI_PATH,
         vec![HttpMethod::Get],
-        page("openapi", "This OpenAPI document.", "200", "The OpenAPI 3.1 document", Some("application/json")),
+        page("openapi", "This OpenAPI document.", "The OpenAPI 3.1 document", "application/json"),
     );
-    paths.add_path_operation(
-        "/docs",
+    openapi.paths.add_path_operation(
+        docs::DOCS_PATH,
         vec![HttpMethod::Get],
         page(
             "docs",
-            "Interactive documentation (Swagger UI), served from the binary: no internet needed.",
-            "303",
-            "Redirects to /docs/, the Swagger UI page, whose scripts and styles are served beside it",
-            None,
+            "Interactive documentation (Swagger UI).",
+            "The Swagger UI page (also at /docs/); it and its scripts and styles are served from the binary, \
+             so it works with no internet",
+            "text/html",
         ),
     );
 }
