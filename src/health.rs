@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -124,6 +125,9 @@ pub struct ConfigHealth {
 
 pub struct Health {
     started_at: DateTime<Utc>,
+    /// Bumped after every change below, so `/status` can reuse its last body until something
+    /// changes without taking these locks.
+    version: AtomicU64,
     actors: Mutex<BTreeMap<String, ActorHealth>>,
     llm: Mutex<LlmHealth>,
     redis: Mutex<RedisHealth>,
@@ -134,6 +138,7 @@ impl Health {
     pub fn new(started_at: DateTime<Utc>) -> Self {
         Self {
             started_at,
+            version: AtomicU64::new(0),
             actors: Mutex::new(BTreeMap::new()),
             llm: Mutex::new(LlmHealth {
                 state: LlmState::NotYetContacted,
@@ -160,6 +165,15 @@ impl Health {
         self.started_at
     }
 
+    /// Changes after every update of this health record; read it before the parts it versions.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
     pub fn actor_started(&self, name: &str, component: Component) {
         let mut actors = lock(&self.actors);
         let entry = actors.entry(name.to_owned()).or_insert(ActorHealth {
@@ -170,6 +184,8 @@ impl Health {
             last_failure_at: None,
         });
         entry.alive = true;
+        drop(actors);
+        self.changed();
     }
 
     /// Marks an actor down; `failure` is the reason when it failed rather than stopped.
@@ -181,17 +197,20 @@ impl Health {
                 entry.last_failure_at = Some(at);
             }
         }
+        self.changed();
     }
 
     pub fn actor_restarting(&self, name: &str) {
         if let Some(entry) = lock(&self.actors).get_mut(name) {
             entry.restarts += 1;
         }
+        self.changed();
     }
 
     /// Forgets an actor removed on purpose (a sensor taken out of the configuration).
     pub fn actor_removed(&self, name: &str) {
         lock(&self.actors).remove(name);
+        self.changed();
     }
 
     pub fn actors(&self) -> BTreeMap<String, ActorHealth> {
@@ -211,6 +230,7 @@ impl Health {
 
     pub fn set_llm(&self, update: impl FnOnce(&mut LlmHealth)) {
         update(&mut lock(&self.llm));
+        self.changed();
     }
 
     pub fn llm(&self) -> LlmHealth {
@@ -219,6 +239,7 @@ impl Health {
 
     pub fn set_redis(&self, update: impl FnOnce(&mut RedisHealth)) {
         update(&mut lock(&self.redis));
+        self.changed();
     }
 
     pub fn redis(&self) -> RedisHealth {
@@ -227,6 +248,7 @@ impl Health {
 
     pub fn set_config(&self, update: impl FnOnce(&mut ConfigHealth)) {
         update(&mut lock(&self.config));
+        self.changed();
     }
 
     pub fn config(&self) -> ConfigHealth {

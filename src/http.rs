@@ -1,24 +1,34 @@
-//! The REST API: routes, handlers and the errors they answer with.
+//! The REST API: routes, handlers, and the layers that make them cheap and hard to break.
 //!
-//! Handlers read the [`Store`] and never wait on an actor. The bodies that clients poll most
-//! (`/anomalies` without filters, `/metrics`) are serialised once per change of the data and
-//! served from that copy until the next change; `/status` is re-serialised at most every
-//! [`STATUS_REFRESH`].
-//!
-//! Every route is declared once, with its OpenAPI description beside the handler, so
-//! `/openapi.json` and `/docs` cannot drift from what is served.
+//! - Handlers read the [`Store`] and never wait on an actor, so a busy or restarting actor cannot
+//!   slow an answer.
+//! - The bodies clients poll most (`/anomalies` without filters, `/metrics`, `/status`) are
+//!   serialised once per change of the data they show and served as shared [`Bytes`] until the
+//!   next change. "Changed" is read from version counters (one atomic load each), so a hit takes no
+//!   lock and allocates nothing; `/status` also shows readings and uptime, which change all the
+//!   time, so it is re-made at most every [`STATUS_REFRESH`] as well.
+//! - Bad input is refused with a 4xx and a JSON body naming the problem ([`query`], [`errors`]);
+//!   every other error answer, including the layers' own 408 and 413, is JSON too.
+//! - Every route is declared once with its OpenAPI description beside the handler (utoipa-axum
+//!   `routes!`), so `/openapi.json` and the offline Swagger UI at `/docs` cannot drift from what
+//!   is served.
 
-use std::collections::BTreeMap;
+mod docs;
+mod errors;
+mod query;
+mod status;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use ractor::ActorRef;
 use serde::Serialize;
 use tower_http::cors::CorsLayer;
@@ -27,22 +37,24 @@ use tower_http::timeout::TimeoutLayer;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use utoipa_swagger_ui::SwaggerUi;
 
 use crate::actors::Fault;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::clock::Clock;
-use crate::config::ValidConfig;
-use crate::domain::{Anomaly, AnomalyKind, Parameter, Reading, Summary};
-use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, LlmState, RedisHealth};
+use crate::config::{ApiConfig, ValidConfig};
+use crate::domain::{Anomaly, AnomalyKind, Parameter, Summary};
 use crate::store::{AnomalyQuery, Metrics, Store};
+pub use errors::{ApiError, ErrorBody};
+use query::Params;
+pub use query::{DEFAULT_LIMIT, MAX_LIMIT};
+pub use status::{SensorStatus, StatusBody, status_now};
 
-/// Largest `limit` accepted by the list endpoints.
-pub const MAX_LIMIT: usize = 1000;
-const DEFAULT_LIMIT: usize = 50;
-/// Requests carry no body; anything larger than this is refused.
-const MAX_BODY_BYTES: usize = 16 * 1024;
-/// How stale a served `/status` may be.
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// Requests carry no body; anything larger than this is refused with 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How stale a served `/status` may be when only readings and uptime changed; a change of any
+/// actor, of the model's or Redis's state, or of the anomalies shows at once.
 pub const STATUS_REFRESH: Duration = Duration::from_millis(250);
 
 /// What every handler shares.
@@ -52,38 +64,67 @@ pub struct AppState {
 }
 
 struct Shared {
+    /// The `[api]` section the server started with: listen address, timeout and CORS change
+    /// only with a restart, so they are read once here rather than per request.
+    api: ApiConfig,
     store: Arc<Store>,
     clock: Clock,
     supervisor: Option<ActorRef<SupervisorMsg>>,
-    anomalies_body: ArcSwapOption<CachedBody>,
-    metrics_body: ArcSwapOption<CachedBody>,
-    status_body: ArcSwapOption<CachedBody>,
-}
-
-/// A serialised body and the version of the data it was made from.
-struct CachedBody {
-    version: u64,
-    limit: usize,
-    body: Bytes,
+    /// Keyed by (anomalies version, limit).
+    anomalies_body: BodyCache<(u64, usize)>,
+    /// Keyed by the anomalies version.
+    metrics_body: BodyCache<u64>,
+    /// Keyed by (health version, anomalies version, [`STATUS_REFRESH`] period).
+    status_body: BodyCache<(u64, u64, i64)>,
 }
 
 impl AppState {
     pub fn new(
-        _config: ValidConfig,
+        config: ValidConfig,
         store: Arc<Store>,
         clock: Clock,
         supervisor: Option<ActorRef<SupervisorMsg>>,
     ) -> Self {
         Self {
             inner: Arc::new(Shared {
+                api: config.api.clone(),
                 store,
                 clock,
                 supervisor,
-                anomalies_body: ArcSwapOption::empty(),
-                metrics_body: ArcSwapOption::empty(),
-                status_body: ArcSwapOption::empty(),
+                anomalies_body: BodyCache::default(),
+                metrics_body: BodyCache::default(),
+                status_body: BodyCache::default(),
             }),
         }
+    }
+}
+
+/// One serialised body and the key of the data it was made from.
+///
+/// The key is read *before* the data, so a body is always at least as new as its key says: a
+/// change that lands in between makes the next request re-make it, never serve it stale. Two
+/// requests that miss together both serialise and the last one stored wins; both bodies are
+/// correct for their key, so that costs only the duplicated work.
+struct BodyCache<K> {
+    slot: ArcSwapOption<(K, Bytes)>,
+}
+
+impl<K> Default for BodyCache<K> {
+    fn default() -> Self {
+        Self { slot: ArcSwapOption::empty() }
+    }
+}
+
+impl<K: PartialEq> BodyCache<K> {
+    fn get_or_make(&self, key: K, make: impl FnOnce() -> Bytes) -> Bytes {
+        if let Some(cached) = self.slot.load().as_ref()
+            && cached.0 == key
+        {
+            return cached.1.clone();
+        }
+        let body = make();
+        self.slot.store(Some(Arc::new((key, body.clone()))));
+        body
     }
 }
 
@@ -91,15 +132,22 @@ impl AppState {
 #[openapi(
     info(
         title = "wtf-monitor",
-        description = "Anomalies, summaries and status of the water treatment facility monitor."
+        description = "Anomalies, summaries, status and metrics of the water treatment facility monitor.\n\n\
+            Every error answer is JSON: `{\"error\": \"what was wrong\"}` (with `parameter` when a query \
+            parameter is at fault). Query parameters are checked strictly: an unknown, repeated, empty or \
+            out-of-range one is a 400."
     ),
-    tags((name = "monitoring"), (name = "operations"))
+    tags(
+        (name = "monitoring", description = "What the plant is doing"),
+        (name = "operations", description = "What the daemon is doing"),
+        (name = "documentation", description = "This document and its interactive page"),
+    )
 )]
 struct ApiDoc;
 
 /// The whole API, with its documentation at `/docs` and `/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    let config = state.inner.store.config();
+    let api_config = state.inner.api.clone();
     let mut api = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(anomalies))
         .routes(routes!(summary))
@@ -110,84 +158,82 @@ pub fn router(state: AppState) -> Router {
     if state.inner.supervisor.is_some() {
         api = api.routes(routes!(inject_fault));
     }
-    let (routes, openapi) = api.with_state(state).split_for_parts();
-    let mut app = routes
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+    let (routes, mut openapi) = api.with_state(state).split_for_parts();
+    document_docs(&mut openapi);
+    // Serialised once: the document cannot change while the server runs.
+    let openapi_json = to_bytes(&openapi);
+    let app = routes
+        .route(OPENAPI_PATH, get(move || std::future::ready(json_body(openapi_json.clone()))))
+        .merge(docs::routes(OPENAPI_PATH))
+        .fallback(errors::not_found)
+        // After every route, the documentation's included: it applies to the routes already there.
+        .method_not_allowed_fallback(errors::method_not_allowed);
+    harden(app, &api_config)
+}
+
+/// The layers every route, fallback and documentation page goes through.
+fn harden(app: Router, config: &ApiConfig) -> Router {
+    let context = errors::ErrorContext { request_timeout: config.request_timeout, max_body_bytes: MAX_BODY_BYTES };
+    let app = app
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.api.request_timeout));
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
+        // Outside the two layers above, so their 408 and 413 get a JSON body too.
+        .layer(middleware::from_fn_with_state(context, errors::json_errors));
+    match cors(config) {
+        // Outermost, so error answers carry the CORS headers and a browser can read them.
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+/// CORS only for the configured origins; with none configured, no CORS headers at all, so a
+/// browser refuses cross-origin reads. Never credentials: the API has no sessions to share.
+fn cors(config: &ApiConfig) -> Option<CorsLayer> {
     let origins: Vec<HeaderValue> =
-        config.api.cors_allowed_origins.iter().filter_map(|origin| origin.parse().ok()).collect();
-    if !origins.is_empty() {
-        app = app.layer(
-            CorsLayer::new()
-                .allow_origin(origins)
-                .allow_methods([Method::GET, Method::HEAD])
-                .allow_headers([header::CONTENT_TYPE]),
-        );
+        config.cors_allowed_origins.iter().filter_map(|origin| origin.parse().ok()).collect();
+    if origins.is_empty() {
+        return None;
     }
-    app
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::HEAD])
+            .allow_headers([header::CONTENT_TYPE])
+            .allow_credentials(false),
+    )
 }
 
-/// What went wrong with a request, as the client sees it.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("invalid query parameter {parameter}: {message}")]
-    BadQuery { parameter: String, message: String },
-    #[error("no such endpoint: {0}")]
-    NotFound(String),
-    #[error("method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
-    #[error("no summary has been written yet; the first comes within 30 seconds of start")]
-    NoSummaryYet,
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-/// The JSON body of every error answer.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What was wrong, for a person.
-    #[schema(example = "invalid query parameter limit: must be a whole number from 1 to 1000, got \"abc\"")]
-    pub error: String,
-    /// The query parameter at fault, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameter: Option<String>,
-}
-
-impl ApiError {
-    fn bad(parameter: &str, message: impl Into<String>) -> Self {
-        ApiError::BadQuery { parameter: parameter.to_owned(), message: message.into() }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NoSummaryYet | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let parameter = match &self {
-            ApiError::BadQuery { parameter, .. } => Some(parameter.clone()),
-            _ => None,
-        };
-        let body = ErrorBody { error: self.to_string(), parameter };
-        (self.status(), axum::Json(body)).into_response()
-    }
-}
-
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_owned())
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+/// `/docs` and `/openapi.json` are served by plain routes rather than annotated handlers; they
+/// are listed too, so the document names every public route.
+fn document_docs(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+    let page = |id: &str, summary: &str, description: &str, content_type: &str| {
+        let response =
+            ResponseBuilder::new().description(description).content(content_type, ContentBuilder::new().build());
+        OperationBuilder::new()
+            .tag("documentation")
+            .operation_id(Some(id))
+            .summary(Some(summary))
+            .response("200", response.build())
+            .build()
+    };
+    openapi.paths.add_path_operation(
+        OPENAPI_PATH,
+        vec![HttpMethod::Get],
+        page("openapi", "This OpenAPI document.", "The OpenAPI 3.1 document", "application/json"),
+    );
+    openapi.paths.add_path_operation(
+        docs::DOCS_PATH,
+        vec![HttpMethod::Get],
+        page(
+            "docs",
+            "Interactive documentation (Swagger UI).",
+            "The Swagger UI page (also at /docs/); it and its scripts and styles are served from the binary, \
+             so it works with no internet",
+            "text/html",
+        ),
+    );
 }
 
 fn json_body(body: Bytes) -> Response {
@@ -195,57 +241,12 @@ fn json_body(body: Bytes) -> Response {
 }
 
 fn to_bytes<T: Serialize>(value: &T) -> Bytes {
-    // Serialising our own plain types cannot fail; an empty object is a safe answer if it did.
-    serde_json::to_vec(value).map(Bytes::from).unwrap_or_else(|_| Bytes::from_static(b"{}"))
-}
-
-/// Splits a raw query string, refusing parameters the endpoint does not know.
-fn query_pairs(raw: Option<&str>, known: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
-    let mut pairs = BTreeMap::new();
-    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        if !known.contains(&name.as_ref()) {
-            return Err(ApiError::bad(&name, format!("unknown parameter; this endpoint takes {}", known.join(", "))));
-        }
-        if pairs.insert(name.to_string(), value.to_string()).is_some() {
-            return Err(ApiError::bad(&name, "given more than once"));
-        }
-    }
-    Ok(pairs)
-}
-
-fn parse_limit(pairs: &BTreeMap<String, String>) -> Result<usize, ApiError> {
-    let Some(text) = pairs.get("limit") else { return Ok(DEFAULT_LIMIT) };
-    match text.trim().parse::<usize>() {
-        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-        _ => Err(ApiError::bad("limit", format!("must be a whole number from 1 to {MAX_LIMIT}, got {text:?}"))),
-    }
-}
-
-fn parse_anomaly_query(raw: Option<&str>) -> Result<AnomalyQuery, ApiError> {
-    let pairs = query_pairs(raw, &["limit", "sensor_id", "parameter", "type", "since"])?;
-    let parameter = pairs
-        .get("parameter")
-        .map(|name| {
-            name.parse::<Parameter>()
-                .map_err(|_| ApiError::bad("parameter", format!("must be temperature, pressure or flow, got {name:?}")))
-        })
-        .transpose()?;
-    let kind = pairs
-        .get("type")
-        .map(|name| {
-            name.parse::<AnomalyKind>()
-                .map_err(|_| ApiError::bad("type", format!("must be spike, drift or dropout, got {name:?}")))
-        })
-        .transpose()?;
-    let since = pairs
-        .get("since")
-        .map(|text| {
-            DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|_| {
-                ApiError::bad("since", format!("must be an RFC 3339 time such as 2025-05-19T10:15:00Z, got {text:?}"))
-            })
-        })
-        .transpose()?;
-    Ok(AnomalyQuery { limit: parse_limit(&pairs)?, sensor_id: pairs.get("sensor_id").cloned(), parameter, kind, since })
+    // Our plain types always serialise (serde_json writes a NaN as null); should one ever fail,
+    // say so in the log and answer with valid JSON rather than a 500.
+    serde_json::to_vec(value).map(Bytes::from).unwrap_or_else(|err| {
+        tracing::error!(component = %"api", error = %err, "cannot serialise an answer");
+        Bytes::from_static(b"null")
+    })
 }
 
 /// The newest anomalies, newest first.
@@ -254,34 +255,27 @@ fn parse_anomaly_query(raw: Option<&str>) -> Result<AnomalyQuery, ApiError> {
     path = "/anomalies",
     tag = "monitoring",
     params(
-        ("limit" = Option<usize>, Query, description = "How many, 1 to 1000 (default 50)", example = 50),
+        ("limit" = Option<usize>, Query, description = "How many, 1 to 1000 (default 50)", minimum = 1, maximum = 1000, example = 50),
         ("sensor_id" = Option<String>, Query, description = "Only this sensor", example = "wtf-pipe-1"),
-        ("parameter" = Option<Parameter>, Query, description = "Only this parameter"),
-        ("type" = Option<AnomalyKind>, Query, description = "Only this kind of anomaly"),
-        ("since" = Option<String>, Query, description = "Only anomalies at or after this RFC 3339 time", example = "2025-05-19T10:00:00Z"),
+        ("parameter" = Option<Parameter>, Query, description = "Only this parameter", example = "pressure"),
+        ("type" = Option<AnomalyKind>, Query, description = "Only this kind of anomaly", example = "spike"),
+        ("since" = Option<String>, Query, format = DateTime, description = "Only anomalies at or after this RFC 3339 time", example = "2025-05-19T10:00:00Z"),
     ),
     responses(
         (status = 200, description = "Anomalies of the last 24 hours, newest first", body = [Anomaly]),
-        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+        (status = 400, description = "A query parameter is unknown, repeated, empty or invalid", body = ErrorBody,
+            example = json!({"error": "invalid query parameter limit: must be a whole number from 1 to 1000, got \"0\"", "parameter": "limit"})),
     )
 )]
 async fn anomalies(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query = parse_anomaly_query(raw.as_deref())?;
+    let query = query::anomaly_query(raw.as_deref())?;
     let store = &state.inner.store;
-    let unfiltered = AnomalyQuery::newest(query.limit) == query;
-    if !unfiltered {
+    if query != AnomalyQuery::newest(query.limit) {
+        // Filtered lists are asked for rarely and vary too much to be worth keeping.
         return Ok(json_body(to_bytes(&store.anomalies(&query))));
     }
-    let version = store.anomaly_seq();
-    if let Some(cached) = state.inner.anomalies_body.load().as_ref()
-        && cached.version == version
-        && cached.limit == query.limit
-    {
-        return Ok(json_body(cached.body.clone()));
-    }
-    let body = to_bytes(&store.anomalies(&query));
-    state.inner.anomalies_body.store(Some(Arc::new(CachedBody { version, limit: query.limit, body: body.clone() })));
-    Ok(json_body(body))
+    let key = (store.anomalies_version(), query.limit);
+    Ok(json_body(state.inner.anomalies_body.get_or_make(key, || to_bytes(&store.anomalies(&query)))))
 }
 
 /// The latest summary of recent anomalies.
@@ -291,12 +285,15 @@ async fn anomalies(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
     tag = "monitoring",
     responses(
         (status = 200, description = "The latest summary", body = Summary),
-        (status = 503, description = "No summary written yet (only in the first seconds after start)", body = ErrorBody),
+        (status = 400, description = "This endpoint takes no query parameters", body = ErrorBody),
+        (status = 503, description = "No summary written yet (only in the first seconds after start)", body = ErrorBody,
+            example = json!({"error": "no summary has been written yet; the first comes within 30 seconds of start"})),
     )
 )]
-async fn summary(State(state): State<AppState>) -> Result<axum::Json<Summary>, ApiError> {
+async fn summary(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    query::no_params(raw.as_deref())?;
     let latest = state.inner.store.latest_summary().ok_or(ApiError::NoSummaryYet)?;
-    Ok(axum::Json(Summary::clone(&latest)))
+    Ok(json_body(to_bytes(&latest)))
 }
 
 /// Recent summaries, newest first.
@@ -304,14 +301,14 @@ async fn summary(State(state): State<AppState>) -> Result<axum::Json<Summary>, A
     get,
     path = "/summaries",
     tag = "monitoring",
-    params(("limit" = Option<usize>, Query, description = "How many, 1 to 1000 (default 50)")),
+    params(("limit" = Option<usize>, Query, description = "How many, 1 to 1000 (default 50)", minimum = 1, maximum = 1000, example = 10)),
     responses(
-        (status = 200, description = "Recent summaries, newest first", body = [Summary]),
-        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+        (status = 200, description = "Recent summaries, newest first; empty before the first", body = [Summary]),
+        (status = 400, description = "A query parameter is unknown, repeated, empty or invalid", body = ErrorBody),
     )
 )]
 async fn summaries(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let limit = parse_limit(&query_pairs(raw.as_deref(), &["limit"])?)?;
+    let limit = Params::parse(raw.as_deref(), &["limit"])?.limit()?;
     Ok(json_body(to_bytes(&state.inner.store.summaries(limit))))
 }
 
@@ -320,22 +317,29 @@ async fn summaries(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
     get,
     path = "/metrics",
     tag = "monitoring",
-    responses((status = 200, description = "Counts over the newest 100 anomalies", body = Metrics))
+    responses(
+        (status = 200, description = "Counts over the newest 100 anomalies (all of them when fewer)", body = Metrics,
+            example = json!({
+                "total_anomalies": 100,
+                "anomalies_by_type": {"spike": 79, "drift": 7, "dropout": 14},
+                "anomalies_by_parameter": {"temperature": 4, "pressure": 8, "flow": 88},
+                "anomalies_by_sensor": {"wtf-pipe-1": 35, "wtf-pipe-2": 31, "wtf-pipe-3": 34},
+                "last_update": "2025-05-19T14:11:18.009Z"
+            })),
+        (status = 400, description = "This endpoint takes no query parameters", body = ErrorBody),
+    )
 )]
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    query::no_params(raw.as_deref())?;
     let store = &state.inner.store;
-    let version = store.anomaly_seq();
-    if let Some(cached) = state.inner.metrics_body.load().as_ref()
-        && cached.version == version
-    {
-        return json_body(cached.body.clone());
-    }
-    let body = to_bytes(&store.metrics());
-    state.inner.metrics_body.store(Some(Arc::new(CachedBody { version, limit: 0, body: body.clone() })));
-    json_body(body)
+    let key = store.anomalies_version();
+    Ok(json_body(state.inner.metrics_body.get_or_make(key, || to_bytes(&store.metrics()))))
 }
 
-/// Liveness for load balancers and container healthchecks.
+/// Liveness, for load balancers and container healthchecks.
+///
+/// Takes no parameters but ignores a query string rather than refusing it: a probe that adds a
+/// cache-buster must not mark a working daemon down.
 #[utoipa::path(
     get,
     path = "/health",
@@ -348,46 +352,9 @@ async fn health() -> Response {
 
 #[derive(Serialize, ToSchema)]
 pub struct HealthBody {
+    /// Always `ok`: a daemon that answers at all is alive; `/status` says how well.
+    #[schema(example = "ok")]
     pub status: String,
-}
-
-/// One sensor as `/status` shows it.
-#[derive(Serialize, ToSchema)]
-pub struct SensorStatus {
-    /// Alive and reporting: its simulator runs and its last reading is younger than the dropout timeout.
-    pub active: bool,
-    pub last_reading: Option<Reading>,
-}
-
-/// The truth about the daemon's parts.
-#[derive(Serialize, ToSchema)]
-pub struct StatusBody {
-    /// Every sensor is reporting (see `sensors` for which is not).
-    pub sensor_active: bool,
-    /// Every detector actor is running.
-    pub detector_active: bool,
-    /// The last call to the model succeeded and its text was used.
-    pub llm_active: bool,
-    /// The API actor is running.
-    pub api_active: bool,
-    #[serde(with = "crate::domain::rfc3339_option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_reading_time: Option<DateTime<Utc>>,
-    /// Anomalies raised in the last 24 hours, all of them.
-    pub anomaly_count_24h: u64,
-    /// Anomalies held in memory, and how many the memory bound evicted before their 24 hours.
-    pub anomalies_held: usize,
-    pub anomalies_evicted_early: u64,
-    #[serde(with = "crate::domain::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub started_at: DateTime<Utc>,
-    pub uptime_seconds: f64,
-    pub sensors: BTreeMap<String, SensorStatus>,
-    /// Every actor with its liveness and restart count.
-    pub actors: BTreeMap<String, ActorHealth>,
-    pub llm: LlmHealth,
-    pub redis: RedisHealth,
-    pub config: ConfigHealth,
 }
 
 /// Component flags, per-sensor readings, restarts, Redis and model state.
@@ -395,58 +362,19 @@ pub struct StatusBody {
     get,
     path = "/status",
     tag = "operations",
-    responses((status = 200, description = "The state of every part of the daemon", body = StatusBody))
+    responses(
+        (status = 200, description = "The state of every part of the daemon", body = StatusBody),
+        (status = 400, description = "This endpoint takes no query parameters", body = ErrorBody),
+    )
 )]
-async fn status(State(state): State<AppState>) -> Response {
-    let now = state.inner.clock.now();
-    let version = u64::try_from(now.timestamp_millis()).unwrap_or_default() / STATUS_REFRESH.as_millis() as u64;
-    if let Some(cached) = state.inner.status_body.load().as_ref()
-        && cached.version == version
-    {
-        return json_body(cached.body.clone());
-    }
-    let body = to_bytes(&status_now(&state.inner.store, now));
-    state.inner.status_body.store(Some(Arc::new(CachedBody { version, limit: 0, body: body.clone() })));
-    json_body(body)
-}
-
-/// Builds `/status` from live state at `now`.
-pub fn status_now(store: &Store, now: DateTime<Utc>) -> StatusBody {
-    let config = store.config();
-    let health = &store.health;
-    let dropout = chrono::TimeDelta::from_std(config.detection.dropout_timeout).unwrap_or(chrono::TimeDelta::MAX);
-    let sensors: BTreeMap<String, SensorStatus> = store
-        .last_readings()
-        .into_iter()
-        .filter(|(sensor_id, _)| config.sensors.ids.iter().any(|id| id == sensor_id.as_str()))
-        .map(|(sensor_id, last_reading)| {
-            let simulator_alive = !config.simulation.enabled || health.is_alive(&format!("simulator:{sensor_id}"));
-            let recent = last_reading.as_ref().is_some_and(|reading| now - reading.timestamp <= dropout);
-            (sensor_id.to_string(), SensorStatus { active: simulator_alive && recent, last_reading })
-        })
-        .collect();
-    let all_reporting = config.sensors.ids.iter().all(|id| sensors.get(id).is_some_and(|sensor| sensor.active));
-    let last_reading_time =
-        sensors.values().filter_map(|sensor| sensor.last_reading.as_ref().map(|reading| reading.timestamp)).max();
-    let (anomalies_held, anomalies_evicted_early) = store.anomaly_holdings();
-    let llm = health.llm();
-    StatusBody {
-        sensor_active: all_reporting,
-        detector_active: health.all_alive(Component::Detector),
-        llm_active: llm.state == LlmState::Active,
-        api_active: health.all_alive(Component::Api),
-        last_reading_time,
-        anomaly_count_24h: store.anomaly_count_24h(now),
-        anomalies_held,
-        anomalies_evicted_early,
-        started_at: health.started_at(),
-        uptime_seconds: (now - health.started_at()).num_milliseconds() as f64 / 1000.0,
-        sensors,
-        actors: health.actors(),
-        llm,
-        redis: health.redis(),
-        config: health.config(),
-    }
+async fn status(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    query::no_params(raw.as_deref())?;
+    let shared = &state.inner;
+    let store = &shared.store;
+    let now = shared.clock.now();
+    let period = now.timestamp_millis().div_euclid(STATUS_REFRESH.as_millis() as i64);
+    let key = (store.health.version(), store.anomalies_version(), period);
+    Ok(json_body(shared.status_body.get_or_make(key, || to_bytes(&status_now(store, now)))))
 }
 
 /// Makes the named actor fail, to drill supervision. Served only with `debug.fault_injection = true`.
@@ -460,7 +388,9 @@ pub fn status_now(store: &Store, now: DateTime<Utc>) -> StatusBody {
     ),
     responses(
         (status = 202, description = "The fault was delivered"),
+        (status = 400, description = "A query parameter is unknown or invalid", body = ErrorBody),
         (status = 404, description = "No such actor", body = ErrorBody),
+        (status = 503, description = "The supervisor did not answer", body = ErrorBody),
     )
 )]
 async fn inject_fault(
@@ -468,8 +398,8 @@ async fn inject_fault(
     Path(actor): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<StatusCode, ApiError> {
-    let pairs = query_pairs(raw.as_deref(), &["fault"])?;
-    let fault = match pairs.get("fault").map(String::as_str) {
+    let params = Params::parse(raw.as_deref(), &["fault"])?;
+    let fault = match params.get("fault") {
         None | Some("panic") => Fault::Panic,
         Some("error") => Fault::Error,
         Some(other) => return Err(ApiError::bad("fault", format!("must be panic or error, got {other:?}"))),

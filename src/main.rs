@@ -85,7 +85,9 @@ fn healthcheck(url: &str) -> ExitCode {
         }
     };
     let answer = runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+        // No proxy: the probe is for this host's daemon, and a proxy inherited from the
+        // environment (common on plant networks) would fail it while the daemon is healthy.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).no_proxy().build()?;
         client.get(url).send().await
     });
     match answer {

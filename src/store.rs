@@ -12,7 +12,7 @@
 //! how many it missed.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use arc_swap::ArcSwap;
@@ -36,6 +36,9 @@ pub struct Store {
     limits: Mutex<StoreLimits>,
     anomalies: Mutex<AnomalyLog>,
     anomaly_seq: watch::Sender<u64>,
+    /// Bumped after every change to the anomalies held (recorded, restored, expired), so the API
+    /// can tell whether a body it serialised is still current with one atomic load, no lock.
+    anomalies_version: AtomicU64,
     summaries: Mutex<VecDeque<Arc<Summary>>>,
     summary_seq: watch::Sender<u64>,
     sensors: RwLock<BTreeMap<SensorId, Arc<SensorSlot>>>,
@@ -150,6 +153,7 @@ impl Store {
             config: ArcSwap::from_pointee(config),
             anomalies: Mutex::new(AnomalyLog::default()),
             anomaly_seq: watch::Sender::new(0),
+            anomalies_version: AtomicU64::new(0),
             summaries: Mutex::new(VecDeque::new()),
             summary_seq: watch::Sender::new(0),
             sensors: RwLock::new(BTreeMap::new()),
@@ -182,6 +186,7 @@ impl Store {
             log.expire(now, limits);
             seq
         };
+        self.anomalies_changed();
         self.anomaly_seq.send_replace(seq);
         seq
     }
@@ -210,6 +215,7 @@ impl Store {
         log.expire(now, limits);
         let seq = log.next_seq;
         drop(log);
+        self.anomalies_changed();
         self.anomaly_seq.send_replace(seq);
         added
     }
@@ -217,7 +223,25 @@ impl Store {
     /// Drops what has outlived the retention even when nothing new arrives.
     pub fn expire(&self, now: DateTime<Utc>) {
         let limits = *lock(&self.limits);
-        lock(&self.anomalies).expire(now, limits);
+        let mut log = lock(&self.anomalies);
+        let held = log.entries.len();
+        log.expire(now, limits);
+        let changed = log.entries.len() != held;
+        drop(log);
+        if changed {
+            self.anomalies_changed();
+        }
+    }
+
+    /// Changes whenever the anomalies held change, expiry included (unlike [`Self::anomaly_seq`],
+    /// which numbers recorded anomalies only). Read before the data it versions, a copy made
+    /// afterwards is at least as new as the version it is filed under.
+    pub fn anomalies_version(&self) -> u64 {
+        self.anomalies_version.load(Ordering::Acquire)
+    }
+
+    fn anomalies_changed(&self) {
+        self.anomalies_version.fetch_add(1, Ordering::Release);
     }
 
     /// The newest anomalies matching `query`, newest first.

@@ -1,0 +1,152 @@
+//! What the API answers when a request cannot be served: one [`ApiError`] enum, one JSON shape
+//! ([`ErrorBody`]), and a middleware that gives that shape to the error answers made outside the
+//! handlers too.
+//!
+//! Clients (dashboards, scripts, the operator's `curl | jq`) parse every answer as JSON. The
+//! handlers' own errors are JSON by construction; but tower-http's timeout (408) and body limit
+//! (413) answer with an empty or plain-text body, and Swagger UI answers an unknown asset with an
+//! empty 404. [`json_errors`] rewrites those, so no 4xx or 5xx leaves the daemon without
+//! `{"error": …}`.
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// What went wrong with a request, as the client sees it. Messages name the problem and never
+/// carry internals (paths on disk, addresses, panics).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid query parameter {parameter}: {message}")]
+    BadQuery { parameter: String, message: String },
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    #[error("method {method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("the request took longer than {} and was abandoned", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("request body larger than {0} bytes; this API takes no request bodies")]
+    BodyTooLarge(usize),
+    #[error("no summary has been written yet; the first comes within 30 seconds of start")]
+    NoSummaryYet,
+    #[error("{0}")]
+    Unavailable(String),
+    /// An error answer made outside the handlers (e.g. an axum extractor's rejection), kept with
+    /// its status and the text it came with.
+    #[error("{message}")]
+    Other { status: StatusCode, message: String },
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "error": "invalid query parameter limit: must be a whole number from 1 to 1000, got \"abc\"",
+    "parameter": "limit"
+}))]
+pub struct ErrorBody {
+    /// What was wrong, for a person.
+    pub error: String,
+    /// The query parameter at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
+impl ApiError {
+    pub(crate) fn bad(parameter: &str, message: impl Into<String>) -> Self {
+        ApiError::BadQuery { parameter: parameter.to_owned(), message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoSummaryYet | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Other { status, .. } => *status,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let parameter = match self {
+            ApiError::BadQuery { parameter, .. } => Some(parameter.clone()),
+            _ => None,
+        };
+        ErrorBody { error: self.to_string(), parameter }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), axum::Json(self.body())).into_response()
+    }
+}
+
+/// The router's fallback: no route matches the path.
+pub(super) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_owned())
+}
+
+/// A route matches the path but not the method; axum keeps the `Allow` header it computed.
+pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+}
+
+/// What [`json_errors`] needs to word the errors made by the layers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ErrorContext {
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// Longest plain-text error body kept as the message; anything longer is not a message.
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Rewrites error answers that are not JSON into [`ErrorBody`], keeping their status and headers
+/// (`Allow`, CORS). Successful answers pass untouched, at the cost of one status check.
+pub(super) async fn json_errors(State(context): State<ErrorContext>, request: Request, next: Next) -> Response {
+    // Cheap copies (reference-counted or inline); the path is only read if the answer is an error.
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let error = match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound(uri.path().to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+        }
+        StatusCode::REQUEST_TIMEOUT => ApiError::Timeout(context.request_timeout),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge(context.max_body_bytes),
+        _ => {
+            let text = axum::body::to_bytes(body, MAX_MESSAGE_BYTES).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&text).trim().to_owned();
+            let message =
+                if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+            ApiError::Other { status, message }
+        }
+    };
+    let mut rewritten = error.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().append(name, value.clone());
+        }
+    }
+    rewritten
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value: &HeaderValue| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
