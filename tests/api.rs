@@ -101,7 +101,8 @@ async fn the_api_serves_anomalies_status_and_metrics_over_http() {
     assert!(body["anomaly_count_24h"].as_u64().unwrap() >= list.len() as u64, "{body}");
     assert_eq!(body["redis"]["state"], "disabled", "{body}");
     assert_eq!(body["sensors"].as_object().unwrap().len(), 3, "{body}");
-    assert_eq!(body["actors"].as_object().unwrap().len(), 3 + 9 + 1, "{body}");
+    // Three simulators, nine detectors, the summarizer and the API (no mirror: Redis is off).
+    assert_eq!(body["actors"].as_object().unwrap().len(), 3 + 9 + 1 + 1, "{body}");
 
     let (status, metrics) = daemon.get_json("/metrics").await;
     assert_eq!(status, 200, "{metrics}");
