@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::actors::Fault;
 use crate::actors::api::{Api, ApiArgs, ApiMsg};
 use crate::actors::detector::{Detector, DetectorArgs, DetectorMsg};
+use crate::actors::mirror::{Mirror, MirrorArgs, MirrorMsg, MirrorTuning};
 use crate::actors::simulator::{GeneratorSlot, SensorRoute, Simulator, SimulatorArgs, SimulatorMsg};
 use crate::clock::Clock;
 use crate::config::ValidConfig;
@@ -84,6 +85,8 @@ pub enum SupervisorMsg {
 enum ChildKind {
     Simulator(SensorId),
     Detector(SensorId, Parameter),
+    /// Only when `redis.url` is set.
+    Mirror,
     Api,
 }
 
@@ -92,6 +95,7 @@ impl ChildKind {
         match self {
             ChildKind::Simulator(sensor_id) => format!("simulator:{sensor_id}"),
             ChildKind::Detector(sensor_id, parameter) => format!("detector:{sensor_id}:{parameter}"),
+            ChildKind::Mirror => "mirror".into(),
             ChildKind::Api => "api".into(),
         }
     }
@@ -100,6 +104,7 @@ impl ChildKind {
         match self {
             ChildKind::Simulator(_) => Component::Sensor,
             ChildKind::Detector(..) => Component::Detector,
+            ChildKind::Mirror => Component::Redis,
             ChildKind::Api => Component::Api,
         }
     }
@@ -110,6 +115,7 @@ impl ChildKind {
 enum ChildRef {
     Simulator(ActorRef<SimulatorMsg>),
     Detector(ActorRef<DetectorMsg>),
+    Mirror(ActorRef<MirrorMsg>),
     Api(ActorRef<ApiMsg>),
 }
 
@@ -118,6 +124,7 @@ impl ChildRef {
         match self {
             ChildRef::Simulator(actor) => actor.get_cell(),
             ChildRef::Detector(actor) => actor.get_cell(),
+            ChildRef::Mirror(actor) => actor.get_cell(),
             ChildRef::Api(actor) => actor.get_cell(),
         }
     }
@@ -126,6 +133,7 @@ impl ChildRef {
         match self {
             ChildRef::Simulator(actor) => actor.cast(SimulatorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Detector(actor) => actor.cast(DetectorMsg::InjectFault(fault)).is_ok(),
+            ChildRef::Mirror(actor) => actor.cast(MirrorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Api(actor) => actor.cast(ApiMsg::InjectFault(fault)).is_ok(),
         }
     }
@@ -247,6 +255,9 @@ impl SupervisorState {
         for sensor in &self.config.sensors.ids {
             kinds.extend(sensor_children(&SensorId::new(sensor), self.config.simulation.enabled));
         }
+        if !self.config.redis.url.is_empty() {
+            kinds.push(ChildKind::Mirror);
+        }
         kinds.push(ChildKind::Api);
         kinds
     }
@@ -285,6 +296,16 @@ impl SupervisorState {
                 };
                 let (actor, _) = Actor::spawn_linked(None, Simulator, args, supervisor).await?;
                 Ok(ChildRef::Simulator(actor))
+            }
+            ChildKind::Mirror => {
+                let args = MirrorArgs {
+                    redis: self.config.redis.clone(),
+                    store: Arc::clone(&self.store),
+                    clock: self.clock,
+                    tuning: MirrorTuning::default(),
+                };
+                let (actor, _) = Actor::spawn_linked(None, Mirror, args, supervisor).await?;
+                Ok(ChildRef::Mirror(actor))
             }
             ChildKind::Api => {
                 let args = ApiArgs {
@@ -458,7 +479,8 @@ impl SupervisorState {
         tracing::info!(component = %"supervisor", %sensor_id, "sensor removed");
     }
 
-    /// Simulators first (no new readings), then detectors finish their mailboxes, then the API.
+    /// Simulators first (no new readings), then detectors finish their mailboxes, then the
+    /// mirror writes what they raised to Redis, then the API.
     async fn on_shutdown(&mut self) {
         self.stopping = true;
         let refs: Vec<ChildRef> = self.children.values().filter_map(|child| child.running.clone()).collect();
@@ -469,6 +491,11 @@ impl SupervisorState {
         }
         for running in &refs {
             if let ChildRef::Detector(actor) = running {
+                let _ = actor.drain_and_wait(Some(DRAIN_TIMEOUT)).await;
+            }
+        }
+        for running in &refs {
+            if let ChildRef::Mirror(actor) = running {
                 let _ = actor.drain_and_wait(Some(DRAIN_TIMEOUT)).await;
             }
         }
