@@ -29,7 +29,9 @@ use wtf_monitor::http::{AppState, router};
 use wtf_monitor::redis_layout::score;
 use wtf_monitor::store::{AnomalyQuery, Store};
 
-use redis_support::{TestRedis, own_redis_or_skip, redis_or_skip, reserved_redis_or_skip, wait_until};
+use redis_support::{
+    TestRedis, free_port, holds_within, own_redis_or_skip, redis_or_skip, reserved_redis_or_skip, wait_until,
+};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -48,8 +50,9 @@ fn fast() -> MirrorTuning {
         batch: 1_000,
         tick: Duration::from_millis(50),
         status_every: Duration::from_millis(200),
-        write_timeout: Duration::from_secs(1),
-        connect_timeout: Duration::from_millis(500),
+        // Generous for a loaded test machine: a write that succeeds late would count as failed.
+        write_timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(1),
         retry_initial: Duration::from_millis(100),
         retry_max: Duration::from_millis(400),
     }
@@ -243,25 +246,32 @@ async fn anomalies_raised_while_redis_is_down_arrive_when_it_returns() {
     let store = &fixture.store;
     let _mirror = fixture.spawn_mirror(fast()).await;
     fixture.record(5, TimeDelta::seconds(10));
-    wait_until("the first five are mirrored", PATIENCE, || async { zcard(&redis).await == 5 }).await;
+    wait_until("the mirror has written the first five", PATIENCE, || async {
+        let health = store.health.redis();
+        health.state == RedisState::Connected && health.mirrored == 5
+    })
+    .await;
+    assert_eq!(zcard(&redis).await, 5);
 
     redis.server().kill();
     let during = fixture.record(50, TimeDelta::zero());
-    wait_until("/status shows the outage and the backlog", PATIENCE, || async {
+    let held = holds_within(PATIENCE, || async {
         let health = store.health.redis();
         health.state == RedisState::Reconnecting && health.backlog == 50 && health.last_error.is_some()
     })
     .await;
+    assert!(held, "timed out waiting until /status shows the outage and the backlog: {:?}", store.health.redis());
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(store.health.redis().backlog, 50, "nothing is lost or written while Redis is away");
 
     // The restarted server saves nothing (`--save ""`), so it holds exactly what was flushed.
     redis.server().resume();
-    wait_until("the backlog is flushed", PATIENCE, || async {
+    let held = holds_within(PATIENCE, || async {
         let health = store.health.redis();
         health.state == RedisState::Connected && health.backlog == 0
     })
     .await;
+    assert!(held, "timed out waiting until the backlog is flushed: {:?}", store.health.redis());
     let expected: Vec<String> = during.iter().map(|anomaly| serde_json::to_string(anomaly).unwrap()).collect();
     assert_eq!(members(&redis).await, expected);
     let health = store.health.redis();
@@ -276,14 +286,16 @@ async fn a_full_backlog_drops_the_oldest_and_counts_them() {
     // Redis is unreachable from the start: not fatal, the mirror keeps what it can.
     let _mirror = fixture.spawn_mirror(fast()).await;
     let recorded = fixture.record(25, TimeDelta::zero());
-    wait_until("the backlog is full and the drops counted", PATIENCE, || async {
+    let held = holds_within(PATIENCE, || async {
         let health = store.health.redis();
         health.state == RedisState::Connecting && health.backlog == 10 && health.dropped == 15
     })
     .await;
+    assert!(held, "timed out waiting until the backlog is full and the drops counted: {:?}", store.health.redis());
 
     redis.server().resume();
-    wait_until("the backlog is flushed", PATIENCE, || async { store.health.redis().backlog == 0 }).await;
+    let held = holds_within(PATIENCE, || async { store.health.redis().backlog == 0 }).await;
+    assert!(held, "timed out waiting until the backlog is flushed: {:?}", store.health.redis());
     let newest: Vec<String> = recorded[15..].iter().map(|anomaly| serde_json::to_string(anomaly).unwrap()).collect();
     assert_eq!(members(&redis).await, newest);
     let health = store.health.redis();
@@ -329,15 +341,17 @@ async fn a_restart_restores_the_last_24_hours_and_the_summaries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_starts_without_history_when_redis_is_down() {
-    let Some(redis) = reserved_redis_or_skip("the_daemon_starts_without_history_when_redis_is_down") else { return };
-    let fixture = Fixture::new(config(&redis, |_| {}));
+    // No Redis needed: a port nothing listens on.
+    let nowhere =
+        TestRedis { url: format!("redis://127.0.0.1:{}", free_port()), prefix: "wtf-test:".into(), server: None };
+    let fixture = Fixture::new(config(&nowhere, |_| {}));
     mirror::restore_at_start(&fixture.config, &fixture.store, &fixture.clock).await;
     let health = fixture.store.health.redis();
     assert_eq!(health.state, RedisState::Connecting);
     assert!(health.last_error.is_some_and(|error| error.starts_with("restore at start")));
     assert!(fixture.store.anomalies(&AnomalyQuery::newest(10)).is_empty());
 
-    let in_memory = Fixture::new(config(&redis, |config| config.redis.url = String::new()));
+    let in_memory = Fixture::new(config(&nowhere, |config| config.redis.url = String::new()));
     mirror::restore_at_start(&in_memory.config, &in_memory.store, &in_memory.clock).await;
     assert_eq!(in_memory.store.health.redis().state, RedisState::Disabled);
 }
@@ -359,38 +373,50 @@ async fn a_graceful_stop_flushes_everything_recorded_before_it() {
 #[ignore = "benchmark: run with --release --ignored --nocapture"]
 async fn mirror_throughput() {
     const N: usize = 200_000;
-    let Some(redis) = own_redis_or_skip("mirror_throughput") else { return };
+    let Some(mut redis) = own_redis_or_skip("mirror_throughput") else { return };
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average before: {}", load.trim());
     let port = redis.server.as_ref().map(|server| server.port().to_string()).unwrap_or_default();
     for args in [
         vec!["-q", "-P", "100", "-n", "1000000", "-t", "set"],
-        vec!["-q", "-P", "100", "-n", "1000000", "zadd", "bench:z", "__rand_int__", "m__rand_int__"],
+        // `-r` makes `__rand_int__` a random number; without it ZADD is sent the literal text.
+        vec!["-q", "-P", "100", "-n", "1000000", "-r", "1000000", "zadd", "bench:z", "__rand_int__", "m__rand_int__"],
     ] {
         let output = std::process::Command::new("redis-benchmark").args(["-p", &port]).args(&args).output();
         match output {
             Ok(output) => {
-                println!("redis-benchmark {}: {}", args.join(" "), String::from_utf8_lossy(&output.stdout).trim())
+                // Progress lines end in a carriage return; the figure is the last line.
+                let stdout = String::from_utf8_lossy(&output.stdout);
+                let figure = stdout.split(['\r', '\n']).map(str::trim).rfind(|line| !line.is_empty());
+                println!("redis-benchmark {}: {}", args.join(" "), figure.unwrap_or("no output"));
             }
             Err(err) => println!("redis-benchmark not run: {err}"),
         }
     }
+    // A fresh server for the mirror, so the memory it reports is the anomalies' alone.
+    redis.server().kill();
+    redis.server().resume();
     let mut connection = redis.connection().await;
-    let () = redis::cmd("FLUSHALL").query_async(&mut connection).await.expect("FLUSHALL on our own server");
     let used_memory = |info: String| -> u64 {
         info.lines().find_map(|line| line.strip_prefix("used_memory:")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
     };
-    let memory_before = used_memory(redis::cmd("INFO").arg("memory").query_async(&mut connection).await.unwrap());
+    let memory = |connection: &mut redis::aio::MultiplexedConnection| {
+        let mut connection = connection.clone();
+        async move { used_memory(redis::cmd("INFO").arg("memory").query_async(&mut connection).await.unwrap_or_default()) }
+    };
 
+    // End to end: the mirror runs while the anomalies are recorded as fast as a loop can.
     let fixture = Fixture::new(config(&redis, |config| config.store.max_anomalies = N));
+    let memory_before = memory(&mut connection).await;
     let started = std::time::Instant::now();
-    let _mirror = fixture.spawn_mirror(MirrorTuning::default()).await;
+    let mirror = fixture.spawn_mirror(MirrorTuning::default()).await;
     fixture.record(N, TimeDelta::zero());
     let recorded_in = started.elapsed();
     wait_until("all are mirrored", Duration::from_secs(120), || async { zcard(&redis).await == N }).await;
     let elapsed = started.elapsed();
-    let memory_after = used_memory(redis::cmd("INFO").arg("memory").query_async(&mut connection).await.unwrap());
-    let per_anomaly = (memory_after.saturating_sub(memory_before)) as f64 / N as f64;
+    let per_anomaly = memory(&mut connection).await.saturating_sub(memory_before) as f64 / N as f64;
     println!(
-        "mirror: {N} anomalies recorded in {recorded_in:?}, all in Redis after {elapsed:?}: {:.0} anomalies/s",
+        "end to end: {N} anomalies recorded in {recorded_in:.2?}, all in Redis after {elapsed:.2?}: {:.0} anomalies/s",
         N as f64 / elapsed.as_secs_f64()
     );
     println!(
@@ -398,4 +424,17 @@ async fn mirror_throughput() {
         fixture.config.redis.max_anomalies,
         per_anomaly * fixture.config.redis.max_anomalies as f64 / 1e6
     );
+    mirror.drain_and_wait(Some(Duration::from_secs(10))).await.expect("the mirror stops");
+
+    // Catching up: N anomalies wait in the store when the mirror starts (as after an outage).
+    let () = redis::cmd("DEL").arg(redis.keys().anomalies).query_async(&mut connection).await.expect("DEL");
+    let fixture = Fixture::new(config(&redis, |config| config.store.max_anomalies = N));
+    let recording = std::time::Instant::now();
+    fixture.record(N, TimeDelta::zero());
+    println!("the same {N} recorded with no mirror running: {:.2?}", recording.elapsed());
+    let started = std::time::Instant::now();
+    let _mirror = fixture.spawn_mirror(MirrorTuning::default()).await;
+    wait_until("all are mirrored", Duration::from_secs(120), || async { zcard(&redis).await == N }).await;
+    let elapsed = started.elapsed();
+    println!("catching up: {N} anomalies in {elapsed:.2?}: {:.0} anomalies/s", N as f64 / elapsed.as_secs_f64());
 }

@@ -167,6 +167,8 @@ pub struct MirrorState {
     readings_written: BTreeMap<SensorId, DateTime<Utc>>,
     status_due: Instant,
     mirrored: u64,
+    /// Dropped by the mirrors before this one (a restart after a crash).
+    dropped_before: u64,
     /// Anomalies the store no longer held when the mirror came to take them.
     missed: u64,
     last_error: Option<String>,
@@ -189,6 +191,11 @@ impl Actor for Mirror {
     ) -> Result<MirrorState, ActorProcessingErr> {
         let MirrorArgs { redis, store, clock, tuning } = args;
         let connection = connect(&redis.url, &tuning)?;
+        // What the store holds is written again (idempotently); what it let go before this
+        // mirror started is no loss of this mirror's, so it is not counted as dropped.
+        let cursor = store.anomalies_after(0, 0).missed;
+        // A restarted mirror carries on with its predecessor's counts and last error.
+        let before = store.health.redis();
         Ok(MirrorState {
             keys: Keys::new(&redis.key_prefix),
             backlog_capacity: redis.backlog_capacity,
@@ -199,16 +206,17 @@ impl Actor for Mirror {
             clock,
             connection,
             link: Link::Connecting { failed: false },
-            cursor: 0,
+            cursor,
             in_flight: None,
             generation: 0,
             retry_timer: None,
             summaries_written: 0,
             readings_written: BTreeMap::new(),
             status_due: Instant::now(),
-            mirrored: 0,
+            mirrored: before.mirrored,
+            dropped_before: before.dropped,
             missed: 0,
-            last_error: None,
+            last_error: before.last_error,
             drop_warned_at: None,
             wake_pending: Arc::new(AtomicBool::new(false)),
             follower: None,
@@ -450,19 +458,22 @@ impl MirrorState {
         if self.drop_warned_at.is_none_or(|at| at.elapsed() >= DROP_WARNING_PERIOD) {
             self.drop_warned_at = Some(Instant::now());
             tracing::warn!(
-                component = %"mirror", dropped = self.backlog.dropped() + self.missed,
+                component = %"mirror", dropped = self.dropped_before + self.backlog.dropped() + self.missed,
                 capacity = self.backlog_capacity, "{message}"
             );
         }
     }
 
     /// What `/status` says about Redis.
+    /// The backlog counts every anomaly not yet in Redis: queued, on its way, and still in the
+    /// store only (a flood that outpaces Redis shows here as well as an outage).
     fn publish(&self) {
         let in_flight = self.in_flight.as_ref().map_or(0, |in_flight| in_flight.pending.anomalies.len());
+        let in_store = usize::try_from(self.store.anomaly_seq().saturating_sub(self.cursor)).unwrap_or(usize::MAX);
         self.store.health.set_redis(|health| {
             health.state = self.link.state();
-            health.backlog = self.backlog.len() + in_flight;
-            health.dropped = self.backlog.dropped() + self.missed;
+            health.backlog = self.backlog.len().saturating_add(in_flight).saturating_add(in_store);
+            health.dropped = self.dropped_before + self.backlog.dropped() + self.missed;
             health.mirrored = self.mirrored;
             health.last_error.clone_from(&self.last_error);
         });

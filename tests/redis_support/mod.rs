@@ -127,7 +127,7 @@ impl Drop for TestRedis {
         if self.server.is_some() {
             return;
         }
-        if let Ok(mut connection) = self.client().get_connection() {
+        if let Ok(mut connection) = self.client().get_connection_with_timeout(Duration::from_secs(1)) {
             let keys = self.keys();
             let _: Result<(), _> = redis::cmd("DEL").arg(&keys.all()[..]).query(&mut connection);
         }
@@ -211,14 +211,28 @@ fn unique_prefix(test: &str) -> String {
 }
 
 /// Polls `check` every 20 ms until it holds; fails with `what` after `timeout`.
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    assert!(holds_within(timeout, check).await, "timed out after {timeout:?} waiting until {what}");
+}
+
+/// Polls `check` every 20 ms; true once it holds, false if it still does not after `timeout`.
+pub async fn holds_within<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
