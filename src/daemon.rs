@@ -49,6 +49,8 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     let clock = Clock::start();
     let store = Arc::new(Store::new(config.clone(), clock.now()));
     store.health.set_config(|health| health.source = source.to_string());
+    // Before any actor runs, so `/anomalies` serves after a restart what it served before it.
+    crate::actors::mirror::restore_at_start(&config, &store, &clock).await;
     let seed = config.simulation.seed.unwrap_or_else(fresh_seed);
     tracing::info!(component = %"supervisor", config = %source, seed, sensors = config.sensors.ids.len(), "starting");
 

@@ -23,6 +23,9 @@
 //! - the store is the hub readers share: the API answers from its snapshots without a message
 //!   round trip, and the summarizer and the mirror follow it by sequence number, so neither can
 //!   stall detection and a restarted one picks up where it left off;
+//! - the mirror is the only writer to Redis: it follows the store, writes in pipelines laid out
+//!   by [`redis_layout`], and keeps a bounded backlog while Redis is away; at start the daemon
+//!   restores the last 24 h from Redis into the store before any actor runs;
 //! - the supervisor restarts failed children (one-for-one, exponential backoff) and gives up,
 //!   ending the process non-zero, when one fails too often; [`signals`] turns SIGHUP and SIGTERM
 //!   into reload and shutdown requests for it.
@@ -41,6 +44,7 @@ pub mod http;
 pub mod llm;
 pub mod load;
 pub mod logging;
+pub mod redis_layout;
 pub mod restart;
 pub mod signals;
 pub mod simulation;

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod detector;
+pub mod mirror;
 pub mod simulator;
 pub mod summarizer;
 pub mod supervisor;

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use crate::actors::Fault;
 use crate::actors::api::{Api, ApiArgs, ApiMsg};
 use crate::actors::detector::{Detector, DetectorArgs, DetectorMsg};
+use crate::actors::mirror::{Mirror, MirrorArgs, MirrorMsg, MirrorTuning};
 use crate::actors::simulator::{GeneratorSlot, Pace, SensorRoute, Simulator, SimulatorArgs, SimulatorMsg};
 use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
 use crate::clock::Clock;
@@ -88,6 +89,8 @@ enum ChildKind {
     Simulator(SensorId),
     Detector(SensorId, Parameter),
     Summarizer,
+    /// Only when `redis.url` is set.
+    Mirror,
     Api,
 }
 
@@ -97,6 +100,7 @@ impl ChildKind {
             ChildKind::Simulator(sensor_id) => format!("simulator:{sensor_id}"),
             ChildKind::Detector(sensor_id, parameter) => format!("detector:{sensor_id}:{parameter}"),
             ChildKind::Summarizer => "summarizer".into(),
+            ChildKind::Mirror => "mirror".into(),
             ChildKind::Api => "api".into(),
         }
     }
@@ -106,6 +110,7 @@ impl ChildKind {
             ChildKind::Simulator(_) => Component::Sensor,
             ChildKind::Detector(..) => Component::Detector,
             ChildKind::Summarizer => Component::Llm,
+            ChildKind::Mirror => Component::Redis,
             ChildKind::Api => Component::Api,
         }
     }
@@ -117,6 +122,7 @@ enum ChildRef {
     Simulator(ActorRef<SimulatorMsg>),
     Detector(ActorRef<DetectorMsg>),
     Summarizer(ActorRef<SummarizerMsg>),
+    Mirror(ActorRef<MirrorMsg>),
     Api(ActorRef<ApiMsg>),
 }
 
@@ -126,6 +132,7 @@ impl ChildRef {
             ChildRef::Simulator(actor) => actor.get_cell(),
             ChildRef::Detector(actor) => actor.get_cell(),
             ChildRef::Summarizer(actor) => actor.get_cell(),
+            ChildRef::Mirror(actor) => actor.get_cell(),
             ChildRef::Api(actor) => actor.get_cell(),
         }
     }
@@ -135,6 +142,7 @@ impl ChildRef {
             ChildRef::Simulator(actor) => actor.cast(SimulatorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Detector(actor) => actor.cast(DetectorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Summarizer(actor) => actor.cast(SummarizerMsg::InjectFault(fault)).is_ok(),
+            ChildRef::Mirror(actor) => actor.cast(MirrorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Api(actor) => actor.cast(ApiMsg::InjectFault(fault)).is_ok(),
         }
     }
@@ -259,6 +267,9 @@ impl SupervisorState {
             kinds.extend(sensor_children(&SensorId::new(sensor), self.config.simulation.enabled));
         }
         kinds.push(ChildKind::Summarizer);
+        if !self.config.redis.url.is_empty() {
+            kinds.push(ChildKind::Mirror);
+        }
         kinds.push(ChildKind::Api);
         kinds
     }
@@ -308,6 +319,16 @@ impl SupervisorState {
                 };
                 let (actor, _) = Actor::spawn_linked(None, Summarizer, args, supervisor).await?;
                 Ok(ChildRef::Summarizer(actor))
+            }
+            ChildKind::Mirror => {
+                let args = MirrorArgs {
+                    redis: self.config.redis.clone(),
+                    store: Arc::clone(&self.store),
+                    clock: self.clock,
+                    tuning: MirrorTuning::default(),
+                };
+                let (actor, _) = Actor::spawn_linked(None, Mirror, args, supervisor).await?;
+                Ok(ChildRef::Mirror(actor))
             }
             ChildKind::Api => {
                 let args = ApiArgs {
@@ -488,7 +509,8 @@ impl SupervisorState {
         tracing::info!(component = %"supervisor", %sensor_id, "sensor removed");
     }
 
-    /// Simulators first (no new readings), then detectors finish their mailboxes, then the API.
+    /// Simulators first (no new readings), then detectors finish their mailboxes, then the
+    /// mirror writes what they raised to Redis, then the API.
     async fn on_shutdown(&mut self) {
         self.stopping = true;
         let refs: Vec<ChildRef> = self.children.values().filter_map(|child| child.running.clone()).collect();
@@ -499,6 +521,11 @@ impl SupervisorState {
         }
         for running in &refs {
             if let ChildRef::Detector(actor) = running {
+                let _ = actor.drain_and_wait(Some(DRAIN_TIMEOUT)).await;
+            }
+        }
+        for running in &refs {
+            if let ChildRef::Mirror(actor) = running {
                 let _ = actor.drain_and_wait(Some(DRAIN_TIMEOUT)).await;
             }
         }

@@ -1,0 +1,560 @@
+//! `mirror` — the single writer to Redis.
+//!
+//! Messages: `Wake` from its follower task when the store records an anomaly or a summary, and
+//! from its own tick (readings, status, retention); `Flushed` from the write task it spawned;
+//! `Retry` from its own backoff timer after a failed write; `InjectFault` from the supervisor.
+//!
+//! It follows the store rather than being sent every anomaly: it remembers the sequence number
+//! of the last anomaly it took, and on each wake moves what came after into its backlog and
+//! writes the backlog in pipelines laid out by [`crate::redis_layout`]. Detectors and the API
+//! never wait for it, and at most one write is on the network at a time, in a spawned task that
+//! reports back, so the mailbox never waits on Redis.
+//!
+//! While Redis is away, writes wait in a backlog bounded by `redis.backlog_capacity` (the oldest
+//! dropped and counted when full), and a write is retried with a doubling delay; the first
+//! write that succeeds flushes the backlog. `/status` shows the state, the backlog, the drops,
+//! the count mirrored and the last error.
+//!
+//! Failure policy: Redis errors are expected and never fail the actor. A mirror restarted after
+//! a crash starts from the store's oldest anomaly and writes everything the store holds again:
+//! the same anomaly is the same sorted-set member, so this costs one pass, not duplicates, and
+//! recovers what its predecessor still had in its backlog. The same holds after a restore.
+//!
+//! On a graceful stop (`drain_and_wait` from the supervisor, after the detectors have drained)
+//! `post_stop` waits for the write on its way and flushes what is left, within a bounded time.
+//!
+//! [`restore_at_start`] runs before any actor: it puts the last 24 h of anomalies and the
+//! recent summaries back into the store, so `/anomalies` answers after a restart as before it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::time::Instant;
+
+use crate::actors::Fault;
+use crate::clock::Clock;
+use crate::config::RedisConfig;
+use crate::domain::{Anomaly, SensorId, Summary};
+use crate::health::RedisState;
+use crate::redis_layout::{Backlog, Batch, Keys, Limits, RetryDelay, batch_pipeline, pull_budget, status_fields};
+use crate::store::Store;
+
+mod restore;
+pub use restore::{Restored, restore, restore_at_start};
+
+/// How long a graceful stop may spend flushing; below the supervisor's drain timeout.
+const FINAL_FLUSH_BUDGET: Duration = Duration::from_millis(2_500);
+/// Drops are logged at most this often.
+const DROP_WARNING_PERIOD: Duration = Duration::from_secs(10);
+
+pub struct Mirror;
+
+/// Timings and sizes of the mirror; the defaults suit production, tests shorten them.
+#[derive(Clone, Debug)]
+pub struct MirrorTuning {
+    /// Most anomalies in one pipeline.
+    pub batch: usize,
+    /// How often readings, status and retention are looked at when no anomaly wakes the mirror.
+    pub tick: Duration,
+    /// How often the status hash is rewritten.
+    pub status_every: Duration,
+    /// A write without an answer by then counts as failed (the command timeout too).
+    pub write_timeout: Duration,
+    /// One connection attempt.
+    pub connect_timeout: Duration,
+    /// First wait after a failed write; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for MirrorTuning {
+    fn default() -> Self {
+        Self {
+            batch: 10_000,
+            tick: Duration::from_millis(250),
+            status_every: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            retry_initial: Duration::from_millis(250),
+            retry_max: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct MirrorArgs {
+    pub redis: RedisConfig,
+    pub store: Arc<Store>,
+    pub clock: Clock,
+    pub tuning: MirrorTuning,
+}
+
+pub enum MirrorMsg {
+    /// Something may be new in the store, or a periodic write is due.
+    Wake,
+    /// The write task of this generation has finished.
+    Flushed(u64),
+    /// The delay after a failed write has elapsed.
+    Retry,
+    InjectFault(Fault),
+}
+
+/// What the mirror knows of Redis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Link {
+    /// No write has succeeded yet; `failed` once one has not.
+    Connecting {
+        failed: bool,
+    },
+    Up,
+    /// Writes were succeeding, then one failed at `since`.
+    Down {
+        since: Instant,
+    },
+}
+
+impl Link {
+    fn answering(self) -> bool {
+        matches!(self, Link::Up | Link::Connecting { failed: false })
+    }
+
+    fn state(self) -> RedisState {
+        match self {
+            Link::Connecting { .. } => RedisState::Connecting,
+            Link::Up => RedisState::Connected,
+            Link::Down { .. } => RedisState::Reconnecting,
+        }
+    }
+}
+
+/// What a write covers, so that its success can be recorded or its anomalies put back.
+#[derive(Default)]
+struct Pending {
+    anomalies: Vec<Arc<Anomaly>>,
+    summary_seq: Option<u64>,
+    readings: Option<BTreeMap<SensorId, DateTime<Utc>>>,
+    status: bool,
+}
+
+struct InFlight {
+    generation: u64,
+    pending: Pending,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+pub struct MirrorState {
+    keys: Keys,
+    backlog_capacity: usize,
+    max_anomalies: usize,
+    store: Arc<Store>,
+    clock: Clock,
+    tuning: MirrorTuning,
+    connection: ConnectionManager,
+    link: Link,
+    /// Sequence number of the last anomaly moved from the store into the backlog.
+    cursor: u64,
+    backlog: Backlog<Arc<Anomaly>>,
+    in_flight: Option<InFlight>,
+    generation: u64,
+    retry: RetryDelay,
+    retry_timer: Option<JoinHandle<Result<(), MessagingErr<MirrorMsg>>>>,
+    summaries_written: u64,
+    readings_written: BTreeMap<SensorId, DateTime<Utc>>,
+    status_due: Instant,
+    mirrored: u64,
+    /// Dropped by the mirrors before this one (a restart after a crash).
+    dropped_before: u64,
+    /// Anomalies the store no longer held when the mirror came to take them.
+    missed: u64,
+    last_error: Option<String>,
+    drop_warned_at: Option<Instant>,
+    /// Set while a `Wake` from the follower waits in the mailbox, so a flood sends only one.
+    wake_pending: Arc<AtomicBool>,
+    follower: Option<tokio::task::JoinHandle<()>>,
+    tick: Option<JoinHandle<()>>,
+}
+
+impl Actor for Mirror {
+    type Msg = MirrorMsg;
+    type State = MirrorState;
+    type Arguments = MirrorArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<MirrorMsg>,
+        args: MirrorArgs,
+    ) -> Result<MirrorState, ActorProcessingErr> {
+        let MirrorArgs { redis, store, clock, tuning } = args;
+        let connection = connect(&redis.url, &tuning)?;
+        // What the store holds is written again (idempotently); what it let go before this
+        // mirror started is no loss of this mirror's, so it is not counted as dropped.
+        let cursor = store.anomalies_after(0, 0).missed;
+        // A restarted mirror carries on with its predecessor's counts and last error.
+        let before = store.health.redis();
+        Ok(MirrorState {
+            keys: Keys::new(&redis.key_prefix),
+            backlog_capacity: redis.backlog_capacity,
+            max_anomalies: redis.max_anomalies,
+            backlog: Backlog::new(redis.backlog_capacity),
+            retry: RetryDelay::new(tuning.retry_initial, tuning.retry_max),
+            store,
+            clock,
+            connection,
+            link: Link::Connecting { failed: false },
+            cursor,
+            in_flight: None,
+            generation: 0,
+            retry_timer: None,
+            summaries_written: 0,
+            readings_written: BTreeMap::new(),
+            status_due: Instant::now(),
+            mirrored: before.mirrored,
+            dropped_before: before.dropped,
+            missed: 0,
+            last_error: before.last_error,
+            drop_warned_at: None,
+            wake_pending: Arc::new(AtomicBool::new(false)),
+            follower: None,
+            tick: None,
+            tuning,
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<MirrorMsg>, state: &mut MirrorState) -> Result<(), ActorProcessingErr> {
+        state.follower = Some(spawn_follower(&state.store, myself.clone(), Arc::clone(&state.wake_pending)));
+        state.tick = Some(myself.send_interval(state.tuning.tick, || MirrorMsg::Wake));
+        state.on_wake(&myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<MirrorMsg>,
+        message: MirrorMsg,
+        state: &mut MirrorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            MirrorMsg::Wake => {
+                state.wake_pending.store(false, Ordering::Release);
+                state.collect_finished(&myself).await;
+                state.on_wake(&myself);
+            }
+            MirrorMsg::Flushed(generation) => state.on_flushed(&myself, generation).await,
+            MirrorMsg::Retry => state.on_retry(&myself),
+            MirrorMsg::InjectFault(fault) => return fault.trigger("mirror"),
+        }
+        state.publish();
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<MirrorMsg>, state: &mut MirrorState) -> Result<(), ActorProcessingErr> {
+        if let Some(follower) = state.follower.take() {
+            follower.abort();
+        }
+        if let Some(tick) = state.tick.take() {
+            tick.abort();
+        }
+        if let Some(timer) = state.retry_timer.take() {
+            timer.abort();
+        }
+        state.final_flush().await;
+        state.publish();
+        Ok(())
+    }
+}
+
+impl MirrorState {
+    fn on_wake(&mut self, myself: &ActorRef<MirrorMsg>) {
+        self.pull();
+        self.start_write(myself);
+    }
+
+    async fn on_flushed(&mut self, myself: &ActorRef<MirrorMsg>, generation: u64) {
+        let Some(in_flight) = self.in_flight.take_if(|in_flight| in_flight.generation == generation) else { return };
+        let outcome = in_flight.task.await.unwrap_or_else(|err| Err(format!("write task failed: {err}")));
+        self.settle(myself, in_flight.pending, outcome);
+    }
+
+    /// A write task that ended without its message arriving (it panicked): settle it anyway,
+    /// or the mirror would wait for it forever.
+    async fn collect_finished(&mut self, myself: &ActorRef<MirrorMsg>) {
+        if let Some(generation) = self
+            .in_flight
+            .as_ref()
+            .filter(|in_flight| in_flight.task.is_finished())
+            .map(|in_flight| in_flight.generation)
+        {
+            self.on_flushed(myself, generation).await;
+        }
+    }
+
+    fn on_retry(&mut self, myself: &ActorRef<MirrorMsg>) {
+        self.retry_timer = None;
+        // The status hash is always something to write, so the retry probes Redis even when
+        // nothing else waits.
+        self.status_due = Instant::now();
+        self.on_wake(myself);
+    }
+
+    /// Moves new anomalies from the store into the backlog, as far as [`pull_budget`] allows.
+    fn pull(&mut self) {
+        loop {
+            let budget =
+                pull_budget(self.link.answering(), self.backlog.len(), self.backlog_capacity, self.tuning.batch);
+            if budget == 0 {
+                return;
+            }
+            let followed = self.store.anomalies_after(self.cursor, budget);
+            if followed.missed > 0 {
+                self.missed += followed.missed;
+                self.cursor += followed.missed;
+                self.warn_dropped("the store let anomalies go before they were mirrored");
+            }
+            let Some(&(last, _)) = followed.anomalies.last() else { return };
+            self.cursor = last;
+            let taken = followed.anomalies.len();
+            let dropped: u64 = followed.anomalies.into_iter().map(|(_, anomaly)| self.backlog.push(anomaly)).sum();
+            if dropped > 0 {
+                self.warn_dropped("redis backlog full: dropping the oldest anomalies");
+            }
+            if taken < budget {
+                return;
+            }
+        }
+    }
+
+    /// Starts the next write, unless one is on its way or the mirror waits out a retry delay.
+    fn start_write(&mut self, myself: &ActorRef<MirrorMsg>) {
+        if self.in_flight.is_some() || self.retry_timer.is_some() {
+            return;
+        }
+        let (batch, pending) = self.next_batch();
+        if batch.is_empty() {
+            return;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        let (keys, limits, timeout) = (self.keys.clone(), self.limits(), self.tuning.write_timeout);
+        let mut connection = self.connection.clone();
+        let myself = myself.clone();
+        // The JSON is encoded in the task too: a batch of thousands takes milliseconds of CPU
+        // that the mailbox should not wait for.
+        let task = tokio::spawn(async move {
+            let outcome = write(&mut connection, &batch_pipeline(&keys, &batch, &limits), timeout).await;
+            let _ = myself.cast(MirrorMsg::Flushed(generation));
+            outcome
+        });
+        self.in_flight = Some(InFlight { generation, pending, task });
+    }
+
+    /// The next write: a batch of the backlog, and whichever snapshots changed or are due.
+    fn next_batch(&mut self) -> (Batch, Pending) {
+        let anomalies = self.backlog.take(self.tuning.batch);
+        let summary_seq = self.store.summary_seq();
+        let summaries: Option<Vec<Arc<Summary>>> = (summary_seq != self.summaries_written)
+            .then(|| self.store.summaries(self.store.config().store.max_summaries));
+        let readings: Vec<_> = self.store.last_readings().into_values().flatten().collect();
+        let new_readings: Vec<_> = readings
+            .iter()
+            .filter(|reading| {
+                self.readings_written.get(&reading.sensor_id).is_none_or(|written| reading.timestamp > *written)
+            })
+            .cloned()
+            .collect();
+        let readings_changed = !new_readings.is_empty() || readings.len() != self.readings_written.len();
+        let written = readings_changed
+            .then(|| readings.iter().map(|reading| (reading.sensor_id.clone(), reading.timestamp)).collect());
+        let status = (Instant::now() >= self.status_due).then(|| {
+            let health = &self.store.health;
+            status_fields(&health.actors(), &health.llm(), &health.redis(), health.started_at(), self.clock.now())
+        });
+        let pending = Pending {
+            anomalies: anomalies.clone(),
+            summary_seq: summaries.is_some().then_some(summary_seq),
+            readings: written,
+            status: status.is_some(),
+        };
+        let batch =
+            Batch { anomalies, summaries, last_readings: readings_changed.then_some(readings), new_readings, status };
+        (batch, pending)
+    }
+
+    fn limits(&self) -> Limits {
+        let config = self.store.config();
+        Limits {
+            now: self.clock.now(),
+            retention: config.store.retention,
+            max_anomalies: self.max_anomalies,
+            max_summaries: config.store.max_summaries,
+        }
+    }
+
+    /// Records how a write ended; on success goes on with the next, on failure waits to retry.
+    fn settle(&mut self, myself: &ActorRef<MirrorMsg>, pending: Pending, outcome: Result<(), String>) {
+        if self.record(pending, outcome) {
+            self.on_wake(myself);
+        } else {
+            let delay = self.retry.next_delay();
+            self.retry_timer = Some(myself.send_after(delay, || MirrorMsg::Retry));
+        }
+    }
+
+    /// Records the outcome of a write; true when it succeeded.
+    fn record(&mut self, pending: Pending, outcome: Result<(), String>) -> bool {
+        match outcome {
+            Ok(()) => {
+                self.mirrored += pending.anomalies.len() as u64;
+                if let Some(seq) = pending.summary_seq {
+                    self.summaries_written = seq;
+                }
+                if let Some(readings) = pending.readings {
+                    self.readings_written = readings;
+                }
+                if pending.status {
+                    self.status_due = Instant::now() + self.tuning.status_every;
+                }
+                match self.link {
+                    Link::Up => {}
+                    Link::Down { since } => tracing::info!(
+                        component = %"mirror", backlog = self.backlog.len(),
+                        outage_ms = since.elapsed().as_millis() as u64, "redis reachable again; flushing the backlog"
+                    ),
+                    Link::Connecting { .. } => tracing::info!(component = %"mirror", "connected to redis"),
+                }
+                self.link = Link::Up;
+                self.retry.reset();
+                true
+            }
+            Err(error) => {
+                let dropped = self.backlog.requeue(pending.anomalies);
+                if dropped > 0 {
+                    self.warn_dropped("redis backlog full: dropping the oldest anomalies");
+                }
+                match self.link {
+                    Link::Up => {
+                        tracing::warn!(component = %"mirror", error = %error, "redis unreachable; keeping writes in the backlog");
+                        self.link = Link::Down { since: Instant::now() };
+                    }
+                    Link::Connecting { failed: false } => {
+                        tracing::warn!(component = %"mirror", error = %error, "cannot reach redis yet; keeping writes in the backlog");
+                        self.link = Link::Connecting { failed: true };
+                    }
+                    Link::Connecting { failed: true } | Link::Down { .. } => {
+                        tracing::debug!(component = %"mirror", error = %error, "redis still unreachable");
+                    }
+                }
+                self.last_error = Some(error);
+                false
+            }
+        }
+    }
+
+    fn warn_dropped(&mut self, message: &str) {
+        if self.drop_warned_at.is_none_or(|at| at.elapsed() >= DROP_WARNING_PERIOD) {
+            self.drop_warned_at = Some(Instant::now());
+            tracing::warn!(
+                component = %"mirror", dropped = self.dropped_before + self.backlog.dropped() + self.missed,
+                capacity = self.backlog_capacity, "{message}"
+            );
+        }
+    }
+
+    /// What `/status` says about Redis.
+    /// The backlog counts every anomaly not yet in Redis: queued, on its way, and still in the
+    /// store only (a flood that outpaces Redis shows here as well as an outage).
+    fn publish(&self) {
+        let in_flight = self.in_flight.as_ref().map_or(0, |in_flight| in_flight.pending.anomalies.len());
+        let in_store = usize::try_from(self.store.anomaly_seq().saturating_sub(self.cursor)).unwrap_or(usize::MAX);
+        self.store.health.set_redis(|health| {
+            health.state = self.link.state();
+            health.backlog = self.backlog.len().saturating_add(in_flight).saturating_add(in_store);
+            health.dropped = self.dropped_before + self.backlog.dropped() + self.missed;
+            health.mirrored = self.mirrored;
+            health.last_error.clone_from(&self.last_error);
+        });
+    }
+
+    /// On a graceful stop: finish the write on its way, then write what is left, within
+    /// [`FINAL_FLUSH_BUDGET`]. Stops at the first failure: Redis is away, and the process ends.
+    async fn final_flush(&mut self) {
+        let deadline = Instant::now() + FINAL_FLUSH_BUDGET;
+        if let Some(in_flight) = self.in_flight.take() {
+            let outcome = match tokio::time::timeout_at(deadline, in_flight.task).await {
+                Ok(joined) => joined.unwrap_or_else(|err| Err(format!("write task failed: {err}"))),
+                Err(_) => Err("no answer before the end of the shutdown budget".into()),
+            };
+            if !self.record(in_flight.pending, outcome) {
+                return;
+            }
+        }
+        self.status_due = Instant::now();
+        loop {
+            self.pull();
+            let (batch, pending) = self.next_batch();
+            if batch.is_empty() {
+                break;
+            }
+            let pipe = batch_pipeline(&self.keys, &batch, &self.limits());
+            let timeout = self.tuning.write_timeout.min(deadline.saturating_duration_since(Instant::now()));
+            let outcome = write(&mut self.connection, &pipe, timeout).await;
+            if !self.record(pending, outcome) {
+                break;
+            }
+        }
+        tracing::info!(
+            component = %"mirror", mirrored = self.mirrored, left_behind = self.backlog.len(), "final flush to redis done"
+        );
+    }
+}
+
+/// A connection that reconnects by itself and is not needed at start: an unreachable Redis is
+/// not fatal, the first write just fails. Its own retries are kept to one short cycle (the
+/// default waits about 9.5 s per command while Redis is down); the mirror's backoff does the rest.
+fn connect(url: &str, tuning: &MirrorTuning) -> Result<ConnectionManager, ActorProcessingErr> {
+    let client = redis::Client::open(url).map_err(|err| format!("redis.url is not usable: {err}"))?;
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(tuning.retry_max)
+        .set_connection_timeout(Some(tuning.connect_timeout))
+        .set_response_timeout(Some(tuning.write_timeout));
+    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+}
+
+/// Runs one pipeline; any failure, including no answer in time, comes back as its reason.
+async fn write(connection: &mut ConnectionManager, pipe: &redis::Pipeline, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, pipe.exec_async(connection)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
+    }
+}
+
+/// Wakes the mirror when the store records an anomaly or a summary; ends with the mirror.
+fn spawn_follower(
+    store: &Store,
+    mirror: ActorRef<MirrorMsg>,
+    wake_pending: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let mut anomalies = store.subscribe_anomalies();
+    let mut summaries = store.subscribe_summaries();
+    tokio::spawn(async move {
+        loop {
+            let changed = tokio::select! {
+                changed = anomalies.changed() => changed,
+                changed = summaries.changed() => changed,
+            };
+            if changed.is_err() {
+                return;
+            }
+            if !wake_pending.swap(true, Ordering::AcqRel) && mirror.cast(MirrorMsg::Wake).is_err() {
+                return;
+            }
+        }
+    })
+}

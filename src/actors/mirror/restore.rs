@@ -1,0 +1,151 @@
+//! The restore at start: before any actor runs, the last 24 h of anomalies and the recent
+//! summaries are read back from Redis into the store, so `/anomalies` answers after a restart as
+//! it did before. Bounded in time; Redis being away is logged, never fatal.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::config::ValidConfig;
+use crate::domain::{Anomaly, Summary};
+use crate::health::RedisState;
+use crate::redis_layout::{Keys, retention_cutoff};
+use crate::store::Store;
+
+/// Connecting: past this, the daemon starts without Redis's history.
+const RESTORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The whole restore; what was read by then is kept, newest first.
+const RESTORE_BUDGET: Duration = Duration::from_secs(5);
+/// Anomalies per read.
+const RESTORE_PAGE: usize = 10_000;
+
+/// What [`restore`] put back into the store.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Restored {
+    pub anomalies: usize,
+    pub summaries: usize,
+    /// Members that did not parse as an anomaly or a summary (written by something else).
+    pub unreadable: usize,
+    /// Why the restore stopped early, if it did; what was read until then was kept.
+    pub incomplete: Option<String>,
+}
+
+/// Before any actor runs: marks Redis disabled when `redis.url` is empty, and otherwise restores
+/// the last 24 h from it within a bounded time. Redis being away is logged, never fatal.
+pub async fn restore_at_start(config: &ValidConfig, store: &Store, clock: &Clock) {
+    if config.redis.url.is_empty() {
+        store.health.set_redis(|health| health.state = RedisState::Disabled);
+        tracing::info!(component = %"mirror", "redis.url is empty: running in memory only");
+        return;
+    }
+    store.health.set_redis(|health| health.state = RedisState::Connecting);
+    match restore(config, store, clock.now(), RESTORE_BUDGET).await {
+        Ok(restored) => {
+            if let Some(reason) = &restored.incomplete {
+                tracing::warn!(component = %"mirror", reason = %reason, "restore from redis incomplete; kept the newest read");
+            }
+            if restored.unreadable > 0 {
+                tracing::warn!(component = %"mirror", unreadable = restored.unreadable, "skipped unreadable entries in redis");
+            }
+            tracing::info!(
+                component = %"mirror", anomalies = restored.anomalies, summaries = restored.summaries,
+                "restored from redis"
+            );
+        }
+        Err(error) => {
+            tracing::warn!(component = %"mirror", error = %error, "cannot restore from redis; starting without its history");
+            store.health.set_redis(|health| health.last_error = Some(format!("restore at start: {error}")));
+        }
+    }
+}
+
+/// Reads the anomalies of the retention window (the newest `store.max_anomalies`) and the
+/// recent summaries, and puts them into the store. Gives up connecting after
+/// [`RESTORE_CONNECT_TIMEOUT`]; past `budget` keeps what it has read.
+pub async fn restore(
+    config: &ValidConfig,
+    store: &Store,
+    now: DateTime<Utc>,
+    budget: Duration,
+) -> Result<Restored, String> {
+    let deadline = Instant::now() + budget;
+    let keys = Keys::new(&config.redis.key_prefix);
+    let client = redis::Client::open(config.redis.url.as_str()).map_err(|err| err.to_string())?;
+    let connect_timeout = RESTORE_CONNECT_TIMEOUT.min(budget);
+    let connection_config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(budget));
+    let mut connection =
+        tokio::time::timeout(connect_timeout, client.get_multiplexed_async_connection_with_config(&connection_config))
+            .await
+            .map_err(|_| format!("no connection within {}", humantime::format_duration(connect_timeout)))?
+            .map_err(|err| err.to_string())?;
+
+    let mut restored = Restored::default();
+    let cutoff = retention_cutoff(now, config.store.retention);
+    let wanted = config.store.max_anomalies;
+    let mut anomalies: Vec<Anomaly> = Vec::new();
+    let mut offset = 0;
+    while offset < wanted {
+        let count = RESTORE_PAGE.min(wanted - offset);
+        let mut command = redis::cmd("ZREVRANGEBYSCORE");
+        command.arg(&keys.anomalies).arg("+inf").arg(cutoff).arg("LIMIT").arg(offset).arg(count);
+        let query = command.query_async::<Vec<Vec<u8>>>(&mut connection);
+        let page = match tokio::time::timeout_at(deadline, query).await {
+            Ok(Ok(page)) => page,
+            Ok(Err(err)) => {
+                restored.incomplete = Some(err.to_string());
+                break;
+            }
+            Err(_) => {
+                restored.incomplete = Some(format!("not done within {}", humantime::format_duration(budget)));
+                break;
+            }
+        };
+        offset += page.len();
+        for member in &page {
+            match serde_json::from_slice::<Anomaly>(member) {
+                Ok(anomaly) => anomalies.push(anomaly),
+                Err(_) => restored.unreadable += 1,
+            }
+        }
+        if page.len() < count {
+            break;
+        }
+    }
+
+    let max_summaries = config.store.max_summaries.saturating_sub(1);
+    let mut command = redis::cmd("ZREVRANGE");
+    command.arg(&keys.summaries).arg(0).arg(max_summaries);
+    let query = command.query_async::<Vec<Vec<u8>>>(&mut connection);
+    let mut summaries: Vec<Summary> = match tokio::time::timeout_at(deadline, query).await {
+        Ok(Ok(members)) => members
+            .iter()
+            .filter_map(|member| {
+                let parsed = serde_json::from_slice::<Summary>(member).ok();
+                restored.unreadable += usize::from(parsed.is_none());
+                parsed
+            })
+            .collect(),
+        Ok(Err(err)) => {
+            restored.incomplete.get_or_insert(err.to_string());
+            Vec::new()
+        }
+        Err(_) => {
+            restored
+                .incomplete
+                .get_or_insert(format!("summaries not read within {}", humantime::format_duration(budget)));
+            Vec::new()
+        }
+    };
+    summaries.reverse();
+
+    restored.anomalies = store.restore_anomalies(anomalies, now);
+    restored.summaries = summaries.len();
+    if !summaries.is_empty() {
+        store.restore_summaries(summaries);
+    }
+    Ok(restored)
+}

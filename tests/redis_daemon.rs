@@ -1,0 +1,210 @@
+//! The daemon and its Redis mirror, black box: the real binary with a temporary config, a fast
+//! simulation, its own `redis-server`, checked over HTTP and in Redis as an operator would.
+//!
+//! See `redis_support` for where the Redis comes from and how to skip these tests.
+
+mod redis_support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use serde_json::Value;
+
+use redis_support::{TestRedis, free_port, redis_or_skip, wait_until};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `wtf-monitor`; killed when dropped.
+struct Daemon {
+    process: Child,
+    api: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the binary with `config` and only the `WTF_…` variables given, and waits for `/health`.
+    async fn start(config: &Path, env: &[(&str, &str)]) -> Self {
+        let api_port = free_port();
+        let log = config.with_extension(format!("{api_port}.log"));
+        let output = std::fs::File::create(&log).expect("a log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wtf-monitor"));
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("WTF_")) {
+            command.env_remove(name);
+        }
+        let process = command
+            .arg("--config")
+            .arg(config)
+            .env("WTF_API__LISTEN", format!("127.0.0.1:{api_port}"))
+            .env("WTF_LLM__URL", "")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().expect("a log file"))
+            .stderr(output)
+            .spawn()
+            .expect("the daemon starts");
+        let mut daemon = Self { process, api: format!("http://127.0.0.1:{api_port}"), log };
+        let deadline = Instant::now() + PATIENCE;
+        while daemon.get("/health").await.is_none() {
+            if let Ok(Some(status)) = daemon.process.try_wait() {
+                panic!("the daemon exited with {status}:\n{}", daemon.log());
+            }
+            assert!(Instant::now() < deadline, "the daemon did not answer /health:\n{}", daemon.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        daemon
+    }
+
+    async fn get(&self, path: &str) -> Option<Value> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().ok()?;
+        let response = client.get(format!("{}{path}", self.api)).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        serde_json::from_str(&response.text().await.ok()?).ok()
+    }
+
+    async fn anomalies(&self) -> Vec<Value> {
+        let served = self.get("/anomalies?limit=1000").await.expect("/anomalies answers");
+        served.as_array().expect("an array").clone()
+    }
+
+    /// SIGKILL: no shutdown, no final flush, as after a power cut.
+    fn kill(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    fn terminate(&mut self) -> ExitStatus {
+        let pid = self.process.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill(1) runs");
+        assert!(sent.success());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(Some(status)) = self.process.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not stop on SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A fast simulation: readings every 100 ms, about one spike per sensor per second.
+fn write_config(dir: &Path, redis_url: &str, prefix: &str) -> PathBuf {
+    let path = dir.join("wtf-monitor.toml");
+    let config = format!(
+        r#"
+[sensors]
+interval = "100ms"
+
+[simulation]
+seed = 7
+spikes_per_hour = 3600.0
+drifts_per_hour = 0.0
+dropouts_per_hour = 0.0
+
+[detection]
+dropout_timeout = "2s"
+
+[redis]
+url = "{redis_url}"
+key_prefix = "{prefix}"
+"#
+    );
+    std::fs::write(&path, config).expect("the config is written");
+    path
+}
+
+async fn mirrored(redis: &TestRedis) -> Vec<Value> {
+    let members: Vec<String> = redis.connection().await.zrange(redis.keys().anomalies, 0, -1).await.expect("ZRANGE");
+    members.iter().map(|member| serde_json::from_str(member).expect("a member is JSON")).collect()
+}
+
+fn by_id(anomalies: &[Value]) -> BTreeMap<String, Value> {
+    anomalies.iter().map(|anomaly| (anomaly["id"].as_str().expect("an id").to_owned(), anomaly.clone())).collect()
+}
+
+fn includes(whole: &[Value], part: &[Value]) -> bool {
+    let whole = by_id(whole);
+    part.iter().all(|anomaly| anomaly["id"].as_str().and_then(|id| whole.get(id)) == Some(anomaly))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_what_the_api_serves_and_a_killed_daemon_gets_it_back() {
+    let Some(redis) = redis_or_skip("redis_holds_what_the_api_serves_and_a_killed_daemon_gets_it_back") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_config(dir.path(), &redis.url, &redis.prefix);
+    let mut first = Daemon::start(&config, &[]).await;
+
+    wait_until("some twenty anomalies are raised", PATIENCE, || async { first.anomalies().await.len() >= 20 }).await;
+    // Everything served reaches Redis, with the same JSON; and Redis holds nothing the API does not serve.
+    wait_until("what /anomalies serves is mirrored", PATIENCE, || async {
+        let served = first.anomalies().await;
+        includes(&mirrored(&redis).await, &served)
+    })
+    .await;
+    let in_redis = mirrored(&redis).await;
+    assert!(includes(&first.anomalies().await, &in_redis));
+
+    let keys = redis.keys();
+    let mut connection = redis.connection().await;
+    let sensors: usize = connection.hlen(&keys.readings_last).await.expect("HLEN");
+    assert_eq!(sensors, 3);
+    wait_until("the status hash shows the mirror", PATIENCE, || async {
+        let actor: Option<String> = redis.connection().await.hget(&keys.status, "actor:mirror").await.expect("HGET");
+        actor.is_some_and(|actor| serde_json::from_str::<Value>(&actor).is_ok_and(|actor| actor["alive"] == true))
+    })
+    .await;
+    let status = first.get("/status").await.expect("/status answers");
+    assert_eq!(status["redis"]["state"], "connected", "{status}");
+    assert!(status["redis"]["mirrored"].as_u64() >= Some(in_redis.len() as u64));
+
+    first.kill();
+    let before_kill = mirrored(&redis).await;
+    assert!((20..900).contains(&before_kill.len()), "{} anomalies: too many for one page", before_kill.len());
+
+    // Another seed, so nothing the second run raises can pass for a restored anomaly.
+    let mut second = Daemon::start(&config, &[("WTF_SIMULATION__SEED", "8")]).await;
+    let served = second.anomalies().await;
+    let served_ids = by_id(&served);
+    let missing: BTreeSet<String> = by_id(&before_kill).into_keys().filter(|id| !served_ids.contains_key(id)).collect();
+    assert!(missing.is_empty(), "not served after the restart: {missing:?}\n{}", second.log());
+    assert!(includes(&served, &before_kill), "restored anomalies are served exactly as before");
+    let status = second.get("/status").await.expect("/status answers");
+    assert!(status["anomaly_count_24h"].as_u64() >= Some(before_kill.len() as u64), "{status}");
+
+    // A graceful stop writes what was raised up to the end.
+    let last_served = second.anomalies().await;
+    let exit = second.terminate();
+    assert!(exit.success(), "exit {exit}:\n{}", second.log());
+    assert!(includes(&mirrored(&redis).await, &last_served), "{}", second.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_redis_url_the_daemon_runs_in_memory_and_says_so() {
+    // No Redis needed: nothing may try to reach one.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_config(dir.path(), "redis://127.0.0.1:1", "wtf-test:");
+    let daemon = Daemon::start(&config, &[("WTF_REDIS__URL", "")]).await;
+    let status = daemon.get("/status").await.expect("/status answers");
+    assert_eq!(status["redis"]["state"], "disabled", "{status}");
+    assert!(status["actors"].get("mirror").is_none(), "no mirror actor: {status}");
+    assert!(status["actors"]["api"]["alive"] == true, "{status}");
+    assert!(!daemon.log().contains("cannot restore"), "{}", daemon.log());
+}
