@@ -215,7 +215,7 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Writes kept while Redis is unreachable; past this the oldest are dropped and counted.
     pub backlog_capacity: usize,
-    /// Most anomalies kept in Redis; bounds what a flood can make Redis hold (~375 bytes each).
+    /// Most anomalies kept in Redis; bounds what a flood can make Redis hold (~414 bytes each).
     pub max_anomalies: usize,
 }
 
@@ -622,6 +622,10 @@ mod rules {
                 "redis.url",
                 format!("must start with redis://, rediss:// or unix://, or be empty (got {:?})", redis.url),
             );
+        } else if !redis.url.is_empty()
+            && let Err(err) = redis::IntoConnectionInfo::into_connection_info(redis.url.as_str())
+        {
+            problems.add("redis.url", format!("is not a usable Redis URL: {err}"));
         }
         if redis.key_prefix.is_empty() {
             problems.add("redis.key_prefix", "must not be empty: other programs share the database");

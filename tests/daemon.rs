@@ -191,9 +191,13 @@ async fn a_broken_config_on_sighup_is_refused_and_the_old_one_stays() {
     let logs = daemon.logs();
     assert!(logs.contains("reload refused"), "{logs}");
     assert!(logs.contains("sensors.interval"), "{logs}");
-    let status = status(&daemon).await;
-    assert_eq!(status["sensors"].as_object().unwrap().len(), 3);
-    assert_eq!(status["sensor_active"], true, "still reading at the old interval");
+    let status = daemon
+        .wait_for("every sensor reporting", Duration::from_secs(5), || async {
+            let status = status(&daemon).await;
+            (status["sensor_active"] == true).then_some(status)
+        })
+        .await;
+    assert_eq!(status["sensors"].as_object().unwrap().len(), 3, "still the old sensors, reading");
 }
 
 #[tokio::test]
