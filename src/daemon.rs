@@ -150,7 +150,7 @@ async fn reload(
                     return;
                 }
             };
-            match ractor::call!(supervisor, |reply| SupervisorMsg::Reload { config, reply }) {
+            match ractor::call!(supervisor, |reply| SupervisorMsg::Reload { config: Box::new(config), reply }) {
                 Err(err) => {
                     tracing::error!(component = %"supervisor", error = %err, "reload not applied");
                     ReloadOutcome { at: clock.now(), applied: false, details: vec![err.to_string()] }

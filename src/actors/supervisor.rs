@@ -73,7 +73,7 @@ pub enum SupervisorMsg {
     /// A child's backoff has elapsed.
     Restart(String),
     /// Apply a new, already validated config; the reply lists what changed.
-    Reload { config: ValidConfig, reply: RpcReplyPort<ConfigDiff> },
+    Reload { config: Box<ValidConfig>, reply: RpcReplyPort<ConfigDiff> },
     /// Stop producing readings, let detectors finish, stop everything; reply when done.
     Shutdown { reply: RpcReplyPort<()> },
     /// Make the named child fail (only reachable when `debug.fault_injection` is on).
@@ -215,7 +215,7 @@ impl Actor for Supervisor {
         match message {
             SupervisorMsg::Restart(name) => state.on_restart(&myself, name).await,
             SupervisorMsg::Reload { config, reply } => {
-                let changes = state.on_reload(&myself, config).await;
+                let changes = state.on_reload(&myself, *config).await;
                 let _ = reply.send(changes);
             }
             SupervisorMsg::Shutdown { reply } => {

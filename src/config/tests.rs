@@ -1,3 +1,6 @@
+// figment's `Jail` closures return its own large error type; that is its API, not ours.
+#![allow(clippy::result_large_err)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
