@@ -88,6 +88,18 @@ fn summary_facts(c: &mut Criterion) {
     });
     let facts = summary::facts(start, end, &anomalies, &[]);
     group.bench_function("prompt from the facts of 100,000 anomalies", |b| b.iter(|| black_box(summary::prompt(&facts))));
+    // The summarizer adds anomalies to its window as they arrive; at the window's end only this
+    // remains before the summary is stored (or the model is asked).
+    let mut window = FactsBuilder::new(start);
+    for anomaly in &anomalies {
+        window.add(anomaly);
+    }
+    group.bench_function("window end to summary text (finish, prompt, template), 100,000 anomalies", |b| {
+        b.iter(|| {
+            let facts = window.finish(end, &[]);
+            black_box((summary::prompt(&facts), summary::template(&facts)))
+        })
+    });
     group.finish();
 }
 

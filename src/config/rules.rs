@@ -71,8 +71,10 @@ fn check_simulation(config: &Config, problems: &mut Problems) {
     ] {
         if !rate.is_finite() || rate < 0.0 {
             problems.add(key, format!("must be a number of events per hour, zero or more (got {rate})"));
-        } else if rate > 3600.0 {
-            problems.add(key, format!("must be at most 3600 per hour (got {rate})"));
+        } else if rate * config.sensors.interval.as_secs_f64() > 3600.0 {
+            // More would ask for more than one injection per reading.
+            let most = 3600.0 / config.sensors.interval.as_secs_f64();
+            problems.add(key, format!("must be at most one per reading, {most} per hour at this interval (got {rate})"));
         }
     }
 }
