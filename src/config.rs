@@ -211,7 +211,10 @@ impl Default for LlmConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// `redis://host:port[/db]`, `rediss://…` or `unix://…`. Empty: in memory only. Needs a restart.
+    /// With `cluster = true`: a comma-separated list of seed nodes of a Redis Cluster.
     pub url: String,
+    /// Speak the Redis Cluster protocol (slot map, redirections, failover) to the nodes in `url`.
+    pub cluster: bool,
     /// Every key the daemon writes starts with this.
     pub key_prefix: String,
     /// Writes kept while Redis is unreachable; past this the oldest are dropped and counted.
@@ -224,6 +227,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
             key_prefix: "wtf:".into(),
             backlog_capacity: 100_000,
             max_anomalies: 1_000_000,

@@ -45,6 +45,7 @@ pub mod llm;
 pub mod load;
 pub mod logging;
 pub mod redis_layout;
+pub mod redis_link;
 pub mod restart;
 pub mod signals;
 pub mod simulation;

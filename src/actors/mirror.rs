@@ -34,11 +34,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::time::Instant;
 
 use crate::actors::Fault;
 use crate::clock::Clock;
+use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::config::RedisConfig;
 use crate::domain::{Anomaly, SensorId, Summary};
 use crate::health::RedisState;
@@ -154,7 +154,7 @@ pub struct MirrorState {
     store: Arc<Store>,
     clock: Clock,
     tuning: MirrorTuning,
-    connection: ConnectionManager,
+    redis: RedisLink,
     link: Link,
     /// Sequence number of the last anomaly moved from the store into the backlog.
     cursor: u64,
@@ -190,7 +190,12 @@ impl Actor for Mirror {
         args: MirrorArgs,
     ) -> Result<MirrorState, ActorProcessingErr> {
         let MirrorArgs { redis, store, clock, tuning } = args;
-        let connection = connect(&redis.url, &tuning)?;
+        let timeouts = LinkTimeouts {
+            connect: tuning.connect_timeout,
+            response: tuning.write_timeout,
+            retry_max: tuning.retry_max,
+        };
+        let link = RedisLink::open(&redis, timeouts)?;
         // What the store holds is written again (idempotently); what it let go before this
         // mirror started is no loss of this mirror's, so it is not counted as dropped.
         let cursor = store.anomalies_after(0, 0).missed;
@@ -204,7 +209,7 @@ impl Actor for Mirror {
             retry: RetryDelay::new(tuning.retry_initial, tuning.retry_max),
             store,
             clock,
-            connection,
+            redis: link,
             link: Link::Connecting { failed: false },
             cursor,
             in_flight: None,
@@ -340,12 +345,12 @@ impl MirrorState {
         self.generation += 1;
         let generation = self.generation;
         let (keys, limits, timeout) = (self.keys.clone(), self.limits(), self.tuning.write_timeout);
-        let mut connection = self.connection.clone();
+        let redis = self.redis.clone();
         let myself = myself.clone();
         // The JSON is encoded in the task too: a batch of thousands takes milliseconds of CPU
         // that the mailbox should not wait for.
         let task = tokio::spawn(async move {
-            let outcome = write(&mut connection, &batch_pipeline(&keys, &batch, &limits), timeout).await;
+            let outcome = redis.exec(&batch_pipeline(&keys, &batch, &limits), timeout).await;
             let _ = myself.cast(MirrorMsg::Flushed(generation));
             outcome
         });
@@ -501,7 +506,7 @@ impl MirrorState {
             }
             let pipe = batch_pipeline(&self.keys, &batch, &self.limits());
             let timeout = self.tuning.write_timeout.min(deadline.saturating_duration_since(Instant::now()));
-            let outcome = write(&mut self.connection, &pipe, timeout).await;
+            let outcome = self.redis.exec(&pipe, timeout).await;
             if !self.record(pending, outcome) {
                 break;
             }
@@ -509,29 +514,6 @@ impl MirrorState {
         tracing::info!(
             component = %"mirror", mirrored = self.mirrored, left_behind = self.backlog.len(), "final flush to redis done"
         );
-    }
-}
-
-/// A connection that reconnects by itself and is not needed at start: an unreachable Redis is
-/// not fatal, the first write just fails. Its own retries are kept to one short cycle (the
-/// default waits about 9.5 s per command while Redis is down); the mirror's backoff does the rest.
-fn connect(url: &str, tuning: &MirrorTuning) -> Result<ConnectionManager, ActorProcessingErr> {
-    let client = redis::Client::open(url).map_err(|err| format!("redis.url is not usable: {err}"))?;
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(tuning.retry_max)
-        .set_connection_timeout(Some(tuning.connect_timeout))
-        .set_response_timeout(Some(tuning.write_timeout));
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
-}
-
-/// Runs one pipeline; any failure, including no answer in time, comes back as its reason.
-async fn write(connection: &mut ConnectionManager, pipe: &redis::Pipeline, timeout: Duration) -> Result<(), String> {
-    match tokio::time::timeout(timeout, pipe.exec_async(connection)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(err.to_string()),
-        Err(_) => Err(format!("no answer within {}", humantime::format_duration(timeout))),
     }
 }
 

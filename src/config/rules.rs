@@ -153,15 +153,15 @@ fn check_llm(config: &Config, problems: &mut Problems) {
 fn check_redis(config: &Config, problems: &mut Problems) {
     let redis = &config.redis;
     let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
-    if !redis.url.is_empty() && !schemes.iter().any(|scheme| redis.url.starts_with(scheme)) {
-        problems.add(
-            "redis.url",
-            format!("must start with redis://, rediss:// or unix://, or be empty (got {:?})", redis.url),
-        );
-    } else if !redis.url.is_empty()
-        && let Err(err) = redis::IntoConnectionInfo::into_connection_info(redis.url.as_str())
-    {
-        problems.add("redis.url", format!("is not a usable Redis URL: {err}"));
+    for seed in crate::redis_link::seed_urls(&redis.url) {
+        if !schemes.iter().any(|scheme| seed.starts_with(scheme)) {
+            problems.add("redis.url", format!("must start with redis://, rediss:// or unix://, or be empty (got {seed:?})"));
+        } else if let Err(err) = redis::IntoConnectionInfo::into_connection_info(seed) {
+            problems.add("redis.url", format!("{seed:?} is not a usable Redis URL: {err}"));
+        }
+    }
+    if !redis.cluster && redis.url.contains(',') {
+        problems.add("redis.url", "lists several servers: set redis.cluster = true for a Redis Cluster");
     }
     if redis.key_prefix.is_empty() {
         problems.add("redis.key_prefix", "must not be empty: other programs share the database");

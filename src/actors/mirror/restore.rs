@@ -12,6 +12,7 @@ use crate::config::ValidConfig;
 use crate::domain::{Anomaly, Summary};
 use crate::health::RedisState;
 use crate::redis_layout::{Keys, retention_cutoff};
+use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
 
 /// Connecting: past this, the daemon starts without Redis's history.
@@ -72,16 +73,10 @@ pub async fn restore(
 ) -> Result<Restored, String> {
     let deadline = Instant::now() + budget;
     let keys = Keys::new(&config.redis.key_prefix);
-    let client = redis::Client::open(config.redis.url.as_str()).map_err(|err| err.to_string())?;
     let connect_timeout = RESTORE_CONNECT_TIMEOUT.min(budget);
-    let connection_config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(connect_timeout))
-        .set_response_timeout(Some(budget));
-    let mut connection =
-        tokio::time::timeout(connect_timeout, client.get_multiplexed_async_connection_with_config(&connection_config))
-            .await
-            .map_err(|_| format!("no connection within {}", humantime::format_duration(connect_timeout)))?
-            .map_err(|err| err.to_string())?;
+    let timeouts = LinkTimeouts { connect: connect_timeout, response: budget, retry_max: connect_timeout };
+    let link = RedisLink::open(&config.redis, timeouts)?;
+    let remaining = || deadline.saturating_duration_since(Instant::now());
 
     let mut restored = Restored::default();
     let cutoff = retention_cutoff(now, config.store.retention);
@@ -92,15 +87,12 @@ pub async fn restore(
         let count = RESTORE_PAGE.min(wanted - offset);
         let mut command = redis::cmd("ZREVRANGEBYSCORE");
         command.arg(&keys.anomalies).arg("+inf").arg(cutoff).arg("LIMIT").arg(offset).arg(count);
-        let query = command.query_async::<Vec<Vec<u8>>>(&mut connection);
-        let page = match tokio::time::timeout_at(deadline, query).await {
-            Ok(Ok(page)) => page,
-            Ok(Err(err)) => {
-                restored.incomplete = Some(err.to_string());
-                break;
-            }
-            Err(_) => {
-                restored.incomplete = Some(format!("not done within {}", humantime::format_duration(budget)));
+        let page = match link.query::<Vec<Vec<u8>>>(&command, remaining()).await {
+            Ok(page) => page,
+            // Nothing read yet: Redis is away, and the daemon starts without the history.
+            Err(err) if offset == 0 => return Err(err),
+            Err(err) => {
+                restored.incomplete = Some(err);
                 break;
             }
         };
@@ -119,9 +111,8 @@ pub async fn restore(
     let max_summaries = config.store.max_summaries.saturating_sub(1);
     let mut command = redis::cmd("ZREVRANGE");
     command.arg(&keys.summaries).arg(0).arg(max_summaries);
-    let query = command.query_async::<Vec<Vec<u8>>>(&mut connection);
-    let mut summaries: Vec<Summary> = match tokio::time::timeout_at(deadline, query).await {
-        Ok(Ok(members)) => members
+    let mut summaries: Vec<Summary> = match link.query::<Vec<Vec<u8>>>(&command, remaining()).await {
+        Ok(members) => members
             .iter()
             .filter_map(|member| {
                 let parsed = serde_json::from_slice::<Summary>(member).ok();
@@ -129,14 +120,8 @@ pub async fn restore(
                 parsed
             })
             .collect(),
-        Ok(Err(err)) => {
-            restored.incomplete.get_or_insert(err.to_string());
-            Vec::new()
-        }
-        Err(_) => {
-            restored
-                .incomplete
-                .get_or_insert(format!("summaries not read within {}", humantime::format_duration(budget)));
+        Err(err) => {
+            restored.incomplete.get_or_insert(err);
             Vec::new()
         }
     };

@@ -1,0 +1,177 @@
+//! The mirror and the restore against a real three-node Redis Cluster, made by the test from
+//! `redis-server --cluster-enabled yes` and `redis-cli --cluster create` on free ports. The
+//! daemon is given one seed node that does not own the keys' slot, so it must follow the
+//! cluster's redirections. `WTF_SKIP_REDIS_TESTS=1` skips it, as it does the other Redis tests.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use ractor::Actor;
+use wtf_monitor::actors::mirror::{Mirror, MirrorArgs, MirrorTuning, restore_at_start};
+use wtf_monitor::clock::Clock;
+use wtf_monitor::config::{Config, ValidConfig};
+use wtf_monitor::domain::{Anomaly, AnomalyKind, Parameter};
+use wtf_monitor::redis_layout::Keys;
+use wtf_monitor::store::{AnomalyQuery, Store};
+
+/// Three cluster nodes in a temporary directory; killed when dropped.
+struct Cluster {
+    nodes: Vec<(u16, Child)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let nodes: Vec<(u16, Child)> = (0..3)
+            .map(|_| {
+                let port = free_port();
+                let child = Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
+                    .args(["--cluster-config-file", &format!("nodes-{port}.conf"), "--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start redis-server");
+                (port, child)
+            })
+            .collect();
+        let cluster = Self { nodes, _dir: dir };
+        for (port, _) in &cluster.nodes {
+            wait(&format!("node {port} answers"), || ping(*port));
+        }
+        let addresses: Vec<String> = cluster.nodes.iter().map(|(port, _)| format!("127.0.0.1:{port}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stdout));
+        for (port, _) in &cluster.nodes {
+            wait(&format!("node {port} sees the cluster ok"), || cluster_ok(*port));
+        }
+        cluster
+    }
+
+    /// A node that does not own `key`'s slot (it answers MOVED), so a client seeded with it
+    /// must follow the cluster's redirection.
+    fn node_not_owning(&self, key: &str) -> u16 {
+        let owns = |port: u16| {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut connection = client.get_connection().unwrap();
+            redis::cmd("EXISTS").arg(key).query::<i64>(&mut connection).is_ok()
+        };
+        self.nodes.iter().map(|(port, _)| *port).find(|port| !owns(*port)).expect("a node without the slot")
+    }
+
+    fn seeds(&self) -> String {
+        self.nodes.iter().map(|(port, _)| format!("redis://127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.nodes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn ping(port: u16) -> bool {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
+        .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
+        .is_ok()
+}
+
+fn cluster_ok(port: u16) -> bool {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|client| client.get_connection())
+        .and_then(|mut connection| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut connection))
+        .is_ok_and(|info| info.contains("cluster_state:ok"))
+}
+
+fn wait(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn installed(binary: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| Path::new(&dir).join(binary).is_file()))
+}
+
+fn config(seeds: String) -> ValidConfig {
+    let mut config = Config::default();
+    config.redis.url = seeds;
+    config.redis.cluster = true;
+    config.redis.key_prefix = "wtf-cluster-test:".into();
+    config.validate().expect("a valid config")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mirror_writes_to_a_cluster_and_a_restart_reads_it_back() {
+    if std::env::var("WTF_SKIP_REDIS_TESTS").is_ok_and(|value| value == "1") {
+        eprintln!("skipped (WTF_SKIP_REDIS_TESTS=1)");
+        return;
+    }
+    assert!(
+        installed("redis-server") && installed("redis-cli"),
+        "this test makes its own Redis Cluster: it needs redis-server and redis-cli on PATH \
+         (or WTF_SKIP_REDIS_TESTS=1 to skip)"
+    );
+    let cluster = Cluster::start();
+    let keys = Keys::new("wtf-cluster-test:");
+    let seed = cluster.node_not_owning(&keys.anomalies);
+    let config = config(format!("redis://127.0.0.1:{seed}"));
+
+    let clock = Clock::starting_at(Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap());
+    let store = Arc::new(Store::new(config.clone(), Utc::now()));
+    let args = MirrorArgs {
+        redis: config.redis.clone(),
+        store: Arc::clone(&store),
+        clock,
+        tuning: MirrorTuning::default(),
+    };
+    let (mirror, _) = Actor::spawn(None, Mirror, args).await.expect("the mirror starts");
+    for second in 0..200 {
+        let at = Utc::now() - chrono::TimeDelta::seconds(200 - second);
+        let anomaly = Anomaly::new(AnomalyKind::Spike, at, "wtf-pipe-1".into(), Parameter::Flow, Some(130.0), 120.0, None);
+        store.record_anomaly(anomaly, Utc::now());
+    }
+
+    let seeds = cluster.seeds();
+    let reader = redis::cluster::ClusterClient::new(seeds.split(',').collect::<Vec<_>>()).unwrap();
+    let mut connection = reader.get_async_connection().await.expect("a cluster connection");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let held: usize = redis::cmd("ZCARD").arg(&keys.anomalies).query_async(&mut connection).await.unwrap_or(0);
+        if held == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster holds {held} of 200 anomalies");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.health.redis().state, wtf_monitor::health::RedisState::Connected);
+    mirror.stop(None);
+
+    let restarted = Arc::new(Store::new(config.clone(), Utc::now()));
+    restore_at_start(&config, &restarted, &clock).await;
+    assert_eq!(restarted.anomalies(&AnomalyQuery::newest(1000)).len(), 200, "a restart reads the cluster back");
+
+    let _: () = redis::cmd("DEL").arg(&keys.all()[..]).query_async(&mut connection).await.unwrap();
+}
