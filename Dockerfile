@@ -18,6 +18,7 @@ WORKDIR /src
 # Only what the build reads: a change to docs, tests or deployment files does not rebuild.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY benches ./benches
 COPY config ./config
 
 # Dependency caching: the registry and target/ live in BuildKit cache mounts, so a rebuild after a

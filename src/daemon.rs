@@ -30,6 +30,8 @@ pub enum Ending {
     Stopped,
     /// A second stop request arrived during the graceful stop.
     Interrupted,
+    /// The graceful stop did not finish within its time; some work may be lost.
+    TimedOut,
     /// The supervisor gave up on a failing actor; the reason.
     GaveUp(String),
 }
@@ -72,7 +74,10 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     let ending = loop {
         tokio::select! {
             _ = &mut supervisor_done => {
-                break verdict.gave_up().map_or(Ending::Stopped, Ending::GaveUp);
+                // Only a stop request ends the supervisor cleanly, and that leaves through
+                // `shut_down`: here it gave up, or died.
+                let reason = verdict.gave_up().unwrap_or_else(|| "the supervisor stopped unexpectedly".into());
+                break Ending::GaveUp(reason);
             }
             intent = intents.recv() => match intent {
                 Some(Intent::Reload) => reload(&supervisor, &store, &source, logging.as_ref(), &clock).await,
@@ -107,7 +112,10 @@ async fn shut_down(
         }
     };
     tokio::select! {
-        _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful) => Ending::Stopped,
+        drained = tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful) => match drained {
+            Ok(()) => Ending::Stopped,
+            Err(_) => Ending::TimedOut,
+        },
         _ = second_request => Ending::Interrupted,
     }
 }

@@ -107,7 +107,9 @@ fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, re
     let rate = match rate {
         "max" => None,
         number => match number.parse::<f64>() {
-            Ok(rate) if rate > 0.0 && rate.is_finite() => Some(rate),
+            Ok(rate) if rate.is_finite() && Duration::try_from_secs_f64(1.0 / rate).is_ok_and(|every| !every.is_zero()) => {
+                Some(rate)
+            }
             _ => {
                 eprintln!("load: --rate must be \"max\" or a positive number of readings per second, got {number:?}");
                 return ExitCode::from(2);
@@ -170,6 +172,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             Ok(Ending::Stopped) => {
                 tracing::info!(component = %"supervisor", "stopped");
                 ExitCode::SUCCESS
+            }
+            Ok(Ending::TimedOut) => {
+                tracing::error!(component = %"supervisor", "graceful stop timed out; exiting anyway");
+                ExitCode::from(4)
             }
             Ok(Ending::Interrupted) => {
                 tracing::warn!(component = %"supervisor", "second stop request: exiting at once");

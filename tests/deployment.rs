@@ -525,6 +525,43 @@ fn the_build_context_holds_what_the_dockerfile_copies_and_nothing_heavy() {
     }
 }
 
+#[test]
+fn what_the_builder_copies_is_enough_for_cargo_to_read_the_package() {
+    // The manifest names its bench and binary by path: a copy that leaves one out fails to build.
+    let instructions = dockerfile();
+    let context = tempfile::tempdir().expect("a temporary directory");
+    for copy in arguments_of(&instructions, "COPY") {
+        let words: Vec<&str> = copy.split_whitespace().filter(|word| !word.starts_with("--")).collect();
+        if copy.contains("--from=") || words.len() < 2 {
+            continue;
+        }
+        for source in &words[..words.len() - 1] {
+            copy_tree(&repo_path(source.trim_end_matches('/')), &context.path().join(source.trim_end_matches('/')));
+        }
+    }
+    // Asking for a target that does not exist makes cargo read the whole manifest (every target's
+    // path) and stop there, instead of compiling: "no bin target named" means the manifest is whole.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let check = std::process::Command::new(cargo)
+        .args(["check", "--offline", "--locked", "--bin", "no-such-target"])
+        .current_dir(context.path())
+        .output()
+        .expect("run cargo");
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(said.contains("no bin target named"), "the copied files do not make a package: {said}");
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("create a directory");
+        for entry in std::fs::read_dir(from).expect("read a directory").flatten() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).expect("copy a file");
+    }
+}
+
 // --- systemd ----------------------------------------------------------------------------------
 
 const UNIT: &str = "systemd/wtf-monitor.service";
