@@ -197,7 +197,7 @@ impl Store {
     pub fn restore_anomalies(&self, mut restored: Vec<Anomaly>, now: DateTime<Utc>) -> usize {
         restored.sort_by(|a, b| (a.timestamp, &a.id).cmp(&(b.timestamp, &b.id)));
         let limits = *lock(&self.limits);
-        let cutoff = now - limits.retention;
+        let cutoff = retention_start(now, limits.retention);
         let mut log = lock(&self.anomalies);
         let mut known: std::collections::HashSet<_> =
             log.entries.iter().map(|(_, anomaly)| anomaly.id.clone()).collect();
@@ -391,7 +391,7 @@ impl Store {
 
 impl AnomalyLog {
     fn expire(&mut self, now: DateTime<Utc>, limits: StoreLimits) {
-        let cutoff = now - limits.retention;
+        let cutoff = retention_start(now, limits.retention);
         while self.entries.front().is_some_and(|(_, anomaly)| anomaly.timestamp < cutoff) {
             self.entries.pop_front();
         }
@@ -404,6 +404,11 @@ impl AnomalyLog {
             self.per_minute.pop_first();
         }
     }
+}
+
+/// The oldest time still kept: `now` less the retention, or the beginning of time.
+fn retention_start(now: DateTime<Utc>, retention: TimeDelta) -> DateTime<Utc> {
+    now.checked_sub_signed(retention).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 fn minute_of(timestamp: DateTime<Utc>) -> i64 {

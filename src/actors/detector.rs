@@ -185,7 +185,8 @@ fn record(store: &Store, anomaly: Anomaly, now: DateTime<Utc>) {
         kind = %anomaly.kind,
         value = anomaly.value,
         id = %anomaly.id,
-        "{}", anomaly.message
+        detail = %anomaly.message,
+        "anomaly raised"
     );
     store.record_anomaly(anomaly, now);
 }

@@ -426,10 +426,10 @@ impl MirrorState {
                 match self.link {
                     Link::Up => {}
                     Link::Down { since } => tracing::info!(
-                        component = %"mirror", backlog = self.backlog.len(),
+                        component = %"redis", backlog = self.backlog.len(),
                         outage_ms = since.elapsed().as_millis() as u64, "redis reachable again; flushing the backlog"
                     ),
-                    Link::Connecting { .. } => tracing::info!(component = %"mirror", "connected to redis"),
+                    Link::Connecting { .. } => tracing::info!(component = %"redis", "connected to redis"),
                 }
                 self.link = Link::Up;
                 self.retry.reset();
@@ -442,15 +442,15 @@ impl MirrorState {
                 }
                 match self.link {
                     Link::Up => {
-                        tracing::warn!(component = %"mirror", error = %error, "redis unreachable; keeping writes in the backlog");
+                        tracing::warn!(component = %"redis", error = %error, "redis unreachable; keeping writes in the backlog");
                         self.link = Link::Down { since: Instant::now() };
                     }
                     Link::Connecting { failed: false } => {
-                        tracing::warn!(component = %"mirror", error = %error, "cannot reach redis yet; keeping writes in the backlog");
+                        tracing::warn!(component = %"redis", error = %error, "cannot reach redis yet; keeping writes in the backlog");
                         self.link = Link::Connecting { failed: true };
                     }
                     Link::Connecting { failed: true } | Link::Down { .. } => {
-                        tracing::debug!(component = %"mirror", error = %error, "redis still unreachable");
+                        tracing::debug!(component = %"redis", error = %error, "redis still unreachable");
                     }
                 }
                 self.last_error = Some(error);
@@ -463,7 +463,7 @@ impl MirrorState {
         if self.drop_warned_at.is_none_or(|at| at.elapsed() >= DROP_WARNING_PERIOD) {
             self.drop_warned_at = Some(Instant::now());
             tracing::warn!(
-                component = %"mirror", dropped = self.dropped_before + self.backlog.dropped() + self.missed,
+                component = %"redis", dropped = self.dropped_before + self.backlog.dropped() + self.missed,
                 capacity = self.backlog_capacity, "{message}"
             );
         }
@@ -512,7 +512,7 @@ impl MirrorState {
             }
         }
         tracing::info!(
-            component = %"mirror", mirrored = self.mirrored, left_behind = self.backlog.len(), "final flush to redis done"
+            component = %"redis", mirrored = self.mirrored, left_behind = self.backlog.len(), "final flush to redis done"
         );
     }
 }

@@ -145,12 +145,12 @@ fn make_client(config: &LlmConfig, store: &Store) -> Option<LlmClient> {
     }
     match LlmClient::new(&config.url, &config.model) {
         Ok(client) => {
+            // A new server or model has not answered yet, whatever the previous one did.
             store.health.set_llm(|llm| {
                 llm.model = config.model.clone();
-                if llm.state == LlmState::Disabled {
-                    llm.state = LlmState::NotYetContacted;
-                    llm.reason = None;
-                }
+                llm.state = LlmState::NotYetContacted;
+                llm.reason = None;
+                llm.last_call = None;
             });
             Some(client)
         }

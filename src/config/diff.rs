@@ -54,7 +54,8 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     // Simulators inject relative to the thresholds, so new thresholds reach them too.
     changes.simulation = interval || rates || changes.detection;
     changes.llm = changed("llm", old.llm != new.llm);
-    changes.log = changed("log", old.log != new.log);
+    changes.log = changed("log.level", old.log.level != new.log.level);
+    let log_format = changed("log.format", old.log.format != new.log.format);
     changes.store = changed("store", old.store != new.store);
     changes.supervisor = changed("supervisor", old.supervisor != new.supervisor);
     let listen = changed("api.listen", old.api.listen != new.api.listen);
@@ -80,6 +81,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         ("simulation.seed", seed),
         ("simulation.enabled", enabled),
         ("debug", debug),
+        ("log.format", log_format),
     ] {
         if different {
             changes.needs_restart.push(key.to_owned());
@@ -100,6 +102,7 @@ pub fn live_part(in_force: &Config, new: Config) -> Config {
             ..new.simulation
         },
         debug: in_force.debug.clone(),
+        log: super::LogConfig { format: in_force.log.format, ..new.log },
         ..new
     }
 }

@@ -111,6 +111,9 @@ fn check_detection(config: &Config, problems: &mut Problems) {
 
 fn check_store(config: &Config, problems: &mut Problems) {
     problems.positive("store.retention", config.store.retention);
+    if config.store.retention > Duration::from_secs(366 * 24 * 3600) {
+        problems.add("store.retention", "must be at most a year (366d): anomalies are kept in memory");
+    }
     if config.store.max_anomalies == 0 {
         problems.add("store.max_anomalies", "must be at least 1");
     }

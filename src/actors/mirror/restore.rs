@@ -38,25 +38,25 @@ pub struct Restored {
 pub async fn restore_at_start(config: &ValidConfig, store: &Store, clock: &Clock) {
     if config.redis.url.is_empty() {
         store.health.set_redis(|health| health.state = RedisState::Disabled);
-        tracing::info!(component = %"mirror", "redis.url is empty: running in memory only");
+        tracing::info!(component = %"redis", "redis.url is empty: running in memory only");
         return;
     }
     store.health.set_redis(|health| health.state = RedisState::Connecting);
     match restore(config, store, clock.now(), RESTORE_BUDGET).await {
         Ok(restored) => {
             if let Some(reason) = &restored.incomplete {
-                tracing::warn!(component = %"mirror", reason = %reason, "restore from redis incomplete; kept the newest read");
+                tracing::warn!(component = %"redis", reason = %reason, "restore from redis incomplete; kept the newest read");
             }
             if restored.unreadable > 0 {
-                tracing::warn!(component = %"mirror", unreadable = restored.unreadable, "skipped unreadable entries in redis");
+                tracing::warn!(component = %"redis", unreadable = restored.unreadable, "skipped unreadable entries in redis");
             }
             tracing::info!(
-                component = %"mirror", anomalies = restored.anomalies, summaries = restored.summaries,
+                component = %"redis", anomalies = restored.anomalies, summaries = restored.summaries,
                 "restored from redis"
             );
         }
         Err(error) => {
-            tracing::warn!(component = %"mirror", error = %error, "cannot restore from redis; starting without its history");
+            tracing::warn!(component = %"redis", error = %error, "cannot restore from redis; starting without its history");
             store.health.set_redis(|health| health.last_error = Some(format!("restore at start: {error}")));
         }
     }
