@@ -368,23 +368,28 @@ impl Config {
     /// Variables whose first segment is not a section name (e.g. `WTF_TEST_REDIS_URL`) are left
     /// alone, so other tools may share the prefix; inside a section, an unknown key is an error.
     pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+        let (config, problems) = Self::load_partial(source);
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError { source_name: source.to_string(), problems }) }
+    }
+
+    /// Like [`Config::load`], but a section that does not parse keeps its defaults and its
+    /// problems are returned beside the config, so the rules can still check the rest.
+    fn load_partial(source: &ConfigSource) -> (Config, Vec<ConfigProblem>) {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let ConfigSource::File(path) = source {
             figment = figment.merge(Toml::file_exact(path));
         }
-        // figment lowercases keys only after every filter has run, so the filter sees
-        // `REDIS.URL` and compares without case.
         let environment = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
             let section = key.as_str().split(['.', '_']).next().unwrap_or_default();
             SECTIONS.iter().any(|known| known.eq_ignore_ascii_case(section))
         });
         figment = figment.merge(environment);
-        extract(&figment).map_err(|problems| ConfigError { source_name: source.to_string(), problems })
+        extract(&figment)
     }
 
     /// Checks every rule and returns every problem; a valid config is wrapped so it can be run.
     pub fn validate(self) -> Result<ValidConfig, Vec<ConfigProblem>> {
-        let problems = crate::config::rules::check(&self);
+        let problems = rules::check(&self);
         if problems.is_empty() { Ok(ValidConfig(self)) } else { Err(problems) }
     }
 
@@ -413,14 +418,25 @@ impl ValidConfig {
 }
 
 /// Loads and validates in one step, as start-up and reload do.
+///
+/// Every problem comes back at once: a section that does not parse is reported, and the rules
+/// still check every other section.
 pub fn load_valid(source: &ConfigSource) -> Result<ValidConfig, ConfigError> {
-    let config = Config::load(source)?;
-    config.validate().map_err(|problems| ConfigError { source_name: source.to_string(), problems })
+    let (config, mut problems) = Config::load_partial(source);
+    let section_of = |key: &str| key.split('.').next().unwrap_or_default().to_owned();
+    let unparsed: BTreeSet<String> = problems.iter().map(|problem| section_of(&problem.key)).collect();
+    let rules = rules::check(&config).into_iter().filter(|problem| !unparsed.contains(&section_of(&problem.key)));
+    problems.extend(rules);
+    if problems.is_empty() {
+        Ok(ValidConfig(config))
+    } else {
+        Err(ConfigError { source_name: source.to_string(), problems })
+    }
 }
 
 /// Deserialises section by section so that a bad value in one section does not hide problems in
 /// another, and reports unknown top-level sections.
-fn extract(figment: &Figment) -> Result<Config, Vec<ConfigProblem>> {
+fn extract(figment: &Figment) -> (Config, Vec<ConfigProblem>) {
     let mut problems = Vec::new();
     if let Ok(data) = figment.data() {
         for dict in data.values() {
@@ -445,7 +461,7 @@ fn extract(figment: &Figment) -> Result<Config, Vec<ConfigProblem>> {
     section(figment, "supervisor", &mut config.supervisor, &mut problems);
     section(figment, "log", &mut config.log, &mut problems);
     section(figment, "debug", &mut config.debug, &mut problems);
-    if problems.is_empty() { Ok(config) } else { Err(problems) }
+    (config, problems)
 }
 
 fn section<T: DeserializeOwned>(figment: &Figment, name: &str, slot: &mut T, problems: &mut Vec<ConfigProblem>) {

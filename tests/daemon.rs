@@ -185,7 +185,7 @@ async fn a_broken_config_on_sighup_is_refused_and_the_old_one_stays() {
     let outcome = reload(&daemon, broken).await;
     assert_eq!(outcome["applied"], false, "{outcome}");
     let details = outcome["details"].to_string();
-    for key in ["sensors.interval", "pumps"] {
+    for key in ["sensors.interval", "pumps", "detection.drift_thresholds.temperature"] {
         assert!(details.contains(key), "{key} missing from {details}");
     }
     let logs = daemon.logs();

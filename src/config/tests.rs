@@ -193,3 +193,19 @@ fn the_effective_config_prints_as_toml_that_loads_back() {
         Ok(())
     });
 }
+
+#[test]
+fn a_value_that_does_not_parse_does_not_hide_a_rule_broken_elsewhere() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "wtf-monitor.toml",
+            "[sensors]\ninterval = \"fast\"\n[detection]\ndrift_thresholds = { temperature = 50.0, pressure = 3.5, flow = 110.0 }\n[llm]\ninterval = \"10m\"\n",
+        )?;
+        let error = load_valid(&ConfigSource::File(jail.directory().join("wtf-monitor.toml"))).expect_err("broken");
+        let keys = keys(&error.problems);
+        for expected in ["sensors.interval", "detection.drift_thresholds.temperature", "llm.interval"] {
+            assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+        }
+        Ok(())
+    });
+}
