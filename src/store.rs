@@ -47,6 +47,9 @@ pub struct Store {
     pub health: Health,
     /// Readings produced by the simulators since start.
     pub readings_produced: Arc<AtomicU64>,
+    /// The last anomaly sequence number in a closed summary window, and that window's end: where
+    /// a restarted summarizer carries on.
+    summarized_through: Mutex<Option<(u64, DateTime<Utc>)>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -160,6 +163,7 @@ impl Store {
             detectors: RwLock::new(BTreeMap::new()),
             health: Health::new(started_at),
             readings_produced: Arc::new(AtomicU64::new(0)),
+            summarized_through: Mutex::new(None),
         }
     }
 
@@ -331,6 +335,15 @@ impl Store {
         summaries.extend(restored.into_iter().map(Arc::new));
         drop(summaries);
         self.summary_seq.send_modify(|value| *value += 1);
+    }
+
+    /// Notes that the anomalies up to `seq` are in a window that closed at `window_end`.
+    pub fn set_summarized_through(&self, seq: u64, window_end: DateTime<Utc>) {
+        *lock(&self.summarized_through) = Some((seq, window_end));
+    }
+
+    pub fn summarized_through(&self) -> Option<(u64, DateTime<Utc>)> {
+        *lock(&self.summarized_through)
     }
 
     pub fn latest_summary(&self) -> Option<Arc<Summary>> {

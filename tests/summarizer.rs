@@ -74,18 +74,80 @@ impl Drop for Harness {
 #[tokio::test(start_paused = true)]
 async fn the_first_summary_comes_within_30_seconds_then_every_interval() {
     let harness = Harness::start(|_| {}).await;
-    tokio::time::sleep(Duration::from_millis(29_500)).await;
+    tokio::time::sleep(Duration::from_millis(14_500)).await;
     assert_eq!(harness.summaries(), 0);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(harness.summaries(), 1, "at 30 s");
+    assert_eq!(harness.summaries(), 1, "at 15 s");
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(harness.summaries(), 2, "at 90 s");
+    assert_eq!(harness.summaries(), 2, "at 75 s");
 
     let summary = harness.store.latest_summary().unwrap();
     assert_eq!(summary.generated_by, SummaryAuthor::Fallback);
     assert_eq!(summary.anomaly_count, 0);
     assert!(summary.summary.contains("No anomalies"), "{}", summary.summary);
     assert_eq!(harness.store.health.llm().state, LlmState::Disabled);
+}
+
+/// An Ollama that takes connections and never answers, as a model stuck loading does.
+async fn silent_ollama() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_that_never_answers_does_not_delay_summaries() {
+    let url = silent_ollama().await;
+    let harness = Harness::start(move |llm| {
+        llm.url = url;
+        llm.timeout = Duration::from_secs(300);
+    })
+    .await;
+    let start = harness.clock.now();
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let first = harness.store.latest_summary().expect("a summary within 30 s");
+    assert_eq!(first.generated_by, SummaryAuthor::Fallback);
+    assert!(first.timestamp - start <= chrono::TimeDelta::seconds(30), "{}", first.timestamp - start);
+
+    // However long the configured timeout, operators get a summary at least every 3 minutes.
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    let mut times: Vec<_> = harness.store.summaries(1000).iter().map(|summary| summary.timestamp).collect();
+    times.reverse();
+    assert!(times.len() >= 7, "{} summaries in 20 minutes", times.len());
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] <= chrono::TimeDelta::seconds(180), "a gap of {}", pair[1] - pair[0]);
+    }
+    assert_eq!(harness.store.health.llm().state, LlmState::Inactive);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_summarizer_summarises_what_its_predecessor_had_not() {
+    let harness = Harness::start(|_| {}).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(harness.summaries(), 1);
+    harness.spikes(5);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    harness.actor.stop(None);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let args = SummarizerArgs {
+        config: harness.store.config().llm.clone(),
+        store: Arc::clone(&harness.store),
+        clock: harness.clock,
+    };
+    let (successor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer restarts");
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let summaries = harness.store.summaries(10);
+    assert_eq!(summaries.len(), 2);
+    assert_eq!(summaries[0].anomaly_count, 5, "the spikes raised before the restart are summarised");
+    assert_eq!(summaries[0].window_start, summaries[1].window_end, "windows follow each other");
+    successor.stop(None);
 }
 
 #[tokio::test(start_paused = true)]
@@ -95,17 +157,19 @@ async fn many_anomalies_bring_a_summary_forward_but_never_closer_than_the_floor(
         llm.min_interval = Duration::from_secs(15);
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert_eq!(harness.summaries(), 1, "the first, at 15 s");
+    tokio::time::sleep(Duration::from_secs(16)).await;
     harness.spikes(60);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert_eq!(harness.summaries(), 1, "the burst came before the 30 s summary was due");
+    assert_eq!(harness.summaries(), 2, "the burst came before the 75 s summary was due");
     assert_eq!(harness.store.latest_summary().unwrap().anomaly_count, 60);
 
     harness.spikes(60);
     tokio::time::sleep(Duration::from_secs(12)).await;
-    assert_eq!(harness.summaries(), 1, "not within 15 s of the previous one");
+    assert_eq!(harness.summaries(), 2, "not within 15 s of the previous one");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(harness.summaries(), 2);
+    assert_eq!(harness.summaries(), 3);
     assert_eq!(harness.store.latest_summary().unwrap().anomaly_count, 60);
 }
 

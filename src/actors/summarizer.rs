@@ -4,7 +4,9 @@
 //! decides whether a summary is due); `Worded` from the task that called the model; `Pulled`
 //! from the task that asked Ollama for a missing model; `SetConfig` on reload; `InjectFault`.
 //!
-//! Cadence: the first summary within 30 s of start, then every `llm.interval`; sooner once
+//! Cadence: the first summary within 30 s of start (its window closes at 15 s and the model gets
+//! 15 s), then every `llm.interval`, the model getting what is left of 3 minutes before the
+//! template words the window instead, so a slow model never leaves operators waiting; sooner once
 //! `llm.burst_anomalies` new anomalies have arrived, but never closer together than
 //! `llm.min_interval`, so a flood cannot make it call the model back to back.
 //!
@@ -35,8 +37,15 @@ use crate::summary::{self, Condition, Facts, FactsBuilder};
 
 /// How often the summarizer looks at the store.
 const TICK: Duration = Duration::from_secs(1);
-/// The first summary comes this soon after start, or sooner with a shorter interval.
-const FIRST_SUMMARY: Duration = Duration::from_secs(30);
+/// The first window closes this soon after start (or sooner with a shorter interval), and the
+/// model gets at most [`FIRST_ANSWER`] to word it: the first summary is out within 30 s.
+const FIRST_SUMMARY: Duration = Duration::from_secs(15);
+const FIRST_ANSWER: Duration = Duration::from_secs(15);
+/// Operators get a summary at least this often: a window closes every `llm.interval`, and the
+/// model gets what is left of this gap (never less than [`LEAST_ANSWER`]) before the template
+/// writes that window's summary instead.
+const LONGEST_GAP: Duration = Duration::from_secs(180);
+const LEAST_ANSWER: Duration = Duration::from_secs(5);
 /// Anomalies taken from the store per tick; a flood is summarised over several ticks.
 const FOLLOW_BATCH: usize = 50_000;
 /// Longest wait before calling a failing model again. The wait starts at one summary interval
@@ -72,6 +81,8 @@ pub struct SummarizerState {
     last_summary: Instant,
     next_due: Instant,
     in_flight: bool,
+    /// No window closed yet: the first summary has a shorter deadline.
+    first: bool,
     failures: u32,
     retry_after: Option<Instant>,
     pull_requested: bool,
@@ -86,10 +97,13 @@ impl Actor for Summarizer {
     async fn pre_start(&self, _myself: ActorRef<SummarizerMsg>, args: SummarizerArgs) -> Result<SummarizerState, ActorProcessingErr> {
         let now = Instant::now();
         let client = make_client(&args.config, &args.store);
+        let resume = args.store.summarized_through();
         let state = SummarizerState {
-            window: FactsBuilder::new(args.clock.now()),
-            // A restarted summarizer starts its window now; earlier anomalies were summarised.
-            cursor: args.store.anomaly_seq(),
+            // A restarted summarizer carries on from the last window its predecessor closed; at
+            // start, anomalies restored from Redis were summarised by the previous run.
+            window: FactsBuilder::new(resume.map_or(args.clock.now(), |(_, window_end)| window_end)),
+            cursor: resume.map_or(args.store.anomaly_seq(), |(cursor, _)| cursor),
+            first: true,
             last_summary: now,
             next_due: now + args.config.interval.min(FIRST_SUMMARY),
             config: args.config,
@@ -180,7 +194,10 @@ impl SummarizerState {
         let callable = self.retry_after.is_none_or(|retry| now >= retry);
         match (&self.client, callable) {
             (Some(client), true) => self.ask_model(myself, client.clone(), facts),
-            _ => self.publish_fallback(&facts, None),
+            _ => {
+                self.first = false;
+                self.publish_fallback(&facts, None);
+            }
         }
     }
 
@@ -207,6 +224,7 @@ impl SummarizerState {
         let ongoing = ongoing_conditions(&self.store);
         let facts = self.window.finish(now, &ongoing);
         self.window = FactsBuilder::new(now);
+        self.store.set_summarized_through(self.cursor, now);
         facts
     }
 
@@ -214,7 +232,10 @@ impl SummarizerState {
         self.in_flight = true;
         let prompt = summary::prompt(&facts);
         let num_ctx = summary::context_size(&prompt, self.config.max_tokens, self.config.max_context);
-        let (temperature, max_tokens, timeout) = (self.config.temperature, self.config.max_tokens, self.config.timeout);
+        let budget = if self.first { FIRST_ANSWER } else { LONGEST_GAP.saturating_sub(self.config.interval) };
+        let timeout = self.config.timeout.min(budget.max(LEAST_ANSWER));
+        self.first = false;
+        let (temperature, max_tokens) = (self.config.temperature, self.config.max_tokens);
         let myself = myself.clone();
         tokio::spawn(async move {
             let started = Instant::now();
