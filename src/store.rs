@@ -224,6 +224,16 @@ impl Store {
         added
     }
 
+    /// Puts back the per-minute counts behind `anomaly_count_24h` when Redis holds more anomalies
+    /// than were restored (a minute keeps the larger of the two counts).
+    pub fn restore_minute_counts(&self, counts: BTreeMap<i64, u64>) {
+        let mut log = lock(&self.anomalies);
+        for (minute, count) in counts {
+            let held = log.per_minute.entry(minute).or_default();
+            *held = (*held).max(count);
+        }
+    }
+
     /// Drops what has outlived the retention even when nothing new arrives.
     pub fn expire(&self, now: DateTime<Utc>) {
         let limits = *lock(&self.limits);

@@ -340,6 +340,22 @@ async fn a_restart_restores_the_last_24_hours_and_the_summaries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_24_hour_count_includes_what_the_store_could_not_take_back() {
+    let Some(redis) = redis_or_skip("after_a_restart_the_24_hour_count_includes") else { return };
+    let before = Fixture::new(config(&redis, |_| {}));
+    before.record(50, TimeDelta::minutes(1));
+    let mirror = before.spawn_mirror(fast()).await;
+    wait_until("everything is mirrored", PATIENCE, || async { before.store.health.redis().mirrored == 50 }).await;
+    mirror.drain_and_wait(Some(Duration::from_secs(5))).await.expect("the mirror stops");
+
+    let after = Fixture::new(config(&redis, |config| config.store.max_anomalies = 10));
+    let now = after.clock.now();
+    let restored = mirror::restore(&after.config, &after.store, now, Duration::from_secs(5)).await.expect("restored");
+    assert_eq!(restored.anomalies, 10, "the store holds at most 10");
+    assert_eq!(after.store.anomaly_count_24h(now), 50, "but the 24-hour count is not capped by it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_starts_without_history_when_redis_is_down() {
     // No Redis needed: a port nothing listens on.
     let nowhere =

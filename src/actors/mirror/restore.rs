@@ -127,10 +127,39 @@ pub async fn restore(
     };
     summaries.reverse();
 
+    // Redis may hold more of the last 24 hours than the store keeps; `/status` counts them all.
+    let more_than_read = offset == wanted && wanted > 0;
     restored.anomalies = store.restore_anomalies(anomalies, now);
+    if more_than_read && restored.incomplete.is_none() {
+        match count_per_minute(&link, &keys, now, remaining()).await {
+            Ok(counts) => store.restore_minute_counts(counts),
+            Err(err) => {
+                restored.incomplete.get_or_insert(format!("24-hour count not read: {err}"));
+            }
+        }
+    }
     restored.summaries = summaries.len();
     if !summaries.is_empty() {
         store.restore_summaries(summaries);
     }
     Ok(restored)
+}
+
+/// How many anomalies Redis holds for each minute of the last 24 hours, in one round trip.
+async fn count_per_minute(
+    link: &RedisLink,
+    keys: &Keys,
+    now: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<i64, u64>, String> {
+    const MINUTES: i64 = 24 * 60;
+    let this_minute = now.timestamp().div_euclid(60);
+    let minutes: Vec<i64> = (this_minute - MINUTES + 1..=this_minute).collect();
+    let mut pipe = redis::pipe();
+    for minute in &minutes {
+        let start = minute * 60_000;
+        pipe.cmd("ZCOUNT").arg(&keys.anomalies).arg(start).arg(format!("({}", start + 60_000));
+    }
+    let counts: Vec<u64> = link.query(&pipe, timeout).await?;
+    Ok(minutes.into_iter().zip(counts).filter(|(_, count)| *count > 0).collect())
 }
