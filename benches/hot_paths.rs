@@ -37,8 +37,11 @@ fn detector_step(c: &mut Criterion) {
 }
 
 fn simulator_step(c: &mut Criterion) {
-    let settings =
-        SimulationSettings::from_config(Duration::from_secs(1), &SimulationConfig::default(), &DetectionConfig::default());
+    let settings = SimulationSettings::from_config(
+        Duration::from_secs(1),
+        &SimulationConfig::default(),
+        &DetectionConfig::default(),
+    );
     let mut simulator = SensorSimulator::new("wtf-pipe-1".into(), 42, settings);
     let mut at = Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap();
     c.bench_function("simulator step", |b| {
@@ -87,7 +90,9 @@ fn summary_facts(c: &mut Criterion) {
         })
     });
     let facts = summary::facts(start, end, &anomalies, &[]);
-    group.bench_function("prompt from the facts of 100,000 anomalies", |b| b.iter(|| black_box(summary::prompt(&facts))));
+    group.bench_function("prompt from the facts of 100,000 anomalies", |b| {
+        b.iter(|| black_box(summary::prompt(&facts)))
+    });
     // The summarizer adds anomalies to its window as they arrive; at the window's end only this
     // remains before the summary is stored (or the model is asked).
     let mut window = FactsBuilder::new(start);

@@ -485,7 +485,6 @@ fn section<T: DeserializeOwned>(figment: &Figment, name: &str, slot: &mut T, pro
     }
 }
 
-
 pub use rules::is_safe_identifier;
 
 #[cfg(test)]

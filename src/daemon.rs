@@ -174,7 +174,8 @@ async fn reload(
                         tracing::warn!(component = %"supervisor", key = %key, "changed, but applies only after a restart");
                     }
                     tracing::info!(component = %"supervisor", changed = ?changes.changed, "configuration reloaded");
-                    let mut details: Vec<String> = changes.changed.iter().map(|key| format!("changed: {key}")).collect();
+                    let mut details: Vec<String> =
+                        changes.changed.iter().map(|key| format!("changed: {key}")).collect();
                     details.extend(changes.needs_restart.iter().map(|key| format!("needs a restart: {key}")));
                     ReloadOutcome { at: clock.now(), applied: true, details }
                 }

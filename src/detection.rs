@@ -167,15 +167,7 @@ pub enum Ongoing {
 impl ParameterDetector {
     /// `started_at`: the clock when detection began; silence is measured from it until the first reading.
     pub fn new(sensor_id: SensorId, parameter: Parameter, started_at: DateTime<Utc>) -> Self {
-        Self {
-            sensor_id,
-            parameter,
-            started_at,
-            last: None,
-            spike_raised: false,
-            drift: None,
-            dropout_raised: false,
-        }
+        Self { sensor_id, parameter, started_at, last: None, spike_raised: false, drift: None, dropout_raised: false }
     }
 
     pub fn sensor_id(&self) -> &SensorId {
@@ -204,11 +196,7 @@ impl ParameterDetector {
                 return Err(Rejection::OutOfOrder { last: last.timestamp });
             }
         }
-        self.last = Some(LastReading {
-            timestamp,
-            value,
-            arrival: now,
-        });
+        self.last = Some(LastReading { timestamp, value, arrival: now });
         self.dropout_raised = false;
         let spike = self.track_spike(rules, timestamp, value);
         let drift = self.track_drift(rules, timestamp, value);
@@ -270,15 +258,10 @@ impl ParameterDetector {
     /// a dropout ends the drift and the next accepted reading ends the silence.
     pub fn ongoing(&self) -> Option<Ongoing> {
         if self.dropout_raised {
-            return Some(Ongoing::Silent {
-                since: self.silence_start(),
-            });
+            return Some(Ongoing::Silent { since: self.silence_start() });
         }
         let (drift, last) = self.drift.zip(self.last)?;
-        Some(Ongoing::Drifting {
-            since: drift.since,
-            value: last.value,
-        })
+        Some(Ongoing::Drifting { since: drift.since, value: last.value })
     }
 
     fn silence_start(&self) -> DateTime<Utc> {
@@ -301,10 +284,7 @@ impl ParameterDetector {
 
     fn track_drift(&mut self, rules: &Rules, timestamp: DateTime<Utc>, value: f64) -> Option<Anomaly> {
         if value > rules.drift_threshold {
-            let episode = *self.drift.get_or_insert(DriftEpisode {
-                since: timestamp,
-                raised: false,
-            });
+            let episode = *self.drift.get_or_insert(DriftEpisode { since: timestamp, raised: false });
             if episode.raised {
                 return None;
             }
@@ -314,18 +294,9 @@ impl ParameterDetector {
             if above <= rules.drift_limit() {
                 return None;
             }
-            self.drift = Some(DriftEpisode {
-                raised: true,
-                ..episode
-            });
+            self.drift = Some(DriftEpisode { raised: true, ..episode });
             let seconds = Some(above.as_seconds_f64());
-            Some(self.anomaly(
-                AnomalyKind::Drift,
-                timestamp,
-                Some(value),
-                rules.drift_threshold,
-                seconds,
-            ))
+            Some(self.anomaly(AnomalyKind::Drift, timestamp, Some(value), rules.drift_threshold, seconds))
         } else {
             self.drift = None;
             None
@@ -340,15 +311,7 @@ impl ParameterDetector {
         threshold: f64,
         duration_seconds: Option<f64>,
     ) -> Anomaly {
-        Anomaly::new(
-            kind,
-            timestamp,
-            self.sensor_id.clone(),
-            self.parameter,
-            value,
-            threshold,
-            duration_seconds,
-        )
+        Anomaly::new(kind, timestamp, self.sensor_id.clone(), self.parameter, value, threshold, duration_seconds)
     }
 }
 

@@ -187,10 +187,7 @@ impl std::str::FromStr for AnomalyKind {
     type Err = UnknownName;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        AnomalyKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .ok_or_else(|| UnknownName(name.to_owned()))
+        AnomalyKind::ALL.into_iter().find(|kind| kind.as_str() == name).ok_or_else(|| UnknownName(name.to_owned()))
     }
 }
 
@@ -331,10 +328,7 @@ impl Fnv1a {
 
 fn crockford_base32(bits: u128) -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    (0..26)
-        .rev()
-        .map(|position| ALPHABET[((bits >> (position * 5)) & 0x1f) as usize] as char)
-        .collect()
+    (0..26).rev().map(|position| ALPHABET[((bits >> (position * 5)) & 0x1f) as usize] as char).collect()
 }
 
 /// Who wrote a summary's text.

@@ -234,11 +234,7 @@ mod tests {
 
     async fn ollama_answering(route: &str, response: ResponseTemplate) -> (MockServer, LlmClient) {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path(route))
-            .respond_with(response)
-            .mount(&server)
-            .await;
+        Mock::given(method("POST")).and(path(route)).respond_with(response).mount(&server).await;
         let client = LlmClient::new(&server.uri(), MODEL).expect("the fake's URL is valid");
         (server, client)
     }
@@ -280,10 +276,8 @@ mod tests {
     #[tokio::test]
     async fn nothing_listening_is_unreachable() {
         // Bind to learn a free port, then free it: nothing listens there any more.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|socket| socket.local_addr())
-            .expect("a port")
-            .port();
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).expect("a port").port();
         let client = LlmClient::new(&format!("http://127.0.0.1:{port}"), MODEL).expect("valid");
         match generate(&client, TIMEOUT).await {
             Err(LlmError::Unreachable(why)) => assert!(why.to_lowercase().contains("refused"), "{why}"),
@@ -332,9 +326,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_slower_than_the_timeout_is_timed_out() {
-        let slow = ResponseTemplate::new(200)
-            .set_body_json(answer("late"))
-            .set_delay(Duration::from_secs(2));
+        let slow = ResponseTemplate::new(200).set_body_json(answer("late")).set_delay(Duration::from_secs(2));
         let (_server, client) = ollama_answering("/api/generate", slow).await;
         let started = Instant::now();
         let timeout = Duration::from_millis(200);
@@ -365,9 +357,8 @@ mod tests {
         let (_server, client) = ollama_answering("/api/pull", ResponseTemplate::new(500).set_body_json(offline)).await;
         assert!(matches!(client.pull_model(TIMEOUT).await, Err(LlmError::Server(_))));
 
-        let slow = ResponseTemplate::new(200)
-            .set_body_json(json!({"status": "success"}))
-            .set_delay(Duration::from_secs(2));
+        let slow =
+            ResponseTemplate::new(200).set_body_json(json!({"status": "success"})).set_delay(Duration::from_secs(2));
         let (_server, client) = ollama_answering("/api/pull", slow).await;
         let timeout = Duration::from_millis(200);
         assert_eq!(client.pull_model(timeout).await, Err(LlmError::TimedOut(timeout)));

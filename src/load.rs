@@ -67,7 +67,12 @@ impl std::fmt::Display for LoadReport {
             "detection latency  p50 {} µs, p99 {} µs, max {} µs (reading timestamp → readable in the store)",
             self.latency_p50_us, self.latency_p99_us, self.latency_max_us
         )?;
-        writeln!(f, "cpu                {:.2} s ({:.1}% of one core)", self.cpu_seconds, self.cpu_share_of_one_core * 100.0)?;
+        writeln!(
+            f,
+            "cpu                {:.2} s ({:.1}% of one core)",
+            self.cpu_seconds,
+            self.cpu_share_of_one_core * 100.0
+        )?;
         write!(f, "memory             {:.1} MB resident at the end, {:.1} MB peak", self.rss_mb, self.peak_rss_mb)
     }
 }
@@ -91,7 +96,10 @@ impl LoadPlan {
         config.redis.url = self.redis_url.clone();
         config.store.max_anomalies = 1_000_000;
         config.validate().map_err(|problems| {
-            anyhow::anyhow!("invalid load plan: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+            anyhow::anyhow!(
+                "invalid load plan: {}",
+                problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            )
         })
     }
 }
@@ -145,7 +153,8 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
     let seconds = started.elapsed().as_secs_f64();
     let mut latencies = latencies.stop().await;
     latencies.sort_unstable();
-    let percentile = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
+    let percentile =
+        |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
     let readings = store.readings_produced.load(Ordering::Relaxed) - produced_before;
     let anomalies = store.anomaly_seq();
     let cpu_seconds = process_cpu_seconds() - cpu_before;

@@ -107,7 +107,9 @@ fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, re
     let rate = match rate {
         "max" => None,
         number => match number.parse::<f64>() {
-            Ok(rate) if rate.is_finite() && Duration::try_from_secs_f64(1.0 / rate).is_ok_and(|every| !every.is_zero()) => {
+            Ok(rate)
+                if rate.is_finite() && Duration::try_from_secs_f64(1.0 / rate).is_ok_and(|every| !every.is_zero()) =>
+            {
                 Some(rate)
             }
             _ => {
@@ -125,10 +127,8 @@ fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, re
         }
     };
     runtime.block_on(async {
-        let _logging = wtf_monitor::logging::init(&wtf_monitor::config::LogConfig {
-            level: "warn".into(),
-            ..Default::default()
-        });
+        let _logging =
+            wtf_monitor::logging::init(&wtf_monitor::config::LogConfig { level: "warn".into(), ..Default::default() });
         match wtf_monitor::load::run(plan).await {
             Ok(report) => {
                 println!("{report}");

@@ -59,7 +59,8 @@ impl RedisLink {
                 .map_err(|err| format!("redis.url is not usable for a cluster: {err}"))?;
             return Ok(RedisLink::Cluster(Arc::new(ClusterLink { client, timeouts, connection: Mutex::new(None) })));
         }
-        let client = redis::Client::open(config.url.as_str()).map_err(|err| format!("redis.url is not usable: {err}"))?;
+        let client =
+            redis::Client::open(config.url.as_str()).map_err(|err| format!("redis.url is not usable: {err}"))?;
         // The default waits about 9.5 s per command while Redis is down; one short retry cycle
         // here, and the mirror's own backoff does the rest.
         let manager = ConnectionManagerConfig::new()
@@ -121,13 +122,19 @@ pub trait Request: Sync {
 }
 
 impl Request for Pipeline {
-    async fn run<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(&self, connection: &mut C) -> redis::RedisResult<T> {
+    async fn run<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(
+        &self,
+        connection: &mut C,
+    ) -> redis::RedisResult<T> {
         self.query_async(connection).await
     }
 }
 
 impl Request for redis::Cmd {
-    async fn run<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(&self, connection: &mut C) -> redis::RedisResult<T> {
+    async fn run<T: FromRedisValue, C: redis::aio::ConnectionLike + Send>(
+        &self,
+        connection: &mut C,
+    ) -> redis::RedisResult<T> {
         self.query_async(connection).await
     }
 }

@@ -59,11 +59,7 @@ pub enum Injection {
     Spike { parameter: Parameter, value: f64 },
     /// `parameter` ramps to `level`, strictly between its drift and spike thresholds, and stays
     /// near it for `hold`: the time from the first to the last held reading.
-    Drift {
-        parameter: Parameter,
-        level: f64,
-        hold: Duration,
-    },
+    Drift { parameter: Parameter, level: f64, hold: Duration },
     /// No reading for `length`, a whole number of intervals.
     Dropout { length: Duration },
 }
@@ -257,11 +253,9 @@ impl Episode {
     fn injection(&self) -> Injection {
         match *self {
             Episode::Spike { parameter, value } => Injection::Spike { parameter, value },
-            Episode::Drift(drift) => Injection::Drift {
-                parameter: drift.parameter,
-                level: drift.level,
-                hold: drift.hold,
-            },
+            Episode::Drift(drift) => {
+                Injection::Drift { parameter: drift.parameter, level: drift.level, hold: drift.hold }
+            }
             Episode::Dropout(dropout) => Injection::Dropout { length: dropout.length },
         }
     }
@@ -307,15 +301,7 @@ impl SensorSimulator {
             let (low, high) = behaviour.walk_bounds();
             reflect(centers.get(parameter) + behaviour.spread * gaussian(&mut rng), low, high)
         });
-        Self {
-            sensor_id,
-            settings,
-            rng,
-            centers,
-            walk,
-            waiting: Waiting::default(),
-            episode: None,
-        }
+        Self { sensor_id, settings, rng, centers, walk, waiting: Waiting::default(), episode: None }
     }
 
     /// Advances one interval: the reading taken at `timestamp`, or None while the sensor is silent
@@ -399,11 +385,7 @@ impl SensorSimulator {
     /// depend on which injections are running.
     fn draw_arrivals(&mut self, interval_secs: f64) {
         let settings = &self.settings;
-        let rates = [
-            settings.spikes_per_hour,
-            settings.drifts_per_hour,
-            settings.dropouts_per_hour,
-        ];
+        let rates = [settings.spikes_per_hour, settings.drifts_per_hour, settings.dropouts_per_hour];
         let probabilities = rates.map(|rate| step_probability(rate, interval_secs));
         let arrived = probabilities.map(|probability| self.rng.random::<f64>() < probability);
         // A kind whose rate a reload set to zero also drops the arrival it had waiting.
@@ -434,10 +416,7 @@ impl SensorSimulator {
         // the drift threshold when the threshold is near zero.
         let scale = threshold.abs().max(threshold - drift_threshold).max(f64::EPSILON);
         let value = threshold + scale * self.uniform(SPIKE_EXCESS);
-        Episode::Spike {
-            parameter,
-            value: round_within(value, threshold, f64::INFINITY),
-        }
+        Episode::Spike { parameter, value: round_within(value, threshold, f64::INFINITY) }
     }
 
     fn start_drift(&mut self) -> Episode {
@@ -466,11 +445,7 @@ impl SensorSimulator {
     fn start_dropout(&mut self) -> Episode {
         let interval = self.settings.interval.max(MIN_INTERVAL);
         let steps = steps_for(self.uniform(DROPOUT_SECS), interval);
-        Episode::Dropout(DropoutEpisode {
-            length: intervals(interval, steps),
-            steps,
-            position: 0,
-        })
+        Episode::Dropout(DropoutEpisode { length: intervals(interval, steps), steps, position: 0 })
     }
 
     /// The drifting parameter's reading on this step of the episode; `normal` is what it would

@@ -148,7 +148,6 @@ pub struct Metrics {
     pub last_update: Option<DateTime<Utc>>,
 }
 
-
 impl Store {
     pub fn new(config: ValidConfig, started_at: DateTime<Utc>) -> Self {
         Self {

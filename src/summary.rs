@@ -254,9 +254,7 @@ impl FactsBuilder {
         tally.count = tally.count.saturating_add(1);
         tally.first = tally.first.min(anomaly.timestamp);
         tally.last = tally.last.max(anomaly.timestamp);
-        let excursion = anomaly
-            .value
-            .filter(|value| value.is_finite() && anomaly.kind != AnomalyKind::Dropout);
+        let excursion = anomaly.value.filter(|value| value.is_finite() && anomaly.kind != AnomalyKind::Dropout);
         if let Some(value) = excursion
             && tally.highest.as_ref().is_none_or(|highest| value > highest.value)
         {
@@ -559,11 +557,8 @@ pub fn template(facts: &Facts) -> String {
     let mut note = if facts.anomaly_count == 0 {
         format!("No anomalies {window}.")
     } else {
-        let sensors = facts
-            .by_sensor
-            .iter()
-            .take(NOTED)
-            .map(|sensor| format!("{} ({})", sensor.sensor_id, sensor.total));
+        let sensors =
+            facts.by_sensor.iter().take(NOTED).map(|sensor| format!("{} ({})", sensor.sensor_id, sensor.total));
         let more = facts.by_sensor.len().saturating_sub(NOTED);
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
         let mut note = format!(

@@ -140,12 +140,9 @@ impl Plant {
     }
 
     async fn fail(&self, actor: &str, fault: Fault) {
-        let outcome = ractor::call!(self.supervisor, |reply| SupervisorMsg::InjectFault {
-            actor: actor.into(),
-            fault,
-            reply
-        })
-        .expect("supervisor answers");
+        let outcome =
+            ractor::call!(self.supervisor, |reply| SupervisorMsg::InjectFault { actor: actor.into(), fault, reply })
+                .expect("supervisor answers");
         outcome.expect("fault delivered");
     }
 

@@ -154,10 +154,8 @@ async fn a_new_spike_threshold_applies_on_sighup() {
 #[tokio::test]
 async fn a_sensor_added_on_sighup_reports() {
     let daemon = Daemon::start(QUIET_PLANT).await;
-    let added = QUIET_PLANT.replace(
-        "[sensors]\n",
-        "[sensors]\nids = [\"wtf-pipe-1\", \"wtf-pipe-2\", \"wtf-pipe-3\", \"wtf-pipe-4\"]\n",
-    );
+    let added = QUIET_PLANT
+        .replace("[sensors]\n", "[sensors]\nids = [\"wtf-pipe-1\", \"wtf-pipe-2\", \"wtf-pipe-3\", \"wtf-pipe-4\"]\n");
     let outcome = reload(&daemon, &added).await;
     assert_eq!(outcome["applied"], true, "{outcome}");
     let sensor = daemon

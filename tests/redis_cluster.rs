@@ -141,16 +141,13 @@ async fn the_mirror_writes_to_a_cluster_and_a_restart_reads_it_back() {
 
     let clock = Clock::starting_at(Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap());
     let store = Arc::new(Store::new(config.clone(), Utc::now()));
-    let args = MirrorArgs {
-        redis: config.redis.clone(),
-        store: Arc::clone(&store),
-        clock,
-        tuning: MirrorTuning::default(),
-    };
+    let args =
+        MirrorArgs { redis: config.redis.clone(), store: Arc::clone(&store), clock, tuning: MirrorTuning::default() };
     let (mirror, _) = Actor::spawn(None, Mirror, args).await.expect("the mirror starts");
     for second in 0..200 {
         let at = Utc::now() - chrono::TimeDelta::seconds(200 - second);
-        let anomaly = Anomaly::new(AnomalyKind::Spike, at, "wtf-pipe-1".into(), Parameter::Flow, Some(130.0), 120.0, None);
+        let anomaly =
+            Anomaly::new(AnomalyKind::Spike, at, "wtf-pipe-1".into(), Parameter::Flow, Some(130.0), 120.0, None);
         store.record_anomaly(anomaly, Utc::now());
     }
 

@@ -65,9 +65,7 @@ impl Actor for Api {
 
     async fn pre_start(&self, myself: ActorRef<ApiMsg>, args: ApiArgs) -> Result<ApiState, ActorProcessingErr> {
         let listen = args.config.api.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
+        let listener = TcpListener::bind(listen).await.map_err(|err| format!("cannot listen on {listen}: {err}"))?;
         let address = listener.local_addr().unwrap_or(listen);
         let state = AppState::new(args.config, args.store, args.clock, args.supervisor);
         let app = router(state);
@@ -87,7 +85,12 @@ impl Actor for Api {
         Ok(ApiState { address, shutdown, server: Some(ServerTask(server)) })
     }
 
-    async fn handle(&self, _myself: ActorRef<ApiMsg>, message: ApiMsg, state: &mut ApiState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<ApiMsg>,
+        message: ApiMsg,
+        state: &mut ApiState,
+    ) -> Result<(), ActorProcessingErr> {
         match message {
             ApiMsg::ServerStopped(reason) => {
                 if *state.shutdown.borrow() {

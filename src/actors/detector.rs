@@ -37,7 +37,10 @@ pub struct DetectorArgs {
 
 pub enum DetectorMsg {
     /// One reading's value for this parameter.
-    Sample { timestamp: DateTime<Utc>, value: f64 },
+    Sample {
+        timestamp: DateTime<Utc>,
+        value: f64,
+    },
     /// Several readings' values, oldest first (a flat-out simulator, or values queued while this
     /// detector was being restarted).
     Samples(Vec<(DateTime<Utc>, f64)>),
@@ -67,7 +70,11 @@ impl Actor for Detector {
     type State = DetectorState;
     type Arguments = DetectorArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<DetectorMsg>, args: DetectorArgs) -> Result<DetectorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<DetectorMsg>,
+        args: DetectorArgs,
+    ) -> Result<DetectorState, ActorProcessingErr> {
         Ok(DetectorState {
             slot: args.slot,
             rules: args.rules,
@@ -78,7 +85,11 @@ impl Actor for Detector {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<DetectorMsg>, state: &mut DetectorState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<DetectorMsg>,
+        state: &mut DetectorState,
+    ) -> Result<(), ActorProcessingErr> {
         state.arm_timer(&myself);
         Ok(())
     }
@@ -106,7 +117,11 @@ impl Actor for Detector {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<DetectorMsg>, state: &mut DetectorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<DetectorMsg>,
+        state: &mut DetectorState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(pending) = state.timer.take() {
             pending.abort();
         }

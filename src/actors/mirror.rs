@@ -38,11 +38,11 @@ use tokio::time::Instant;
 
 use crate::actors::Fault;
 use crate::clock::Clock;
-use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::config::RedisConfig;
 use crate::domain::{Anomaly, SensorId, Summary};
 use crate::health::RedisState;
 use crate::redis_layout::{Backlog, Batch, Keys, Limits, RetryDelay, batch_pipeline, pull_budget, status_fields};
+use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
 
 mod restore;

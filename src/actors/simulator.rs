@@ -108,7 +108,11 @@ impl Actor for Simulator {
     type State = SimulatorState;
     type Arguments = SimulatorArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<SimulatorMsg>, args: SimulatorArgs) -> Result<SimulatorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SimulatorMsg>,
+        args: SimulatorArgs,
+    ) -> Result<SimulatorState, ActorProcessingErr> {
         Ok(SimulatorState {
             generator: args.generator,
             route: args.route,
@@ -124,7 +128,11 @@ impl Actor for Simulator {
         })
     }
 
-    async fn post_start(&self, myself: ActorRef<SimulatorMsg>, state: &mut SimulatorState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<SimulatorMsg>,
+        state: &mut SimulatorState,
+    ) -> Result<(), ActorProcessingErr> {
         state.start_ticker(&myself);
         Ok(())
     }
@@ -143,7 +151,11 @@ impl Actor for Simulator {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<SimulatorMsg>, state: &mut SimulatorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SimulatorMsg>,
+        state: &mut SimulatorState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(ticker) = state.ticker.take() {
             ticker.abort();
         }

@@ -63,7 +63,11 @@ pub struct SummarizerArgs {
 pub enum SummarizerMsg {
     Tick,
     /// The model's answer (or why there is none) for the facts of a closed window.
-    Worded { facts: Box<Facts>, outcome: Result<String, LlmError>, elapsed: Duration },
+    Worded {
+        facts: Box<Facts>,
+        outcome: Result<String, LlmError>,
+        elapsed: Duration,
+    },
     /// The outcome of asking Ollama to pull the model.
     Pulled(Result<(), LlmError>),
     SetConfig(LlmConfig),
@@ -94,7 +98,11 @@ impl Actor for Summarizer {
     type State = SummarizerState;
     type Arguments = SummarizerArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<SummarizerMsg>, args: SummarizerArgs) -> Result<SummarizerState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SummarizerMsg>,
+        args: SummarizerArgs,
+    ) -> Result<SummarizerState, ActorProcessingErr> {
         let now = Instant::now();
         let client = make_client(&args.config, &args.store);
         let resume = args.store.summarized_through();
@@ -119,7 +127,11 @@ impl Actor for Summarizer {
         Ok(state)
     }
 
-    async fn post_start(&self, myself: ActorRef<SummarizerMsg>, state: &mut SummarizerState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<SummarizerMsg>,
+        state: &mut SummarizerState,
+    ) -> Result<(), ActorProcessingErr> {
         state.ticker = Some(myself.send_interval(TICK, || SummarizerMsg::Tick));
         Ok(())
     }
@@ -140,7 +152,11 @@ impl Actor for Summarizer {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<SummarizerMsg>, state: &mut SummarizerState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SummarizerMsg>,
+        state: &mut SummarizerState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(ticker) = state.ticker.take() {
             ticker.abort();
         }
@@ -336,7 +352,9 @@ impl SummarizerState {
                 self.retry_after = None;
                 self.failures = 0;
             }
-            Err(err) => tracing::error!(component = %"llm", model = %self.config.model, error = %err, "model pull failed"),
+            Err(err) => {
+                tracing::error!(component = %"llm", model = %self.config.model, error = %err, "model pull failed")
+            }
         }
     }
 

@@ -73,13 +73,24 @@ pub enum SupervisorMsg {
     /// A child's backoff has elapsed.
     Restart(String),
     /// Apply a new, already validated config; the reply lists what changed.
-    Reload { config: Box<ValidConfig>, reply: RpcReplyPort<ConfigDiff> },
+    Reload {
+        config: Box<ValidConfig>,
+        reply: RpcReplyPort<ConfigDiff>,
+    },
     /// Stop producing readings, let detectors finish, stop everything; reply when done.
-    Shutdown { reply: RpcReplyPort<()> },
+    Shutdown {
+        reply: RpcReplyPort<()>,
+    },
     /// Make the named child fail (only reachable when `debug.fault_injection` is on).
-    InjectFault { actor: String, fault: Fault, reply: RpcReplyPort<Result<(), String>> },
+    InjectFault {
+        actor: String,
+        fault: Fault,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
     /// The names of the children and whether each is running, for tests and the fault endpoint.
-    Children { reply: RpcReplyPort<Vec<(String, bool)>> },
+    Children {
+        reply: RpcReplyPort<Vec<(String, bool)>>,
+    },
     Expire,
 }
 
@@ -175,7 +186,11 @@ impl Actor for Supervisor {
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<SupervisorMsg>, args: SupervisorArgs) -> Result<SupervisorState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
         let mut state = SupervisorState {
             policy: RestartPolicy::from_config(&args.config.supervisor),
             config: args.config,
@@ -200,7 +215,11 @@ impl Actor for Supervisor {
         Ok(state)
     }
 
-    async fn post_start(&self, myself: ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn post_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         state.expiry = Some(myself.send_interval(EXPIRY_PERIOD, || SupervisorMsg::Expire));
         tracing::info!(component = %"supervisor", children = state.children.len(), "all actors started");
         Ok(())
@@ -252,7 +271,11 @@ impl Actor for Supervisor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<SupervisorMsg>, state: &mut SupervisorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(expiry) = state.expiry.take() {
             expiry.abort();
         }
@@ -395,7 +418,8 @@ impl SupervisorState {
         if self.stopping {
             return;
         }
-        let Some(kind) = self.children.get(&name).filter(|child| child.running.is_none()).map(|child| child.kind.clone())
+        let Some(kind) =
+            self.children.get(&name).filter(|child| child.running.is_none()).map(|child| child.kind.clone())
         else {
             return;
         };
@@ -446,8 +470,11 @@ impl SupervisorState {
 
         if changes.detection {
             for (name, child) in &self.children {
-                if let (ChildKind::Detector(_, parameter), Some(ChildRef::Detector(actor))) = (&child.kind, &child.running)
-                    && actor.cast(DetectorMsg::SetRules(Rules::for_parameter(&self.config.detection, *parameter))).is_err()
+                if let (ChildKind::Detector(_, parameter), Some(ChildRef::Detector(actor))) =
+                    (&child.kind, &child.running)
+                    && actor
+                        .cast(DetectorMsg::SetRules(Rules::for_parameter(&self.config.detection, *parameter)))
+                        .is_err()
                 {
                     tracing::warn!(component = %"supervisor", actor = %name, "new rules not delivered; the restart will apply them");
                 }

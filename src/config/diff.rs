@@ -61,7 +61,8 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     let listen = changed("api.listen", old.api.listen != new.api.listen);
     let api = changed(
         "api",
-        (old.api.request_timeout, &old.api.cors_allowed_origins) != (new.api.request_timeout, &new.api.cors_allowed_origins),
+        (old.api.request_timeout, &old.api.cors_allowed_origins)
+            != (new.api.request_timeout, &new.api.cors_allowed_origins),
     );
     let redis = changed("redis", old.redis != new.redis);
     let debug = changed("debug", old.debug != new.debug);

@@ -37,9 +37,7 @@ impl Problems {
 pub fn is_safe_identifier(id: &str) -> bool {
     let mut chars = id.chars();
     let starts_well = chars.next().is_some_and(|first| first.is_ascii_alphanumeric());
-    starts_well
-        && id.len() <= 64
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    starts_well && id.len() <= 64 && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn check_sensors(config: &Config, problems: &mut Problems) {
@@ -74,7 +72,8 @@ fn check_simulation(config: &Config, problems: &mut Problems) {
         } else if rate * config.sensors.interval.as_secs_f64() > 3600.0 {
             // More would ask for more than one injection per reading.
             let most = 3600.0 / config.sensors.interval.as_secs_f64();
-            problems.add(key, format!("must be at most one per reading, {most} per hour at this interval (got {rate})"));
+            problems
+                .add(key, format!("must be at most one per reading, {most} per hour at this interval (got {rate})"));
         }
     }
 }
@@ -101,9 +100,7 @@ fn check_detection(config: &Config, problems: &mut Problems) {
         if spike.is_finite() && drift.is_finite() && drift >= spike {
             problems.add(
                 format!("detection.drift_thresholds.{parameter}"),
-                format!(
-                    "must be below detection.spike_thresholds.{parameter} ({drift} is not below {spike})"
-                ),
+                format!("must be below detection.spike_thresholds.{parameter} ({drift} is not below {spike})"),
             );
         }
     }
@@ -158,7 +155,10 @@ fn check_redis(config: &Config, problems: &mut Problems) {
     let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
     for seed in crate::redis_link::seed_urls(&redis.url) {
         if !schemes.iter().any(|scheme| seed.starts_with(scheme)) {
-            problems.add("redis.url", format!("must start with redis://, rediss:// or unix://, or be empty (got {seed:?})"));
+            problems.add(
+                "redis.url",
+                format!("must start with redis://, rediss:// or unix://, or be empty (got {seed:?})"),
+            );
         } else if let Err(err) = redis::IntoConnectionInfo::into_connection_info(seed) {
             problems.add("redis.url", format!("{seed:?} is not a usable Redis URL: {err}"));
         }

@@ -49,13 +49,7 @@ fn rules_for_a_parameter_come_from_the_detection_config() {
 
 #[test]
 fn a_spike_fires_only_strictly_above_its_threshold() {
-    for (value, fires) in [
-        (44.0, false),
-        (45.0, false),
-        (45.000_001, true),
-        (46.0, true),
-        (f64::MAX, true),
-    ] {
+    for (value, fires) in [(44.0, false), (45.0, false), (45.000_001, true), (46.0, true), (f64::MAX, true)] {
         let raised = detector().observe(&rules(), at(0), value, at(0)).unwrap();
         assert_eq!(raised.spike.is_some(), fires, "value {value}");
     }
@@ -65,11 +59,7 @@ fn a_spike_fires_only_strictly_above_its_threshold() {
 fn a_drift_fires_only_strictly_above_its_threshold() {
     for (value, fires) in [(37.0, false), (38.0, false), (38.000_001, true), (44.0, true)] {
         let raised = feed(&mut detector(), &rules(), &steady(0, 20, value));
-        assert_eq!(
-            raised.iter().any(|anomaly| anomaly.kind == AnomalyKind::Drift),
-            fires,
-            "value {value}"
-        );
+        assert_eq!(raised.iter().any(|anomaly| anomaly.kind == AnomalyKind::Drift), fires, "value {value}");
     }
 }
 
@@ -82,11 +72,7 @@ fn a_spike_fires_once_for_a_long_run_above() {
 
 #[test]
 fn a_spike_fires_again_after_a_reading_at_its_threshold() {
-    let raised = feed(
-        &mut detector(),
-        &rules(),
-        &[(0, 50.0), (1000, 45.0), (2000, 50.0), (3000, 50.0)],
-    );
+    let raised = feed(&mut detector(), &rules(), &[(0, 50.0), (1000, 45.0), (2000, 50.0), (3000, 50.0)]);
     assert_eq!(kinds(&raised), [AnomalyKind::Spike, AnomalyKind::Spike]);
     assert_eq!(raised[1].timestamp, at(2000));
 }
@@ -138,25 +124,20 @@ fn one_reading_can_raise_a_spike_and_a_drift_in_that_order() {
     let mut detector = detector();
     feed(&mut detector, &rules(), &[(0, 40.0)]);
     let raised = detector.observe(&rules(), at(16_000), 50.0, at(16_000)).unwrap();
-    assert_eq!(
-        kinds(&raised.into_iter().collect::<Vec<_>>()),
-        [AnomalyKind::Spike, AnomalyKind::Drift]
-    );
+    assert_eq!(kinds(&raised.into_iter().collect::<Vec<_>>()), [AnomalyKind::Spike, AnomalyKind::Drift]);
 }
 
 #[test]
 fn drift_time_is_the_readings_timestamp_not_the_arrival_clock() {
     // Twenty seconds of readings delivered in one late batch still make a drift…
     let mut batched = detector();
-    let raised: Vec<_> = (0..20)
-        .flat_map(|second| batched.observe(&rules(), at(second * 1000), 40.0, at(60_000)).unwrap())
-        .collect();
+    let raised: Vec<_> =
+        (0..20).flat_map(|second| batched.observe(&rules(), at(second * 1000), 40.0, at(60_000)).unwrap()).collect();
     assert_eq!(kinds(&raised), [AnomalyKind::Drift]);
     // …and readings stamped a second apart do not, however slowly they arrive.
     let mut slow = detector();
-    let raised: Vec<_> = (0..5)
-        .flat_map(|step| slow.observe(&rules(), at(step * 1000), 40.0, at(step * 9_000)).unwrap())
-        .collect();
+    let raised: Vec<_> =
+        (0..5).flat_map(|step| slow.observe(&rules(), at(step * 1000), 40.0, at(step * 9_000)).unwrap()).collect();
     assert!(raised.is_empty());
 }
 
@@ -188,10 +169,7 @@ fn a_dropout_resets_the_drift_timer() {
     assert!(detector.check_silence(&rules(), at(19_500)).is_some());
     // 20 s after the first reading above, but only 10 s into the episode after the gap.
     assert!(feed(&mut detector, &rules(), &steady(20, 36, 40.0)).is_empty());
-    assert_eq!(
-        kinds(&feed(&mut detector, &rules(), &[(36_000, 40.0)])),
-        [AnomalyKind::Drift]
-    );
+    assert_eq!(kinds(&feed(&mut detector, &rules(), &[(36_000, 40.0)])), [AnomalyKind::Drift]);
 }
 
 #[test]
@@ -218,10 +196,7 @@ fn values_that_are_not_finite_are_refused_and_raise_nothing() {
         let mut detector = detector();
         feed(&mut detector, &rules(), &[(0, 50.0), (1_000, 40.0)]);
         let before = detector.clone();
-        assert_eq!(
-            detector.observe(&rules(), at(20_000), value, at(20_000)),
-            Err(Rejection::NotFinite)
-        );
+        assert_eq!(detector.observe(&rules(), at(20_000), value, at(20_000)), Err(Rejection::NotFinite));
         assert_eq!(detector, before, "value {value}");
     }
 }
@@ -233,11 +208,7 @@ fn readings_at_or_before_the_last_timestamp_are_refused() {
         feed(&mut detector, &rules(), &[(0, 40.0), (5_000, 40.0)]);
         let before = detector.clone();
         let refused = detector.observe(&rules(), at(millis), 50.0, at(20_000));
-        assert_eq!(
-            refused,
-            Err(Rejection::OutOfOrder { last: at(5_000) }),
-            "at {millis} ms"
-        );
+        assert_eq!(refused, Err(Rejection::OutOfOrder { last: at(5_000) }), "at {millis} ms");
         assert_eq!(detector, before);
     }
 }
@@ -263,24 +234,14 @@ fn a_sensor_whose_clock_stepped_back_recovers_after_a_dropout() {
     assert!(detector.observe(&rules(), at(1_000), 20.0, at(3_601_000)).is_err());
     assert!(detector.check_silence(&rules(), at(3_611_000)).is_some());
     // …after which its readings are accepted again, and only increasing ones from then on.
-    assert!(
-        detector
-            .observe(&rules(), at(12_000), 50.0, at(3_612_000))
-            .unwrap()
-            .spike
-            .is_some()
-    );
+    assert!(detector.observe(&rules(), at(12_000), 50.0, at(3_612_000)).unwrap().spike.is_some());
     assert!(detector.observe(&rules(), at(13_000), 20.0, at(3_613_000)).is_ok());
     assert!(detector.observe(&rules(), at(12_500), 20.0, at(3_613_500)).is_err());
 }
 
 #[test]
 fn a_spike_carries_its_reading_and_threshold() {
-    let spike = detector()
-        .observe(&rules(), at(2_000), 46.5, at(2_300))
-        .unwrap()
-        .spike
-        .unwrap();
+    let spike = detector().observe(&rules(), at(2_000), 46.5, at(2_300)).unwrap().spike.unwrap();
     assert_eq!(spike.kind, AnomalyKind::Spike);
     assert_eq!(spike.timestamp, at(2_000));
     assert_eq!(spike.sensor_id.as_str(), "wtf-pipe-1");
@@ -292,11 +253,7 @@ fn a_spike_carries_its_reading_and_threshold() {
 
 #[test]
 fn a_drift_carries_how_long_the_value_had_been_above() {
-    let raised = feed(
-        &mut detector(),
-        &rules(),
-        &[(1_000, 39.0), (9_000, 40.0), (16_250, 41.5)],
-    );
+    let raised = feed(&mut detector(), &rules(), &[(1_000, 39.0), (9_000, 40.0), (16_250, 41.5)]);
     let drift = &raised[0];
     assert_eq!(drift.kind, AnomalyKind::Drift);
     assert_eq!(drift.timestamp, at(16_250));
@@ -334,13 +291,7 @@ fn ongoing_reports_a_drift_from_its_first_reading_and_a_raised_silence() {
     let mut detector = detector();
     assert_eq!(detector.ongoing(), None);
     feed(&mut detector, &rules(), &[(0, 30.0), (1_000, 39.0), (2_000, 40.0)]);
-    assert_eq!(
-        detector.ongoing(),
-        Some(Ongoing::Drifting {
-            since: at(1_000),
-            value: 40.0
-        })
-    );
+    assert_eq!(detector.ongoing(), Some(Ongoing::Drifting { since: at(1_000), value: 40.0 }));
     assert!(detector.check_silence(&rules(), at(12_001)).is_some());
     assert_eq!(detector.ongoing(), Some(Ongoing::Silent { since: at(2_000) }));
     feed(&mut detector, &rules(), &[(13_000, 30.0)]);
@@ -351,10 +302,7 @@ fn ongoing_reports_a_drift_from_its_first_reading_and_a_raised_silence() {
 fn rules_changed_between_calls_take_effect_without_losing_episode_state() {
     let mut detector = detector();
     feed(&mut detector, &rules(), &[(0, 40.0), (1_000, 46.0), (5_000, 46.0)]);
-    let shorter = Rules {
-        drift_duration: Duration::from_secs(5),
-        ..rules()
-    };
+    let shorter = Rules { drift_duration: Duration::from_secs(5), ..rules() };
     // The drift timer still counts from 0 s, under the new duration.
     let raised = feed(&mut detector, &shorter, &[(5_500, 46.0)]);
     assert_eq!(kinds(&raised), [AnomalyKind::Drift]);
@@ -362,20 +310,11 @@ fn rules_changed_between_calls_take_effect_without_losing_episode_state() {
     // The spike raised at 1 s is still raised: 46 again is the same episode.
     assert!(feed(&mut detector, &shorter, &[(6_000, 46.0)]).is_empty());
     // A higher threshold makes 46 "at or below", which re-arms it.
-    let higher = Rules {
-        spike_threshold: 47.0,
-        ..shorter
-    };
+    let higher = Rules { spike_threshold: 47.0, ..shorter };
     assert!(feed(&mut detector, &higher, &[(7_000, 46.0)]).is_empty());
-    assert_eq!(
-        kinds(&feed(&mut detector, &shorter, &[(8_000, 46.0)])),
-        [AnomalyKind::Spike]
-    );
+    assert_eq!(kinds(&feed(&mut detector, &shorter, &[(8_000, 46.0)])), [AnomalyKind::Spike]);
     // A new timeout moves the deadline at once.
-    let patient = Rules {
-        dropout_timeout: Duration::from_secs(30),
-        ..shorter
-    };
+    let patient = Rules { dropout_timeout: Duration::from_secs(30), ..shorter };
     assert_eq!(detector.silence_deadline(&patient), Some(at(38_000)));
 }
 
@@ -391,21 +330,9 @@ fn a_clone_handed_to_a_restarted_actor_raises_nothing_twice() {
 
 #[test]
 fn extreme_rules_and_times_do_not_panic() {
-    let zero = Rules {
-        drift_duration: Duration::ZERO,
-        dropout_timeout: Duration::ZERO,
-        ..rules()
-    };
-    let forever = Rules {
-        drift_duration: Duration::MAX,
-        dropout_timeout: Duration::MAX,
-        ..rules()
-    };
-    let nan = Rules {
-        spike_threshold: f64::NAN,
-        drift_threshold: f64::NAN,
-        ..rules()
-    };
+    let zero = Rules { drift_duration: Duration::ZERO, dropout_timeout: Duration::ZERO, ..rules() };
+    let forever = Rules { drift_duration: Duration::MAX, dropout_timeout: Duration::MAX, ..rules() };
+    let nan = Rules { spike_threshold: f64::NAN, drift_threshold: f64::NAN, ..rules() };
     let times = [DateTime::<Utc>::MIN_UTC, at(0), DateTime::<Utc>::MAX_UTC];
     for rules in [zero, forever, nan] {
         let mut detector = ParameterDetector::new("s".into(), Parameter::Flow, DateTime::<Utc>::MIN_UTC);
@@ -420,10 +347,7 @@ fn extreme_rules_and_times_do_not_panic() {
     }
     // With no duration at all, the second instant above is a drift and any silence a dropout.
     let mut detector = detector();
-    assert_eq!(
-        kinds(&feed(&mut detector, &zero, &[(0, 40.0), (1, 40.0)])),
-        [AnomalyKind::Drift]
-    );
+    assert_eq!(kinds(&feed(&mut detector, &zero, &[(0, 40.0), (1, 40.0)])), [AnomalyKind::Drift]);
     assert!(detector.check_silence(&zero, at(2)).is_some());
     // Thresholds that are not numbers never fire; a timeout of forever has no deadline.
     assert!(feed(&mut detector, &nan, &steady(1, 30, 1e300)).is_empty());
@@ -435,19 +359,10 @@ fn raised_iterates_the_spike_before_the_drift() {
     assert!(Raised::default().is_empty());
     assert_eq!(Raised::default().into_iter().count(), 0);
     let anomaly = |kind| Anomaly::new(kind, at(0), "s".into(), Parameter::Flow, Some(1.0), 0.0, None);
-    let raised = Raised {
-        spike: Some(anomaly(AnomalyKind::Spike)),
-        drift: Some(anomaly(AnomalyKind::Drift)),
-    };
+    let raised = Raised { spike: Some(anomaly(AnomalyKind::Spike)), drift: Some(anomaly(AnomalyKind::Drift)) };
     assert!(!raised.is_empty());
-    assert_eq!(
-        kinds(&raised.into_iter().collect::<Vec<_>>()),
-        [AnomalyKind::Spike, AnomalyKind::Drift]
-    );
-    let drift_only = Raised {
-        spike: None,
-        drift: Some(anomaly(AnomalyKind::Drift)),
-    };
+    assert_eq!(kinds(&raised.into_iter().collect::<Vec<_>>()), [AnomalyKind::Spike, AnomalyKind::Drift]);
+    let drift_only = Raised { spike: None, drift: Some(anomaly(AnomalyKind::Drift)) };
     assert_eq!(kinds(&drift_only.into_iter().collect::<Vec<_>>()), [AnomalyKind::Drift]);
 }
 
@@ -498,9 +413,7 @@ fn any_rules() -> impl Strategy<Value = Rules> {
 
 /// Moves a time by `ms`, staying put at the ends of chrono's range.
 fn shifted(time: DateTime<Utc>, ms: i64) -> DateTime<Utc> {
-    TimeDelta::try_milliseconds(ms)
-        .and_then(|delta| time.checked_add_signed(delta))
-        .unwrap_or(time)
+    TimeDelta::try_milliseconds(ms).and_then(|delta| time.checked_add_signed(delta)).unwrap_or(time)
 }
 
 proptest! {

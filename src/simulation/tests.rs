@@ -15,12 +15,7 @@ fn default_settings() -> SimulationSettings {
 }
 
 fn quiet_settings() -> SimulationSettings {
-    SimulationSettings {
-        spikes_per_hour: 0.0,
-        drifts_per_hour: 0.0,
-        dropouts_per_hour: 0.0,
-        ..default_settings()
-    }
+    SimulationSettings { spikes_per_hour: 0.0, drifts_per_hour: 0.0, dropouts_per_hour: 0.0, ..default_settings() }
 }
 
 fn simulator(global_seed: u64, sensor: &str, settings: SimulationSettings) -> SensorSimulator {
@@ -40,11 +35,7 @@ fn run(simulator: &mut SensorSimulator, steps: u64) -> Vec<Step> {
         .map(|index| {
             let at = start() + interval * i32::try_from(index).unwrap();
             let reading = simulator.step(at);
-            Step {
-                at,
-                reading,
-                injection: simulator.injection(),
-            }
+            Step { at, reading, injection: simulator.injection() }
         })
         .collect()
 }
@@ -104,12 +95,7 @@ fn a_clone_continues_the_same_stream() {
     let mut copy = original.clone();
     let ahead = run(&mut original, 600);
     let behind = run(&mut copy, 600);
-    assert!(
-        ahead
-            .iter()
-            .zip(&behind)
-            .all(|(a, b)| a.reading == b.reading && a.injection == b.injection)
-    );
+    assert!(ahead.iter().zip(&behind).all(|(a, b)| a.reading == b.reading && a.injection == b.injection));
 }
 
 #[test]
@@ -184,15 +170,11 @@ fn a_day_at_the_default_rates_injects_every_kind_by_its_rules() {
             let Some(Injection::Drift { parameter, .. }) = drift[0].injection else {
                 continue;
             };
-            let values: Vec<f64> = drift
-                .iter()
-                .map(|step| step.reading.as_ref().unwrap().value(parameter))
-                .collect();
+            let values: Vec<f64> = drift.iter().map(|step| step.reading.as_ref().unwrap().value(parameter)).collect();
             assert!(values.iter().all(|value| *value < detection.spike_thresholds.get(parameter)));
             // Above the drift threshold in one unbroken run of at least 20 s: one drift, never two.
-            let above: Vec<usize> = (0..values.len())
-                .filter(|index| values[*index] > detection.drift_thresholds.get(parameter))
-                .collect();
+            let above: Vec<usize> =
+                (0..values.len()).filter(|index| values[*index] > detection.drift_thresholds.get(parameter)).collect();
             let (first, last) = (above[0], above[above.len() - 1]);
             assert_eq!(above.len(), last - first + 1, "{parameter} dipped during a drift: {values:?}");
             assert!(last - first >= 20, "{parameter} above the drift threshold only {} s", last - first);
@@ -288,10 +270,7 @@ struct ReferenceChecker {
 
 impl ReferenceChecker {
     fn new() -> Self {
-        Self {
-            spike_armed: [true; 3],
-            ..Self::default()
-        }
+        Self { spike_armed: [true; 3], ..Self::default() }
     }
 
     fn raise(&mut self, kind: Kind, parameter: Option<Parameter>) {
@@ -345,11 +324,7 @@ fn check_against_reference(global_seed: u64, settings: SimulationSettings, steps
         while steps.last().is_some_and(|step| step.injection.is_some()) {
             let at = steps.last().unwrap().at + chrono::Duration::from_std(settings.interval).unwrap();
             let reading = simulator.step(at);
-            steps.push(Step {
-                at,
-                reading,
-                injection: simulator.injection(),
-            });
+            steps.push(Step { at, reading, injection: simulator.injection() });
         }
         let mut checker = ReferenceChecker::new();
         for reading in steps.iter().filter_map(|step| step.reading.as_ref()) {
@@ -383,16 +358,8 @@ fn a_coarse_interval_and_high_rates_still_give_one_episode_per_injection() {
 #[test]
 fn close_thresholds_are_still_respected_after_rounding() {
     let settings = SimulationSettings {
-        spike_thresholds: PerParameter {
-            temperature: 38.004,
-            pressure: 3.5004,
-            flow: 110.001,
-        },
-        drift_thresholds: PerParameter {
-            temperature: 38.0,
-            pressure: 3.5,
-            flow: 110.0,
-        },
+        spike_thresholds: PerParameter { temperature: 38.004, pressure: 3.5004, flow: 110.001 },
+        drift_thresholds: PerParameter { temperature: 38.0, pressure: 3.5, flow: 110.0 },
         spikes_per_hour: 400.0,
         drifts_per_hour: 100.0,
         ..default_settings()
@@ -402,12 +369,7 @@ fn close_thresholds_are_still_respected_after_rounding() {
 
 #[test]
 fn zero_rates_inject_nothing_and_extreme_settings_never_panic() {
-    for interval in [
-        Duration::ZERO,
-        Duration::from_millis(1),
-        Duration::from_secs(7),
-        Duration::from_secs(3600),
-    ] {
+    for interval in [Duration::ZERO, Duration::from_millis(1), Duration::from_secs(7), Duration::from_secs(3600)] {
         for rate in [0.0, 0.5, 3600.0, f64::NAN, -1.0] {
             let settings = SimulationSettings {
                 interval,
@@ -425,16 +387,8 @@ fn zero_rates_inject_nothing_and_extreme_settings_never_panic() {
     }
     // Nonsense thresholds give nonsense values, but no panic.
     let settings = SimulationSettings {
-        spike_thresholds: PerParameter {
-            temperature: f64::NAN,
-            pressure: -1.0,
-            flow: f64::MAX,
-        },
-        drift_thresholds: PerParameter {
-            temperature: 50.0,
-            pressure: 2.0,
-            flow: f64::INFINITY,
-        },
+        spike_thresholds: PerParameter { temperature: f64::NAN, pressure: -1.0, flow: f64::MAX },
+        drift_thresholds: PerParameter { temperature: 50.0, pressure: 2.0, flow: f64::INFINITY },
         spikes_per_hour: 3600.0,
         drifts_per_hour: 3600.0,
         dropouts_per_hour: 3600.0,
@@ -460,16 +414,8 @@ fn new_settings_apply_live_and_the_injection_in_progress_finishes() {
     let rest = run(&mut simulator, 600);
     let drift_steps = rest.iter().take_while(|step| step.injection.is_some()).count();
     assert!(drift_steps > 10, "the drift was cut short after {drift_steps} more steps");
-    assert!(
-        rest[..drift_steps]
-            .iter()
-            .all(|step| step.injection == Some(Injection::Drift { parameter, level, hold }))
-    );
-    assert!(
-        rest[drift_steps..]
-            .iter()
-            .all(|step| step.injection.is_none() && step.reading.is_some())
-    );
+    assert!(rest[..drift_steps].iter().all(|step| step.injection == Some(Injection::Drift { parameter, level, hold })));
+    assert!(rest[drift_steps..].iter().all(|step| step.injection.is_none() && step.reading.is_some()));
 }
 
 #[test]

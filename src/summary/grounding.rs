@@ -143,26 +143,13 @@ pub fn check_grounded(text: &str, facts: &Facts, known_sensors: &[SensorId]) -> 
     }
     let reference = facts_text(facts);
     let mut sensor_names: BTreeSet<String> = known_sensors.iter().map(|id| id.as_str().to_ascii_lowercase()).collect();
-    sensor_names.extend(
-        facts
-            .by_sensor
-            .iter()
-            .map(|sensor| sensor.sensor_id.as_str().to_ascii_lowercase()),
-    );
-    sensor_names.extend(
-        facts
-            .ongoing
-            .iter()
-            .map(|condition| condition.sensor_id().as_str().to_ascii_lowercase()),
-    );
+    sensor_names.extend(facts.by_sensor.iter().map(|sensor| sensor.sensor_id.as_str().to_ascii_lowercase()));
+    sensor_names.extend(facts.ongoing.iter().map(|condition| condition.sensor_id().as_str().to_ascii_lowercase()));
     let (reference, reference_sensors) = mask_sensors(&reference, &sensor_names);
     let reference_sensors: BTreeSet<String> = reference_sensors.iter().map(|name| name.to_ascii_lowercase()).collect();
     let (text, mentioned) = mask_sensors(text, &sensor_names);
 
-    if let Some(unknown) = mentioned
-        .iter()
-        .find(|name| !reference_sensors.contains(&name.to_ascii_lowercase()))
-    {
+    if let Some(unknown) = mentioned.iter().find(|name| !reference_sensors.contains(&name.to_ascii_lowercase())) {
         return Err(Ungrounded::UnknownSensor(unknown.clone()));
     }
     let named: BTreeSet<Parameter> = words(&reference).filter_map(|word| parameter_word(&word)).collect();
@@ -233,9 +220,7 @@ fn is_sensor_shaped(word: &str) -> bool {
 
 /// Lower-case runs of letters.
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphabetic())
-        .filter(|word| !word.is_empty())
-        .map(str::to_lowercase)
+    text.split(|c: char| !c.is_alphabetic()).filter(|word| !word.is_empty()).map(str::to_lowercase)
 }
 
 /// A number as read from text, with how it was written.

@@ -76,11 +76,8 @@ fn facts_count_by_type_parameter_and_sensor_with_first_and_last() {
     assert_eq!(facts.anomaly_count, 7);
     assert_eq!(facts.by_kind, KindCounts { spike: 2, drift: 2, dropout: 3 });
     assert_eq!(facts.by_parameter, PerParameter { temperature: 2, pressure: 3, flow: 2 });
-    let by_sensor: Vec<(&str, u64)> = facts
-        .by_sensor
-        .iter()
-        .map(|sensor| (sensor.sensor_id.as_str(), sensor.total))
-        .collect();
+    let by_sensor: Vec<(&str, u64)> =
+        facts.by_sensor.iter().map(|sensor| (sensor.sensor_id.as_str(), sensor.total)).collect();
     assert_eq!(by_sensor, [("wtf-pipe-1", 3), ("wtf-pipe-2", 3), ("wtf-pipe-3", 1)]);
     assert_eq!(facts.by_sensor[0].by_kind, KindCounts { spike: 2, drift: 1, dropout: 0 });
     assert_eq!(facts.first_anomaly, Some(at(434)));
