@@ -33,14 +33,4 @@ impl Clock {
         let elapsed = instant.saturating_duration_since(self.origin);
         self.origin_utc + TimeDelta::from_std(elapsed).unwrap_or(TimeDelta::MAX)
     }
-
-    /// The tokio instant of a wall time, for timers (the past maps to now).
-    pub fn instant_of(&self, at: DateTime<Utc>) -> Instant {
-        let ahead = (at - self.now()).to_std().unwrap_or_default();
-        Instant::now() + ahead
-    }
-
-    pub fn started_at(&self) -> DateTime<Utc> {
-        self.origin_utc
-    }
 }

@@ -158,12 +158,17 @@ async fn reload(
                     return;
                 }
             };
-            match ractor::call!(supervisor, |reply| SupervisorMsg::Reload { config: Box::new(config), reply }) {
+            let applied = ractor::call!(supervisor, |reply| SupervisorMsg::Reload {
+                config: Box::new(config),
+                changes: changes.clone(),
+                reply
+            });
+            match applied {
                 Err(err) => {
                     tracing::error!(component = %"supervisor", error = %err, "reload not applied");
                     ReloadOutcome { at: clock.now(), applied: false, details: vec![err.to_string()] }
                 }
-                Ok(_applied) => {
+                Ok(()) => {
                     if changes.log
                         && let Some(logging) = logging
                         && let Err(err) = logging.set_level(&level)

@@ -77,12 +77,9 @@ fn report(error: &ConfigError) -> ExitCode {
 }
 
 fn healthcheck(url: &str) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread(), "healthcheck") {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("healthcheck: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let answer = runtime.block_on(async {
         // No proxy: the probe is for this host's daemon, and a proxy inherited from the
@@ -119,12 +116,9 @@ fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, re
         },
     };
     let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread(), "load") {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("load: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let _logging =
@@ -151,12 +145,9 @@ fn run(path: Option<PathBuf>) -> ExitCode {
         Ok(config) => config,
         Err(error) => return report(&error),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread(), "cannot start the runtime") {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let logging = wtf_monitor::logging::init(&config.log);
@@ -190,5 +181,13 @@ fn run(path: Option<PathBuf>) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    })
+}
+
+/// Builds a runtime, or says why it cannot and gives the exit code.
+fn runtime(mut builder: tokio::runtime::Builder, what: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|err| {
+        eprintln!("{what}: {err}");
+        ExitCode::FAILURE
     })
 }

@@ -1,7 +1,8 @@
 //! `simulator:<sensor>` — stands in for one sensor of the plant.
 //!
 //! Messages: `Tick` from its own fixed-rate interval timer (tokio's interval catches up after a
-//! stall rather than drifting); `SetSettings` from the supervisor on reload; `InjectFault`.
+//! stall rather than drifting); `SettingsChanged` from the supervisor after a reload changed the
+//! generator's settings; `InjectFault`.
 //!
 //! On each tick it asks the seeded generator of [`crate::simulation`] for a reading, records it
 //! as the sensor's last reading and sends each value to the sensor's detector for that parameter
@@ -32,7 +33,7 @@ use crate::actors::Fault;
 use crate::actors::detector::DetectorMsg;
 use crate::clock::Clock;
 use crate::domain::{Parameter, Reading};
-use crate::simulation::{SensorSimulator, SimulationSettings};
+use crate::simulation::SensorSimulator;
 use crate::store::{SensorSlot, lock};
 
 /// Values kept per parameter while its detector is down; a restart takes well under the time
@@ -74,7 +75,6 @@ pub struct SimulatorArgs {
     pub route: Arc<SensorRoute>,
     pub readings: Arc<SensorSlot>,
     pub clock: Clock,
-    pub interval: Duration,
     pub pace: Pace,
     /// Counts every reading produced, for `/status` and the load harness.
     pub produced: Arc<AtomicU64>,
@@ -82,8 +82,8 @@ pub struct SimulatorArgs {
 
 pub enum SimulatorMsg {
     Tick,
-    /// New rates, thresholds or interval from a reload.
-    SetSettings(SimulationSettings),
+    /// The supervisor changed the generator's settings: the reading interval may be new.
+    SettingsChanged,
     InjectFault(Fault),
 }
 
@@ -92,6 +92,7 @@ pub struct SimulatorState {
     route: Arc<SensorRoute>,
     readings: Arc<SensorSlot>,
     clock: Clock,
+    /// The period the running ticker was started with.
     interval: Duration,
     pace: Pace,
     produced: Arc<AtomicU64>,
@@ -113,12 +114,13 @@ impl Actor for Simulator {
         _myself: ActorRef<SimulatorMsg>,
         args: SimulatorArgs,
     ) -> Result<SimulatorState, ActorProcessingErr> {
+        let interval = lock(&args.generator).settings().interval;
         Ok(SimulatorState {
+            interval,
             generator: args.generator,
             route: args.route,
             readings: args.readings,
             clock: args.clock,
-            interval: args.interval,
             pace: args.pace,
             produced: args.produced,
             ticker: None,
@@ -145,7 +147,7 @@ impl Actor for Simulator {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SimulatorMsg::Tick => state.on_tick(&myself).await,
-            SimulatorMsg::SetSettings(settings) => state.on_set_settings(&myself, settings),
+            SimulatorMsg::SettingsChanged => state.on_settings_changed(&myself),
             SimulatorMsg::InjectFault(fault) => return fault.trigger("sensor"),
         }
         Ok(())
@@ -224,9 +226,8 @@ impl SimulatorState {
         }
     }
 
-    fn on_set_settings(&mut self, myself: &ActorRef<SimulatorMsg>, settings: SimulationSettings) {
-        let interval = settings.interval;
-        lock(&self.generator).set_settings(settings);
+    fn on_settings_changed(&mut self, myself: &ActorRef<SimulatorMsg>) {
+        let interval = lock(&self.generator).settings().interval;
         if interval != self.interval {
             self.interval = interval;
             self.start_ticker(myself);

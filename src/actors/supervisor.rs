@@ -28,7 +28,7 @@ use crate::actors::simulator::{GeneratorSlot, Pace, SensorRoute, Simulator, Simu
 use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
 use crate::clock::Clock;
 use crate::config::ValidConfig;
-use crate::config::diff::{ConfigDiff, diff};
+use crate::config::diff::ConfigDiff;
 use crate::detection::Rules;
 use crate::domain::{Parameter, SensorId};
 use crate::health::Component;
@@ -72,10 +72,12 @@ pub struct SupervisorArgs {
 pub enum SupervisorMsg {
     /// A child's backoff has elapsed.
     Restart(String),
-    /// Apply a new, already validated config; the reply lists what changed.
+    /// Put a new, already validated config in force; `changes` is what differs from the one in
+    /// force (the daemon computed it to report it); reply once applied.
     Reload {
         config: Box<ValidConfig>,
-        reply: RpcReplyPort<ConfigDiff>,
+        changes: ConfigDiff,
+        reply: RpcReplyPort<()>,
     },
     /// Stop producing readings, let detectors finish, stop everything; reply when done.
     Shutdown {
@@ -233,9 +235,9 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Restart(name) => state.on_restart(&myself, name).await,
-            SupervisorMsg::Reload { config, reply } => {
-                let changes = state.on_reload(&myself, *config).await;
-                let _ = reply.send(changes);
+            SupervisorMsg::Reload { config, changes, reply } => {
+                state.on_reload(&myself, *config, &changes).await;
+                let _ = reply.send(());
             }
             SupervisorMsg::Shutdown { reply } => {
                 state.on_shutdown().await;
@@ -261,10 +263,10 @@ impl Actor for Supervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match event {
-            SupervisionEvent::ActorFailed(cell, err) => state.on_child_down(&myself, cell, Some(err.to_string())),
+            SupervisionEvent::ActorFailed(cell, err) => state.on_child_down(&myself, cell, err.to_string()),
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 let reason = reason.unwrap_or_else(|| "stopped".into());
-                state.on_child_down(&myself, cell, Some(format!("stopped unexpectedly: {reason}")));
+                state.on_child_down(&myself, cell, format!("stopped unexpectedly: {reason}"));
             }
             _ => {}
         }
@@ -327,7 +329,6 @@ impl SupervisorState {
                     route: self.route(sensor_id),
                     readings: self.store.sensor_slot(sensor_id),
                     clock: self.clock,
-                    interval: self.config.sensors.interval,
                     pace: self.pace,
                     produced: Arc::clone(&self.store.readings_produced),
                 };
@@ -380,7 +381,7 @@ impl SupervisorState {
         Arc::clone(slot)
     }
 
-    fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, cell: ActorCell, failure: Option<String>) {
+    fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, cell: ActorCell, reason: String) {
         let Some(name) = self.by_actor.remove(&cell.get_id()) else { return };
         let Some(child) = self.children.get_mut(&name) else { return };
         child.running = None;
@@ -389,12 +390,19 @@ impl SupervisorState {
         {
             route.set(*parameter, None);
         }
-        let now = self.clock.now();
-        self.store.health.actor_down(&name, failure.clone().map(|reason| (reason, now)));
         if self.stopping {
+            // Stopped on purpose (shutdown, give-up): down, but not failed.
+            self.store.health.actor_down(&name, None);
             return;
         }
-        let reason = failure.unwrap_or_else(|| "stopped".into());
+        self.on_failure(myself, name, reason);
+    }
+
+    /// A child is down for `reason` (a crash, or a restart that failed): mark it, then restart it
+    /// after its backoff, or give up when it has failed too often.
+    fn on_failure(&mut self, myself: &ActorRef<SupervisorMsg>, name: String, reason: String) {
+        self.store.health.actor_down(&name, Some((reason.clone(), self.clock.now())));
+        let Some(child) = self.children.get_mut(&name) else { return };
         match child.history.on_failure(&self.policy, Instant::now()) {
             Decision::Restart { after } => {
                 tracing::warn!(
@@ -433,26 +441,8 @@ impl SupervisorState {
                 }
                 tracing::info!(component = %"supervisor", actor = %name, "actor restarted");
             }
-            Err(err) => {
-                // Counts as another failure: a child that cannot even start is in a crash loop.
-                let Some(child) = self.children.get_mut(&name) else { return };
-                let now = self.clock.now();
-                self.store.health.actor_down(&name, Some((format!("restart failed: {err}"), now)));
-                let decision = child.history.on_failure(&self.policy, Instant::now());
-                match decision {
-                    Decision::Restart { after } => {
-                        tracing::warn!(component = %"supervisor", actor = %name, error = %err, "restart failed; retrying");
-                        myself.send_after(after, move || SupervisorMsg::Restart(name));
-                    }
-                    Decision::GiveUp { failures } => {
-                        let verdict = format!("{name} could not be restarted after {failures} failures: {err}");
-                        tracing::error!(component = %"supervisor", actor = %name, error = %err, "giving up: {verdict}");
-                        self.verdict.give_up(verdict);
-                        self.stopping = true;
-                        myself.stop(Some("gave up".into()));
-                    }
-                }
-            }
+            // Counts as another failure: a child that cannot even start is in a crash loop.
+            Err(err) => self.on_failure(myself, name, format!("restart failed: {err}")),
         }
     }
 
@@ -462,8 +452,7 @@ impl SupervisorState {
         if running.inject(fault) { Ok(()) } else { Err(format!("{actor} did not take the message")) }
     }
 
-    async fn on_reload(&mut self, myself: &ActorRef<SupervisorMsg>, config: ValidConfig) -> ConfigDiff {
-        let changes = diff(&self.config, &config);
+    async fn on_reload(&mut self, myself: &ActorRef<SupervisorMsg>, config: ValidConfig, changes: &ConfigDiff) {
         self.config = config;
         self.policy = RestartPolicy::from_config(&self.config.supervisor);
         self.store.set_config(self.config.clone());
@@ -481,14 +470,16 @@ impl SupervisorState {
             }
         }
         if changes.simulation {
+            // The generators hold the settings, running simulator or not (one being restarted
+            // picks them up); a running one is told, in case its interval changed.
             let settings = simulation_settings(&self.config);
-            for child in self.children.values() {
-                if let Some(ChildRef::Simulator(actor)) = &child.running {
-                    let _ = actor.cast(SimulatorMsg::SetSettings(settings.clone()));
-                }
-            }
             for generator in self.generators.values() {
                 lock(generator).set_settings(settings.clone());
+            }
+            for child in self.children.values() {
+                if let Some(ChildRef::Simulator(actor)) = &child.running {
+                    let _ = actor.cast(SimulatorMsg::SettingsChanged);
+                }
             }
         }
         if changes.llm {
@@ -510,7 +501,6 @@ impl SupervisorState {
                 }
             }
         }
-        changes
     }
 
     async fn remove_sensor(&mut self, sensor_id: &SensorId) {
