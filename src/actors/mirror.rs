@@ -165,6 +165,7 @@ pub struct MirrorState {
     retry_timer: Option<JoinHandle<Result<(), MessagingErr<MirrorMsg>>>>,
     summaries_written: u64,
     readings_written: BTreeMap<SensorId, DateTime<Utc>>,
+    readings_due: Instant,
     status_due: Instant,
     mirrored: u64,
     /// Dropped by the mirrors before this one (a restart after a crash).
@@ -217,6 +218,7 @@ impl Actor for Mirror {
             retry_timer: None,
             summaries_written: 0,
             readings_written: BTreeMap::new(),
+            readings_due: Instant::now(),
             status_due: Instant::now(),
             mirrored: before.mirrored,
             dropped_before: before.dropped,
@@ -363,7 +365,14 @@ impl MirrorState {
         let summary_seq = self.store.summary_seq();
         let summaries: Option<Vec<Arc<Summary>>> = (summary_seq != self.summaries_written)
             .then(|| self.store.summaries(self.store.config().store.max_summaries));
-        let readings: Vec<_> = self.store.last_readings().into_values().flatten().collect();
+        // Readings are looked at once a tick, not for every batch of a flood: gathering them
+        // walks every sensor.
+        let check_readings = Instant::now() >= self.readings_due;
+        if check_readings {
+            self.readings_due = Instant::now() + self.tuning.tick;
+        }
+        let readings: Vec<_> =
+            if check_readings { self.store.last_readings().into_values().flatten().collect() } else { Vec::new() };
         let new_readings: Vec<_> = readings
             .iter()
             .filter(|reading| {
@@ -371,7 +380,8 @@ impl MirrorState {
             })
             .cloned()
             .collect();
-        let readings_changed = !new_readings.is_empty() || readings.len() != self.readings_written.len();
+        let readings_changed =
+            check_readings && (!new_readings.is_empty() || readings.len() != self.readings_written.len());
         let written = readings_changed
             .then(|| readings.iter().map(|reading| (reading.sensor_id.clone(), reading.timestamp)).collect());
         let status = (Instant::now() >= self.status_due).then(|| {
