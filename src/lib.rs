@@ -34,6 +34,7 @@
 //! [`simulation`], [`summary`] and [`config::diff`] — and is tested as plain functions.
 
 pub mod actors;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -41,6 +42,8 @@ pub mod detection;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod ingress;
+pub mod journal;
 pub mod llm;
 pub mod load;
 pub mod logging;

@@ -31,6 +31,8 @@ use crate::config::LlmConfig;
 use crate::detection::Ongoing;
 use crate::domain::{SensorId, Summary, SummaryAuthor};
 use crate::health::LlmState;
+use crate::ingress::Ingress;
+use crate::journal::Event;
 use crate::llm::{LlmClient, LlmError};
 use crate::store::Store;
 use crate::summary::{self, Condition, Facts, FactsBuilder};
@@ -57,6 +59,8 @@ pub struct Summarizer;
 pub struct SummarizerArgs {
     pub config: LlmConfig,
     pub store: Arc<Store>,
+    /// Where the detectors' episode state is, for the conditions still in progress.
+    pub ingress: Arc<Ingress>,
     pub clock: Clock,
 }
 
@@ -78,6 +82,7 @@ pub struct SummarizerState {
     config: LlmConfig,
     client: Option<LlmClient>,
     store: Arc<Store>,
+    ingress: Arc<Ingress>,
     clock: Clock,
     window: FactsBuilder,
     /// The last anomaly sequence number taken into a window.
@@ -105,18 +110,22 @@ impl Actor for Summarizer {
     ) -> Result<SummarizerState, ActorProcessingErr> {
         let now = Instant::now();
         let client = make_client(&args.config, &args.store);
-        let resume = args.store.summarized_through();
+        let resume = args.store.summaries.summarized_through();
         let state = SummarizerState {
             // A restarted summarizer carries on from the last window its predecessor closed; at
             // start, anomalies restored from Redis were summarised by the previous run.
-            window: FactsBuilder::new(resume.map_or(args.clock.now(), |(_, window_end)| window_end)),
-            cursor: resume.map_or(args.store.anomaly_seq(), |(cursor, _)| cursor),
+            window: FactsBuilder::with_units(
+                resume.map_or(args.clock.now(), |(_, window_end)| window_end),
+                summary::units_of(&args.store.config()),
+            ),
+            cursor: resume.map_or(args.store.journal.newest_seq(), |(cursor, _)| cursor),
             first: true,
             last_summary: now,
             next_due: now + args.config.interval.min(FIRST_SUMMARY),
             config: args.config,
             client,
             store: args.store,
+            ingress: args.ingress,
             clock: args.clock,
             in_flight: false,
             failures: 0,
@@ -217,19 +226,21 @@ impl SummarizerState {
         }
     }
 
-    /// Takes the anomalies recorded since the last tick into the open window.
+    /// Takes the anomalies journalled since the last tick into the open window.
     fn follow(&mut self) {
         loop {
-            let followed = self.store.anomalies_after(self.cursor, FOLLOW_BATCH);
+            let followed = self.store.journal.after(self.cursor, FOLLOW_BATCH);
             if followed.missed > 0 {
-                tracing::warn!(component = %"llm", missed = followed.missed, "anomalies evicted before they were summarised");
+                tracing::warn!(component = %"llm", missed = followed.missed, "journal entries gone before they were summarised");
             }
-            let Some((last, _)) = followed.anomalies.last() else { return };
-            self.cursor = *last;
-            for (_, anomaly) in &followed.anomalies {
-                self.window.add(anomaly);
+            let Some(last) = followed.entries.last() else { return };
+            self.cursor = last.seq;
+            for entry in &followed.entries {
+                if let Event::Anomaly(anomaly) = &entry.event {
+                    self.window.add(anomaly);
+                }
             }
-            if followed.anomalies.len() < FOLLOW_BATCH {
+            if followed.entries.len() < FOLLOW_BATCH {
                 return;
             }
         }
@@ -237,10 +248,10 @@ impl SummarizerState {
 
     fn close_window(&mut self) -> Facts {
         let now = self.clock.now();
-        let ongoing = ongoing_conditions(&self.store);
+        let ongoing = ongoing_conditions(&self.ingress);
         let facts = self.window.finish(now, &ongoing);
-        self.window = FactsBuilder::new(now);
-        self.store.set_summarized_through(self.cursor, now);
+        self.window = FactsBuilder::with_units(now, summary::units_of(&self.store.config()));
+        self.store.summaries.set_summarized_through(self.cursor, now);
         facts
     }
 
@@ -322,7 +333,7 @@ impl SummarizerState {
     }
 
     fn publish(&self, facts: &Facts, text: String, author: SummaryAuthor, now: DateTime<Utc>) {
-        self.store.record_summary(Summary {
+        let summary = Summary {
             summary: text,
             timestamp: now,
             generated_by: author,
@@ -330,7 +341,8 @@ impl SummarizerState {
             anomaly_count: facts.anomaly_count,
             window_start: facts.window_start,
             window_end: facts.window_end,
-        });
+        };
+        self.store.record_summary(summary, now);
     }
 
     fn request_pull(&mut self, myself: &ActorRef<SummarizerMsg>) {
@@ -372,16 +384,18 @@ impl SummarizerState {
 }
 
 /// The drifts and silences in progress, from the detectors' state.
-fn ongoing_conditions(store: &Store) -> Vec<Condition> {
-    store
-        .detector_states()
-        .into_iter()
-        .filter_map(|detector| {
-            let (sensor_id, parameter) = (detector.sensor_id().clone(), detector.parameter());
-            detector.ongoing().map(|ongoing| match ongoing {
+fn ongoing_conditions(ingress: &Ingress) -> Vec<Condition> {
+    let mut conditions = Vec::new();
+    for lane in ingress.lanes() {
+        for (_, inbox) in lane.inboxes().iter() {
+            let inbox = inbox.lock();
+            let detector = &inbox.detector;
+            let (sensor_id, parameter) = (detector.sensor_id().clone(), detector.parameter().clone());
+            conditions.extend(detector.ongoing().map(|ongoing| match ongoing {
                 Ongoing::Drifting { since, value } => Condition::Drifting { sensor_id, parameter, since, value },
                 Ongoing::Silent { since } => Condition::Silent { sensor_id, parameter, since },
-            })
-        })
-        .collect()
+            }));
+        }
+    }
+    conditions
 }
