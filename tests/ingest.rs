@@ -131,7 +131,9 @@ async fn ndjson_and_a_reading_with_only_flow_are_taken() {
 async fn every_refusal_has_its_status_code_and_a_json_reason() {
     let daemon = Daemon::start(&config("[ingest]\nmax_body = 2048\n")).await;
     let reading = json!({"sensor_id": "wtf-pipe-1", "pressure": 2.0}).to_string().into_bytes();
-    let cases: [(&str, Option<&str>, Vec<u8>, u16, &str); 7] = [
+    // Content type, token, body, the status expected, and what its error must say.
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: [Case; 7] = [
         ("application/json", None, reading.clone(), 401, "token"),
         ("application/json", Some("Bearer not-a-token-at-all-0000"), reading.clone(), 401, "token"),
         ("application/json", Some(VIEWER), reading.clone(), 403, "viewer"),
