@@ -2,8 +2,11 @@
 //!
 //! Messages: `Wake` from the ingress when values wait in its [`Inbox`] (one per batch, however
 //! many values); `CheckSilence` from its own dropout timer; `SetRules` from the supervisor on
-//! reload; `GoOffline` when the device said it went offline; `Drain` from the supervisor at
-//! shutdown; `InjectFault`.
+//! reload; `Drain` from the supervisor at shutdown; `InjectFault`.
+//!
+//! Word that the device went offline (a Sparkplug death certificate) comes through the inbox
+//! too ([`Queued::Offline`]), behind the values sent before it: the detector raises the dropout
+//! at once, after judging them, and a detector restarted meanwhile finds the word waiting.
 //!
 //! The values and the episode state live in the inbox, not in the actor: a detector restarted
 //! after a crash finds the values queued before and during its restart, and carries on with the
@@ -28,7 +31,7 @@ use crate::actors::Fault;
 use crate::clock::Clock;
 use crate::detection::{Rejection, Rules};
 use crate::domain::Transition;
-use crate::ingress::{Inbox, InboxState};
+use crate::ingress::{Inbox, InboxState, Queued};
 use crate::store::Store;
 
 /// Values handled per `Wake` before the detector lets other messages (its timer, a reload, a
@@ -51,8 +54,6 @@ pub enum DetectorMsg {
     CheckSilence,
     /// New thresholds or durations from a reload; episodes in progress carry on.
     SetRules(Rules),
-    /// The device said, at this time, that it went offline: raise the dropout now.
-    GoOffline(DateTime<Utc>),
     /// Handle every value queued, then reply (the stop path, before the detector stops).
     Drain(RpcReplyPort<()>),
     InjectFault(Fault),
@@ -110,7 +111,6 @@ impl Actor for Detector {
             DetectorMsg::Wake => state.on_wake(&myself),
             DetectorMsg::CheckSilence => state.on_check_silence(&myself),
             DetectorMsg::SetRules(rules) => state.on_set_rules(&myself, rules),
-            DetectorMsg::GoOffline(at) => state.on_go_offline(&myself, at),
             DetectorMsg::Drain(reply) => {
                 state.drain_all();
                 let _ = reply.send(());
@@ -145,7 +145,16 @@ impl DetectorState {
         let inbox = Arc::clone(&self.inbox);
         let mut state = inbox.lock();
         for _ in 0..max {
-            let Some(sample) = state.pop() else { break };
+            let sample = match state.pop() {
+                None => break,
+                Some(Queued::Value(sample)) => sample,
+                Some(Queued::Offline(at)) => {
+                    if let Some(dropout) = state.detector.go_offline(&self.rules, at) {
+                        record(&self.store, vec![Transition::Raised(dropout)], now);
+                    }
+                    continue;
+                }
+            };
             match state.detector.observe(&self.rules, sample.timestamp, sample.value, sample.arrival) {
                 Ok(transitions) => record(&self.store, transitions, now),
                 Err(rejection) => {
@@ -167,17 +176,6 @@ impl DetectorState {
         let now = self.clock.now();
         let mut inbox = self.inbox.lock();
         if let Some(dropout) = inbox.detector.check_silence(&self.rules, now) {
-            record(&self.store, vec![Transition::Raised(dropout)], now);
-        }
-        drop(inbox);
-        self.arm_timer(myself);
-    }
-
-    fn on_go_offline(&mut self, myself: &ActorRef<DetectorMsg>, at: DateTime<Utc>) {
-        self.drain_all();
-        let now = self.clock.now();
-        let mut inbox = self.inbox.lock();
-        if let Some(dropout) = inbox.detector.go_offline(&self.rules, at) {
             record(&self.store, vec![Transition::Raised(dropout)], now);
         }
         drop(inbox);

@@ -34,16 +34,27 @@ pub struct Sample {
     pub arrival: DateTime<Utc>,
 }
 
+/// What waits in a detector's queue: a value, or word that the device went offline. The word
+/// queues behind the values sent before it, so they are judged first, and it waits in the queue
+/// like they do, so a detector restarted meanwhile still raises the dropout.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Queued {
+    Value(Sample),
+    /// The device said (a Sparkplug death certificate), at this time on the daemon's clock, that
+    /// it went offline: raise the dropout now rather than after the timeout.
+    Offline(DateTime<Utc>),
+}
+
 /// A detector's queue and episode state, under one lock.
 pub struct InboxState {
     pub detector: ParameterDetector,
-    queue: VecDeque<Sample>,
+    queue: VecDeque<Queued>,
     /// The newest timestamp queued (or processed): the next value must be newer.
     last_queued: Option<DateTime<Utc>>,
 }
 
 impl InboxState {
-    pub fn pop(&mut self) -> Option<Sample> {
+    pub fn pop(&mut self) -> Option<Queued> {
         self.queue.pop_front()
     }
 
@@ -260,7 +271,7 @@ impl SensorLane {
         for reading in readings {
             for (parameter, value) in reading.values.iter() {
                 let guard = &mut guards[slot_of(&involved, &inboxes, parameter)];
-                guard.queue.push_back(Sample { timestamp: reading.timestamp, value, arrival });
+                guard.queue.push_back(Queued::Value(Sample { timestamp: reading.timestamp, value, arrival }));
                 guard.last_queued = Some(reading.timestamp);
             }
         }
@@ -287,6 +298,20 @@ impl SensorLane {
             for (parameter, value) in reading.values.iter() {
                 merged.values.set(parameter.clone(), value);
             }
+        }
+    }
+
+    /// Queues word that the device went offline in every inbox of the sensor, behind the values
+    /// already there, and rings. It is queued even into a full queue, but never twice in a row,
+    /// so a storm of death certificates cannot grow one.
+    pub fn go_offline(&self, at: DateTime<Utc>) {
+        for (_, inbox) in self.inboxes.load().iter() {
+            let mut state = inbox.lock();
+            if !matches!(state.queue.back(), Some(Queued::Offline(_))) {
+                state.queue.push_back(Queued::Offline(at));
+            }
+            drop(state);
+            inbox.ring();
         }
     }
 
