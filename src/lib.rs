@@ -63,6 +63,7 @@ pub mod journal;
 pub mod llm;
 pub mod load;
 pub mod logging;
+pub mod mqtt;
 pub mod redis_layout;
 pub mod redis_link;
 pub mod restart;
