@@ -24,7 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-pub use sparkplug::{EdgeNodes, SparkplugNames};
+pub use sparkplug::{EdgeNodes, MAX_EDGE_NODES, MAX_METRICS, SparkplugNames};
 pub use stats::{MqttState, MqttStats, MqttStatus};
 
 use crate::config::Config;
@@ -51,6 +51,8 @@ pub enum MqttReason {
     UnknownTopic,
     /// A Sparkplug metric by an alias no birth gave.
     UnknownAlias,
+    /// A payload larger than `ingest.max_body`.
+    TooLarge,
     /// Anything else wrong with a reading (a timestamp that is not RFC 3339, a `sensor_id`
     /// different from the topic's, a reading without values).
     Malformed,

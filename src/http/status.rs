@@ -64,6 +64,8 @@ impl SensorStatus {
     "llm": {"state": "inactive", "model": "llama3.2:1b",
         "reason": "ollama unreachable: connection refused", "last_call": "2025-05-19T10:24:00.000Z"},
     "redis": {"state": "disabled", "backlog": 0, "dropped": 0, "mirrored": 0, "last_error": null},
+    "mqtt": {"state": "connected", "last_error": null, "messages": 5120, "refused": {"not_json": 2, "unknown_sensor": 1},
+        "sequence_gaps": 0, "deaths": 1},
     "config": {"source": "/etc/wtf-monitor/wtf-monitor.toml", "loaded_at": "2025-05-19T08:00:00.000Z", "last_reload": null}
 }))]
 pub struct StatusBody {
@@ -103,6 +105,8 @@ pub struct StatusBody {
     pub actors_total: usize,
     pub llm: LlmHealth,
     pub redis: RedisHealth,
+    /// The MQTT subscription: `disabled` while `mqtt.url` is empty.
+    pub mqtt: crate::mqtt::MqttStatus,
     pub config: ConfigHealth,
 }
 
@@ -157,6 +161,7 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
         actors: health.notable_actors(STATUS_SENSORS),
         llm,
         redis: health.redis(),
+        mqtt: health.mqtt.status(),
         config: health.config(),
     }
 }
