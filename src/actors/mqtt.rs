@@ -222,16 +222,20 @@ impl Link {
                             tracing::error!(component = %"mqtt", error = %err, "could not ask for the subscription");
                         }
                         subscribed = true;
+                    } else {
+                        self.store.health.set_mqtt(MqttState::Connected, None);
                     }
-                    self.store.health.set_mqtt(MqttState::Connected, None);
                     tracing::info!(component = %"mqtt", session_present = connack.session_present, "connected to the broker");
                 }
                 Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                    // Connected means receiving: only once the subscription is in place.
+                    let mut error = None;
                     if suback.return_codes.iter().any(|code| matches!(code, SubscribeReasonCode::Failure)) {
                         let why = format!("the broker refused the subscription to {:?}", self.filters);
                         tracing::error!(component = %"mqtt", "{why}");
-                        self.store.health.set_mqtt(MqttState::Connected, Some(why));
+                        error = Some(why);
                     }
+                    self.store.health.set_mqtt(MqttState::Connected, error);
                 }
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return "disconnected".into(),
                 Ok(_) => {}
@@ -330,8 +334,10 @@ impl Reader {
                 return Handled::Leave;
             }
         }
-        for sensor_id in &delivery.offline {
+        if !delivery.offline.is_empty() {
             stats.death();
+        }
+        for sensor_id in &delivery.offline {
             match self.ingress.go_offline(sensor_id.as_str(), arrival) {
                 Ok(()) => {
                     tracing::info!(component = %"mqtt", %sensor_id, "the device went offline (death certificate)")
