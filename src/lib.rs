@@ -13,6 +13,7 @@
 //!             ├─ detector:<sensor>:<parameter>   one per sensor × parameter; dropout timer
 //!             ├─ summarizer                      facts → Ollama (or the template) → summary
 //!             ├─ mirror                          the single writer to Redis
+//!             ├─ mqtt                            the broker subscription (when mqtt.url is set)
 //!             └─ api                             owns the HTTP server (reads, ingestion)
 //! ```
 //!
@@ -35,6 +36,10 @@
 //! - readers follow the journal by sequence number (the mirror, the summarizer), so none can
 //!   stall detection and a restarted one picks up where it left off; the API answers from the
 //!   store's parts without a message round trip;
+//! - MQTT is a source like the others: [`actors::mqtt`] keeps a persistent QoS 1 subscription and
+//!   acknowledges a message only once the ingress took it; [`mqtt`] reads plain topics and
+//!   Sparkplug B, whose death certificates queue in the inboxes so each detector raises its
+//!   dropout at once, behind the values sent before;
 //! - the mirror is the only writer to Redis: it follows the journal, writes in pipelines laid
 //!   out by [`redis_layout`], keeps a bounded backlog while Redis is away, and at start the
 //!   daemon restores the last 24 h from Redis before any actor runs;
@@ -44,7 +49,7 @@
 //!   shutdown requests for it.
 //!
 //! The business logic lives in plain modules without actors, clocks or I/O — [`detection`],
-//! [`simulation`], [`summary`], [`ingress::parse`] and [`config::diff`] — and is tested as
+//! [`simulation`], [`summary`], [`ingress::parse`], [`mqtt`] and [`config::diff`] — and is tested as
 //! plain functions.
 
 pub mod actors;

@@ -9,7 +9,7 @@
 //!   `{"value": …, "timestamp": …}`. They parse as `POST /readings` does ([`crate::ingress::parse`]).
 //! - **Sparkplug B** with `mqtt.sparkplug = true`: `spBv1.0/<group>/<type>/<edge_node>[/<device>]`,
 //!   payloads in the Tahu protobuf; births, data and deaths are followed per edge node
-//!   ([`sparkplug`]).
+//!   ([`EdgeNodes`]).
 //!
 //! [`Intake::take`] turns one message into a [`Delivery`]; the actor hands its readings to the
 //! ingress (which makes every other check: known sensor, order, skew, configured parameter),
