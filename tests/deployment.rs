@@ -604,7 +604,7 @@ fn the_unit_notifies_reloads_and_restarts_as_the_daemon_expects() {
     expect("Type", "notify");
     expect("NotifyAccess", "main");
     expect("ExecStart", &format!("/usr/local/bin/wtf-monitor --config {SYSTEM_CONFIG_PATH}"));
-    expect("ExecReload", "/bin/kill -HUP $MAINPID");
+    expect("ExecReload", "/bin/sh -c 'kill -HUP $$MAINPID'");
     expect("Restart", "on-failure");
     expect("WatchdogSec", "30s");
     expect("DynamicUser", "yes");
