@@ -54,12 +54,12 @@ fn the_compose_stack_comes_up_keeps_its_history_and_survives_a_bad_config() {
         plugin.unwrap_or_default(),
         standalone.unwrap_or_default()
     ));
-    let root = steps.step("Debian base root (cached)", || cache::root(&cache::SLIM));
+    let root = steps.step("Debian base root (debootstrap, then cached)", || cache::root(&cache::SLIM));
     let engine = steps.step("start a private dockerd", Engine::start);
     let images = compose_images();
     let image = |service: &str| images.iter().find(|(name, _)| name == service).expect("a service").1.clone();
-    let imported = steps.step("base image debian:bookworm-slim (cached)", || engine.base_image(&root));
-    let built = steps.step("stand-in images (cached)", || engine.standins(&root, &images));
+    let imported = steps.step("base image debian:bookworm-slim (import, then cached)", || engine.base_image(&root));
+    let built = steps.step("stand-in images (build, then cached)", || engine.standins(&root, &images));
     steps.note(format!("base image imported now: {imported}; stand-ins built now: {built:?}"));
     let daemon_image = image("wtf-monitor");
     let binary = Path::new(env!("CARGO_BIN_EXE_wtf-monitor"));
@@ -67,7 +67,7 @@ fn the_compose_stack_comes_up_keeps_its_history_and_survives_a_bad_config() {
     let size: u64 = engine.inspect(&daemon_image)["Size"].as_u64().expect("an image size");
     let binary_size = binary.metadata().expect("the binary").len();
     steps.note(format!(
-        "image {daemon_image}: {:.1} MB, of which the (debug) binary {:.1} MB",
+        "image {daemon_image}: {:.1} MB, of which the binary cargo built for this run {:.1} MB",
         size as f64 / 1e6,
         binary_size as f64 / 1e6
     ));

@@ -9,7 +9,8 @@
 //! - **Without a systemd on the host.** `--register=no --keep-unit` asks nothing of the host's
 //!   init: this works inside a plain container or VM too.
 //! - **Clean-up.** Dropping a [`Machine`] powers it off, or kills it if it does not go within
-//!   15 s; a test that panics first prints the console and the unit's journal.
+//!   15 s; a test that panics first prints the console and the unit's journal. A machine whose
+//!   test process was killed outright is stopped by the next boot.
 //!
 //! Commands run inside with `nsenter` into the container's namespaces, as root, with a clean
 //! environment: what an operator typing at its console would get.
@@ -25,6 +26,8 @@ use crate::host;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(15);
+/// Machines are named after the test process that booted them.
+const MACHINE_PREFIX: &str = "wtf-deploy-";
 
 pub struct Machine {
     nspawn: Option<Child>,
@@ -37,6 +40,7 @@ impl Machine {
     /// Boots `root` with each `(host path, container path)` of `binds` mounted read-only, and
     /// waits until systemd says start-up is finished.
     pub fn boot(root: &Path, binds: &[(&Path, &str)]) -> Machine {
+        stop_orphans();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let console = std::fs::File::create(dir.path().join("console.log")).expect("create the console log");
         let mut nspawn = Command::new("systemd-nspawn");
@@ -46,7 +50,7 @@ impl Machine {
             .arg("--directory")
             .arg(root)
             .args(["--volatile=overlay", "--register=no", "--keep-unit", "--private-network", "--console=read-only"])
-            .arg(format!("--machine=wtf-deploy-{}", std::process::id()));
+            .arg(format!("--machine={MACHINE_PREFIX}{}", std::process::id()));
         for (host_path, container_path) in binds {
             nspawn.arg(format!("--bind-ro={}:{container_path}", host_path.display()));
         }
@@ -165,5 +169,27 @@ impl Drop for Machine {
         host::signal(self.leader, "KILL");
         let _ = nspawn.kill();
         let _ = nspawn.wait();
+    }
+}
+
+/// Machines whose test process is gone (killed before its guards could run): their container's
+/// PID 1 is killed, which ends them.
+fn stop_orphans() {
+    let Ok(processes) = std::fs::read_dir("/proc") else { return };
+    for pid in processes.flatten().filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok()) {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let owner = cmdline
+            .split('\0')
+            .find_map(|arg| arg.strip_prefix("--machine=")?.strip_prefix(MACHINE_PREFIX)?.parse::<u32>().ok());
+        let Some(owner) = owner.filter(|owner| cmdline.starts_with("systemd-nspawn") && !host::alive(*owner)) else {
+            continue;
+        };
+        host::say(&format!("deploy: stopping machine {MACHINE_PREFIX}{owner}, left by a killed run"));
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for child in children.split_whitespace().filter_map(|child| child.parse::<u32>().ok()) {
+            host::signal(child, "KILL");
+        }
+        host::signal(pid, "KILL");
     }
 }
