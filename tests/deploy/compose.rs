@@ -428,7 +428,7 @@ impl<'e> Stack<'e> {
             }
             Compose::Standalone => {
                 let mut command = Command::new("docker-compose");
-                self.engine.client_env(&mut command);
+                crate::engine::client_env(&mut command);
                 command
             }
         };

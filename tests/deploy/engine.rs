@@ -32,8 +32,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// The compose file's service whose image each stand-in replaces, and the stand-in's directory.
-const STANDINS: [(&str, &str); 3] = [("redis", "redis"), ("ollama", "ollama"), ("mosquitto", "mosquitto")];
+/// The compose file's services whose images are stand-ins, each built from the directory of its
+/// name under tests/deploy/standins/.
+const STANDINS: [&str; 3] = ["redis", "ollama", "mosquitto"];
 
 pub struct Engine {
     dockerd: Option<Child>,
@@ -107,13 +108,9 @@ impl Engine {
         std::fs::read_to_string(self.run_dir.join("dockerd.log")).unwrap_or_default()
     }
 
-    pub fn client_env(&self, command: &mut Command) {
-        client_env(command);
-    }
-
     pub fn docker(&self) -> Command {
         let mut command = Command::new(&self.docker);
-        self.client_env(&mut command);
+        client_env(&mut command);
         command
     }
 
@@ -161,9 +158,9 @@ impl Engine {
     /// returns the tags it built.
     pub fn standins(&self, base: &Root, images: &[(String, String)]) -> Vec<String> {
         let mut built = Vec::new();
-        for (service, dir) in STANDINS {
+        for service in STANDINS {
             let tag = &images.iter().find(|(name, _)| name == service).expect("the compose file names it").1;
-            let dir = host::repo().join("tests/deploy/standins").join(dir);
+            let dir = host::repo().join("tests/deploy/standins").join(service);
             let key = cache::key(&(&base.key, tag, directory_contents(&dir)));
             if self.label(tag) == Some(key.clone()) {
                 continue;
