@@ -123,6 +123,8 @@ pub struct ConfigHealth {
 }
 
 pub struct Health {
+    /// Live-stream (`/events`) clients connected now.
+    pub sse_clients: std::sync::atomic::AtomicUsize,
     clock: Clock,
     /// Where state changes are told, for the live stream and the mirror.
     journal: Arc<Journal>,
@@ -140,6 +142,7 @@ impl Health {
     pub fn new(clock: Clock, journal: Arc<Journal>) -> Self {
         let started_at = clock.now();
         Self {
+            sse_clients: std::sync::atomic::AtomicUsize::new(0),
             clock,
             journal,
             started_at,

@@ -16,6 +16,8 @@
 mod alarms;
 mod docs;
 mod errors;
+mod events;
+mod history;
 mod ingest;
 mod query;
 mod sensors;
@@ -170,6 +172,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(alarms::shelve))
         .routes(routes!(alarms::unshelve))
         .routes(routes!(alarms::audit))
+        .routes(routes!(events::events))
         .routes(routes!(metrics))
         .routes(routes!(health));
     if state.inner.supervisor.is_some() {
@@ -178,14 +181,14 @@ pub fn router(state: AppState) -> Router {
     // Bodies of up to `ingest.max_body`, which the handlers bound themselves; every other route
     // takes at most `MAX_BODY_BYTES`.
     let ingestion = OpenApiRouter::new()
-        .routes(routes!(ingest::readings))
+        .routes(routes!(ingest::readings, history::readings))
         .routes(routes!(ingest::write_v2))
         .routes(routes!(ingest::write_v1))
         .layer(axum::extract::DefaultBodyLimit::disable());
     let api = api
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), reads_allowed))
-        .merge(ingestion);
+        .merge(ingestion)
+        .layer(middleware::from_fn_with_state(state.clone(), reads_allowed));
     let (routes, mut openapi) = api.with_state(state).split_for_parts();
     document_docs(&mut openapi);
     // Serialised once: the document cannot change while the server runs.

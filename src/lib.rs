@@ -57,6 +57,7 @@ pub mod daemon;
 pub mod detection;
 pub mod domain;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod ingress;
 pub mod journal;

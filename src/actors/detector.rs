@@ -29,9 +29,9 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
 use crate::clock::Clock;
-use crate::detection::{Rejection, Rules};
+use crate::detection::Rules;
 use crate::domain::Transition;
-use crate::ingress::{Inbox, InboxState, record};
+use crate::ingress::{Inbox, record};
 use crate::store::Store;
 
 /// Values handled per `Wake` before the detector lets other messages (its timer, a reload, a
@@ -68,8 +68,6 @@ pub struct DetectorState {
     clock: Clock,
     /// The `CheckSilence` on its way, if any; only one is ever pending.
     timer: Option<AbortOnDropHandle<Result<(), ractor::MessagingErr<DetectorMsg>>>>,
-    /// Values refused by the state machine (the ingress refuses almost all bad ones first).
-    refused: u64,
 }
 
 impl Actor for Detector {
@@ -82,14 +80,7 @@ impl Actor for Detector {
         _myself: ActorRef<DetectorMsg>,
         args: DetectorArgs,
     ) -> Result<DetectorState, ActorProcessingErr> {
-        Ok(DetectorState {
-            inbox: args.inbox,
-            rules: args.rules,
-            store: args.store,
-            clock: args.clock,
-            timer: None,
-            refused: 0,
-        })
+        Ok(DetectorState { inbox: args.inbox, rules: args.rules, store: args.store, clock: args.clock, timer: None })
     }
 
     async fn post_start(
@@ -144,18 +135,11 @@ impl DetectorState {
 
     /// Runs at most `max` queued values through the state machine; true if more wait.
     fn drain(&mut self, max: usize) -> bool {
-        let now = self.clock.now();
         let inbox = Arc::clone(&self.inbox);
         let mut state = inbox.lock();
         for _ in 0..max {
             let Some(sample) = state.pop() else { break };
-            match state.detector.observe(&self.rules, sample.timestamp, sample.value, sample.arrival) {
-                Ok(transitions) => record(&self.store, transitions, now),
-                Err(rejection) => {
-                    self.refused += 1;
-                    refused(&state, rejection, sample.timestamp, self.refused);
-                }
-            }
+            state.handle(sample);
         }
         let more = state.queued() > 0;
         drop(state);
@@ -208,12 +192,4 @@ impl DetectorState {
         let wait = (deadline - self.clock.now()).to_std().unwrap_or_default() + Duration::from_millis(1);
         self.timer = Some(AbortOnDropHandle::new(myself.send_after(wait, || DetectorMsg::CheckSilence)));
     }
-}
-
-fn refused(state: &InboxState, rejection: Rejection, timestamp: DateTime<Utc>, count: u64) {
-    let (sensor_id, parameter) = (state.detector.sensor_id(), state.detector.parameter());
-    tracing::debug!(
-        component = %"detector", %sensor_id, %parameter, %timestamp, ?rejection, refused = count,
-        "value refused by the detector"
-    );
 }

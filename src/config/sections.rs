@@ -439,6 +439,27 @@ impl AlarmsConfig {
     }
 }
 
+/// Recent readings kept in memory for trend charts (`GET /readings`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Every reading is kept this long (as many as arrive at `sensors.interval`).
+    #[serde(with = "humantime_serde")]
+    pub recent: Duration,
+    /// One bucket a minute (last, min, max) is kept this long.
+    #[serde(with = "humantime_serde")]
+    pub minutes: Duration,
+    /// All series together use at most this many MiB; with many sensors the recent tier is
+    /// shortened to fit (`/status` → `history` says by how much).
+    pub max_memory_mb: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self { recent: Duration::from_secs(3600), minutes: Duration::from_secs(24 * 3600), max_memory_mb: 256 }
+    }
+}
+
 /// The audit trail of what operators and the daemon did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -41,6 +41,17 @@ impl SensorStatus {
     }
 }
 
+/// The history kept per series, as fitted to `history.max_memory_mb`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryStatus {
+    /// Readings kept per series, as read.
+    pub recent_points: usize,
+    /// Minute buckets (last, min, max) kept per series.
+    pub minute_buckets: usize,
+    /// The number of series these bounds were fitted for.
+    pub series_fitted: usize,
+}
+
 /// The state of every part of the daemon.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -97,6 +108,10 @@ pub struct StatusBody {
     pub sensors_active: usize,
     /// Readings accepted and refused per source, and the last refusal.
     pub ingest: IngestStatus,
+    /// Clients following the live stream (`GET /events`) now.
+    pub live_clients: usize,
+    /// How much of each sensor × parameter's readings `GET /readings` can give.
+    pub history: HistoryStatus,
     /// The actors by name, with their liveness and restart counts: all of them up to 100; past
     /// that the ones that are down or were restarted, and those that are not a sensor's.
     pub actors: BTreeMap<String, ActorHealth>,
@@ -153,6 +168,11 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
         sensors_total: total,
         sensors_active: active,
         ingest: ingress.status(),
+        live_clients: health.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
+        history: {
+            let (bounds, series) = ingress.history_bounds();
+            HistoryStatus { recent_points: bounds.recent, minute_buckets: bounds.minutes, series_fitted: series }
+        },
         actors_total: health.actor_count(),
         actors: health.notable_actors(STATUS_SENSORS),
         llm,

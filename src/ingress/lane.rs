@@ -21,11 +21,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use ractor::ActorRef;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
 use crate::actors::detector::DetectorMsg;
 use crate::detection::{ParameterDetector, Rules};
 use crate::domain::{Parameter, Reading, SensorId, Transition, Values};
+use crate::history::{HistoryLimits, SeriesHistory};
 use crate::store::{Store, lock};
 
 /// One value on its way to a detector.
@@ -45,6 +46,9 @@ pub struct InboxState {
     last_queued: Option<DateTime<Utc>>,
     /// What values are run with when the detector runs: its rules and where to record.
     bound: Option<Bound>,
+    /// The values taken, for trend charts.
+    pub history: SeriesHistory,
+    history_limits: Arc<HistoryLimits>,
 }
 
 /// A running detector's part of the inbox.
@@ -78,10 +82,13 @@ impl InboxState {
     }
 
     /// Runs one value through the state machine and records what it produced.
-    fn handle(&mut self, sample: Sample) {
+    pub fn handle(&mut self, sample: Sample) {
         let Some(bound) = &self.bound else { return };
         match self.detector.observe(&bound.rules, sample.timestamp, sample.value, sample.arrival) {
-            Ok(transitions) => record(&bound.store, transitions, sample.arrival),
+            Ok(transitions) => {
+                self.history.record(sample.timestamp, sample.value, self.history_limits.get());
+                record(&bound.store, transitions, sample.arrival);
+            }
             Err(rejection) => tracing::debug!(
                 component = %"detector", sensor_id = %self.detector.sensor_id(), parameter = %self.detector.parameter(),
                 ?rejection, "value refused by the detector"
@@ -134,13 +141,15 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    fn new(sensor_id: SensorId, parameter: Parameter, capacity: usize) -> Self {
+    fn new(sensor_id: SensorId, parameter: Parameter, capacity: usize, history_limits: Arc<HistoryLimits>) -> Self {
         Self {
             state: Mutex::new(InboxState {
                 detector: ParameterDetector::new(sensor_id, parameter),
                 queue: VecDeque::new(),
                 last_queued: None,
                 bound: None,
+                history: SeriesHistory::default(),
+                history_limits,
             }),
             capacity: AtomicUsize::new(capacity),
             doorbell: ArcSwapOption::empty(),
@@ -244,16 +253,38 @@ pub struct SensorLane {
     pub registered: bool,
     inboxes: ArcSwap<Vec<(Parameter, Arc<Inbox>)>>,
     last: Mutex<Option<Reading>>,
+    history_limits: Arc<HistoryLimits>,
+    /// The live stream's readings, at most one a second per sensor, and when the last went.
+    live: broadcast::Sender<Reading>,
+    live_sent: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl SensorLane {
-    pub fn new(id: SensorId, parameters: &[Parameter], capacity: usize, registered: bool) -> Self {
+    pub fn new(
+        id: SensorId,
+        parameters: &[Parameter],
+        capacity: usize,
+        registered: bool,
+        history_limits: Arc<HistoryLimits>,
+        live: broadcast::Sender<Reading>,
+    ) -> Self {
         let mut inboxes: Vec<(Parameter, Arc<Inbox>)> = parameters
             .iter()
-            .map(|parameter| (parameter.clone(), Arc::new(Inbox::new(id.clone(), parameter.clone(), capacity))))
+            .map(|parameter| {
+                let inbox = Inbox::new(id.clone(), parameter.clone(), capacity, Arc::clone(&history_limits));
+                (parameter.clone(), Arc::new(inbox))
+            })
             .collect();
         inboxes.sort_by(|a, b| a.0.cmp(&b.0));
-        Self { id, registered, inboxes: ArcSwap::from_pointee(inboxes), last: Mutex::new(None) }
+        Self {
+            id,
+            registered,
+            inboxes: ArcSwap::from_pointee(inboxes),
+            last: Mutex::new(None),
+            history_limits,
+            live,
+            live_sent: Mutex::new(None),
+        }
     }
 
     pub fn inbox(&self, parameter: &str) -> Option<Arc<Inbox>> {
@@ -276,7 +307,10 @@ impl SensorLane {
             .iter()
             .map(|parameter| {
                 let kept = current.iter().find(|(known, _)| known == parameter).map(|(_, inbox)| Arc::clone(inbox));
-                let inbox = kept.unwrap_or_else(|| Arc::new(Inbox::new(self.id.clone(), parameter.clone(), capacity)));
+                let inbox = kept.unwrap_or_else(|| {
+                    let limits = Arc::clone(&self.history_limits);
+                    Arc::new(Inbox::new(self.id.clone(), parameter.clone(), capacity, limits))
+                });
                 inbox.capacity.store(capacity, Ordering::Relaxed);
                 (parameter.clone(), inbox)
             })
@@ -377,6 +411,14 @@ impl SensorLane {
             for (parameter, value) in reading.values.iter() {
                 merged.values.set(parameter.clone(), value);
             }
+        }
+        if self.live.receiver_count() == 0 {
+            return;
+        }
+        let mut sent = lock(&self.live_sent);
+        if sent.is_none_or(|sent| newest.signed_duration_since(sent) >= chrono::TimeDelta::seconds(1)) {
+            *sent = Some(newest);
+            let _ = self.live.send(merged.clone());
         }
     }
 
