@@ -62,6 +62,16 @@ pub enum LlmError {
 /// Longest piece of an error body kept in an [`LlmError`]: enough to read, bounded for logs.
 const MAX_ERROR_CHARS: usize = 300;
 
+/// A complete answer: the model's text and what the call cost in tokens, when Ollama says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    pub text: String,
+    /// Tokens of the prompt as the model read it (`prompt_eval_count`).
+    pub prompt_tokens: Option<u64>,
+    /// Tokens the model wrote (`eval_count`).
+    pub answer_tokens: Option<u64>,
+}
+
 /// A handle on one model of one Ollama server. Cheap to clone: the HTTP client is shared.
 #[derive(Clone, Debug)]
 pub struct LlmClient {
@@ -114,7 +124,7 @@ impl LlmClient {
         max_tokens: u32,
         num_ctx: u32,
         timeout: Duration,
-    ) -> Result<String, LlmError> {
+    ) -> Result<Generation, LlmError> {
         let options = ModelOptions::default()
             .temperature(temperature as f32)
             .num_ctx(u64::from(num_ctx))
@@ -127,7 +137,11 @@ impl LlmClient {
             Ok(Err(err)) => Err(classify(err)),
             // A non-streaming answer is always the last one; anything else is cut short.
             Ok(Ok(answer)) if !answer.done => Err(LlmError::Malformed("answer not marked done".to_owned())),
-            Ok(Ok(answer)) => Ok(answer.response),
+            Ok(Ok(answer)) => Ok(Generation {
+                text: answer.response,
+                prompt_tokens: answer.prompt_eval_count,
+                answer_tokens: answer.eval_count,
+            }),
         }
     }
 
@@ -240,7 +254,7 @@ mod tests {
     }
 
     async fn generate(client: &LlmClient, timeout: Duration) -> Result<String, LlmError> {
-        client.generate(&prompt(), 0.3, 2048, 3072, timeout).await
+        client.generate(&prompt(), 0.3, 2048, 3072, timeout).await.map(|answer| answer.text)
     }
 
     #[tokio::test]

@@ -34,6 +34,7 @@ use crate::health::LlmState;
 use crate::llm::{LlmClient, LlmError};
 use crate::store::Store;
 use crate::summary::{self, Condition, Facts, FactsBuilder};
+use crate::wording::{self, Attempt};
 
 /// How often the summarizer looks at the store.
 const TICK: Duration = Duration::from_secs(1);
@@ -65,8 +66,7 @@ pub enum SummarizerMsg {
     /// The model's answer (or why there is none) for the facts of a closed window.
     Worded {
         facts: Box<Facts>,
-        outcome: Result<String, LlmError>,
-        elapsed: Duration,
+        attempt: Box<Attempt>,
     },
     /// The outcome of asking Ollama to pull the model.
     Pulled(Result<(), LlmError>),
@@ -144,7 +144,7 @@ impl Actor for Summarizer {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SummarizerMsg::Tick => state.on_tick(&myself),
-            SummarizerMsg::Worded { facts, outcome, elapsed } => state.on_worded(&myself, *facts, outcome, elapsed),
+            SummarizerMsg::Worded { facts, attempt } => state.on_worded(&myself, *facts, *attempt),
             SummarizerMsg::Pulled(outcome) => state.on_pulled(outcome),
             SummarizerMsg::SetConfig(config) => state.on_set_config(config),
             SummarizerMsg::InjectFault(fault) => return fault.trigger("llm"),
@@ -246,38 +246,28 @@ impl SummarizerState {
 
     fn ask_model(&mut self, myself: &ActorRef<SummarizerMsg>, client: LlmClient, facts: Facts) {
         self.in_flight = true;
-        let prompt = summary::prompt(&facts);
-        let num_ctx = summary::context_size(&prompt, self.config.max_tokens, self.config.max_context);
         let budget = if self.first { FIRST_ANSWER } else { LONGEST_GAP.saturating_sub(self.config.interval) };
         let timeout = self.config.timeout.min(budget.max(LEAST_ANSWER));
         self.first = false;
-        let (temperature, max_tokens) = (self.config.temperature, self.config.max_tokens);
+        let settings = wording::Settings {
+            temperature: self.config.temperature,
+            max_tokens: self.config.max_tokens,
+            max_context: self.config.max_context,
+            timeout,
+        };
+        let known: Vec<SensorId> = self.store.config().sensors.ids.iter().map(|id| SensorId::new(id)).collect();
         let myself = myself.clone();
         tokio::spawn(async move {
-            let started = Instant::now();
-            let outcome = client.generate(&prompt, temperature, max_tokens, num_ctx, timeout).await;
-            let elapsed = started.elapsed();
-            let _ = myself.cast(SummarizerMsg::Worded { facts: Box::new(facts), outcome, elapsed });
+            let attempt = wording::attempt(&client, &facts, settings, &known).await;
+            let _ = myself.cast(SummarizerMsg::Worded { facts: Box::new(facts), attempt: Box::new(attempt) });
         });
     }
 
-    fn on_worded(
-        &mut self,
-        myself: &ActorRef<SummarizerMsg>,
-        facts: Facts,
-        outcome: Result<String, LlmError>,
-        elapsed: Duration,
-    ) {
+    fn on_worded(&mut self, myself: &ActorRef<SummarizerMsg>, facts: Facts, attempt: Attempt) {
         self.in_flight = false;
         let now = self.clock.now();
-        let text = outcome.map_err(|err| err.to_string()).and_then(|text| {
-            let text = summary::clean(&text);
-            let known: Vec<SensorId> = self.store.config().sensors.ids.iter().map(|id| SensorId::new(id)).collect();
-            summary::check_grounded(&text, &facts, &known)
-                .map(|()| text)
-                .map_err(|why| format!("summary refused, not supported by the facts: {why}"))
-        });
-        match text {
+        let elapsed = attempt.elapsed;
+        match attempt.outcome.map_err(|failure| failure.to_string()) {
             Ok(text) => {
                 self.failures = 0;
                 self.retry_after = None;

@@ -68,6 +68,19 @@ pub enum Ungrounded {
     TooLong(usize),
 }
 
+impl Ungrounded {
+    /// A short stable name for counting refusals by reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ungrounded::Empty => "empty",
+            Ungrounded::UnknownSensor(_) => "unknown_sensor",
+            Ungrounded::UnknownParameter(_) => "unknown_parameter",
+            Ungrounded::UnknownNumber(_) => "unknown_number",
+            Ungrounded::TooLong(_) => "too_long",
+        }
+    }
+}
+
 /// Words the plant does not measure: a model that names them is inventing.
 const UNMEASURED: &[&str] = &[
     "ph",
