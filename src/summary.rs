@@ -2,13 +2,16 @@
 //!
 //! The daemon computes the facts of a window — counts by type, parameter and sensor, first and
 //! last times, peaks, conditions still in progress, a severity — and the model only words them.
-//! A 1B model is not asked to reason over raw lists: [`prompt`] is a few hundred tokens whatever
-//! the number of anomalies. When the model is down, slow or its text is refused, [`template`]
-//! writes the note from the same facts. Everything here is pure: no clock, no I/O, no logging.
+//! A 1B model is not asked to reason over raw lists, nor to write prose: it fills in a [`Form`]
+//! of choices built from the facts (see [`form`]), and the daemon writes the note from them. The
+//! prompt is a few hundred tokens whatever the number of anomalies. When the model is down, slow
+//! or its answer is refused, [`template`] writes the note from the same facts. Everything here is
+//! pure: no clock, no I/O, no logging.
 //!
 //! Flow: [`FactsBuilder::add`] each anomaly as it arrives (memory grows with the distinct
 //! sensor × parameter × type triples, not with the anomalies) → [`FactsBuilder::finish`] →
-//! [`prompt`] and [`context_size`] → the model → [`clean`] → [`check_grounded`] → or [`template`].
+//! [`Form::new`] → [`form::prompt`], [`form::schema`] and [`context_size`] → the model →
+//! [`form::note_from_answer`] (which ends with [`check_grounded`]) → or [`template`].
 //!
 //! # Severity
 //!
@@ -26,19 +29,23 @@
 //!
 //! # Grounding
 //!
-//! The model's text is used only if [`check_grounded`] finds every sensor, parameter and number
-//! it names in [`facts_text`], the facts block the prompt carried; the exact rule is on
-//! [`check_grounded`].
+//! A note is published only if [`check_grounded`] finds every sensor, parameter, number and time
+//! it names in [`facts_text`], the facts block the prompt carried, and no markup; the exact rule
+//! is on [`check_grounded`]. The notes [`form::render`] and [`template`] write pass it by
+//! construction; the check stays as the last guard.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{Anomaly, AnomalyKind, Parameter, PerParameter, SensorId, rfc3339, round_for_display};
 
+pub mod form;
 mod grounding;
+pub use form::{Form, Refusal};
 pub use grounding::{MAX_SUMMARY_CHARS, Ungrounded, check_grounded, clean};
 
 /// This many spikes in one window make it critical, whatever else happened.
@@ -52,6 +59,23 @@ const NOTED: usize = 3;
 const CONTEXT_MARGIN: u32 = 256;
 const CONTEXT_STEP: u32 = 256;
 const MIN_CONTEXT: u32 = 512;
+
+/// The unit each parameter's values are read in, looked up in one place: parameters are about
+/// to become configured names with configured units.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Units(BTreeMap<Parameter, Arc<str>>);
+
+impl Units {
+    /// The plant's standard units (°C, bar, L/min).
+    pub fn standard() -> Self {
+        Self(Parameter::ALL.into_iter().map(|parameter| (parameter, Arc::from(parameter.unit()))).collect())
+    }
+
+    /// The unit of `parameter`; empty for one without a unit.
+    pub fn of(&self, parameter: &Parameter) -> &str {
+        self.0.get(parameter).map_or("", |unit| unit)
+    }
+}
 
 /// A condition still in progress when the window closes, from the detectors' state.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -205,6 +229,9 @@ pub struct Facts {
     /// Silences first, then drifts; oldest first within each.
     pub ongoing: Vec<Condition>,
     pub severity: Severity,
+    /// How values are written.
+    #[serde(skip)]
+    pub units: Units,
 }
 
 fn optional_rfc3339<S: serde::Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -219,6 +246,7 @@ fn optional_rfc3339<S: serde::Serializer>(at: &Option<DateTime<Utc>>, serializer
 #[derive(Clone, Debug)]
 pub struct FactsBuilder {
     window_start: DateTime<Utc>,
+    units: Units,
     anomaly_count: u64,
     tallies: BTreeMap<(SensorId, Parameter, AnomalyKind), Tally>,
 }
@@ -235,7 +263,13 @@ struct Tally {
 
 impl FactsBuilder {
     pub fn new(window_start: DateTime<Utc>) -> Self {
-        Self { window_start, anomaly_count: 0, tallies: BTreeMap::new() }
+        Self { window_start, units: Units::standard(), anomaly_count: 0, tallies: BTreeMap::new() }
+    }
+
+    /// Values in the facts are written in these units.
+    pub fn with_units(mut self, units: Units) -> Self {
+        self.units = units;
+        self
     }
 
     pub fn window_start(&self) -> DateTime<Utc> {
@@ -335,6 +369,7 @@ impl FactsBuilder {
             peaks,
             ongoing,
             severity,
+            units: self.units.clone(),
         }
     }
 }
@@ -369,8 +404,9 @@ fn clock(at: DateTime<Utc>) -> String {
 }
 
 /// A value as operators read it: two decimals at most, with its unit.
-fn reading(value: f64, parameter: Parameter) -> String {
-    format!("{} {}", round_for_display(value), parameter.unit())
+fn reading(value: f64, parameter: &Parameter, units: &Units) -> String {
+    let unit = units.of(parameter);
+    if unit.is_empty() { round_for_display(value).to_string() } else { format!("{} {unit}", round_for_display(value)) }
 }
 
 fn noun<'a>(count: u64, one: &'a str, many: &'a str) -> &'a str {
@@ -392,7 +428,7 @@ fn kinds(counts: &KindCounts) -> String {
         .join(", ")
 }
 
-fn peak_line(peak: &Peak) -> String {
+fn peak_line(peak: &Peak, units: &Units) -> String {
     let duration = match (peak.kind, peak.duration_seconds) {
         (AnomalyKind::Drift, Some(seconds)) => format!(" for {} s", round_for_display(seconds)),
         _ => String::new(),
@@ -402,14 +438,14 @@ fn peak_line(peak: &Peak) -> String {
         peak.sensor_id,
         peak.parameter,
         peak.kind,
-        reading(peak.value, peak.parameter),
-        reading(peak.threshold, peak.parameter),
+        reading(peak.value, &peak.parameter, units),
+        reading(peak.threshold, &peak.parameter, units),
         clock(peak.at)
     )
 }
 
 /// The conditions in progress, a silent sensor's parameters on one line, most urgent first.
-fn ongoing_lines(ongoing: &[Condition]) -> Vec<String> {
+fn ongoing_lines(ongoing: &[Condition], units: &Units) -> Vec<String> {
     // In order of first appearance; the index keeps a thousand silent sensors linear.
     let mut silent: Vec<(&SensorId, DateTime<Utc>, Vec<&str>)> = Vec::new();
     let mut index: BTreeMap<&SensorId, usize> = BTreeMap::new();
@@ -428,7 +464,7 @@ fn ongoing_lines(ongoing: &[Condition]) -> Vec<String> {
             Condition::Drifting { sensor_id, parameter, since, value } => lines.push(format!(
                 "{sensor_id} {parameter} above its drift threshold since {}, now {}",
                 clock(*since),
-                reading(*value, *parameter)
+                reading(*value, parameter, units)
             )),
         }
     }
@@ -486,14 +522,14 @@ pub fn facts_text(facts: &Facts) -> String {
     if !facts.peaks.is_empty() {
         let _ = writeln!(text, "Peaks (highest value per sensor and parameter):");
         for peak in facts.peaks.iter().take(LISTED) {
-            let _ = writeln!(text, "- {}", peak_line(peak));
+            let _ = writeln!(text, "- {}", peak_line(peak, &facts.units));
         }
         if facts.peaks.len() > LISTED {
             let more = (facts.peaks.len() - LISTED) as u64;
             let _ = writeln!(text, "- and {more} more {}", noun(more, "peak", "peaks"));
         }
     }
-    let ongoing = ongoing_lines(&facts.ongoing);
+    let ongoing = ongoing_lines(&facts.ongoing, &facts.units);
     if !ongoing.is_empty() {
         let _ = writeln!(text, "Still in progress at {}:", clock(end));
         for line in ongoing.iter().take(LISTED) {
@@ -507,33 +543,11 @@ pub fn facts_text(facts: &Facts) -> String {
     text
 }
 
-/// A request to the model: the system instructions and the user message.
+/// A request to the model: the system instructions and the user message ([`form::prompt`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prompt {
     pub system: String,
     pub user: String,
-}
-
-const SYSTEM: &str = "You are the shift assistant of a water treatment plant. You turn monitoring \
-facts into a short note for the operator on duty.
-Rules:
-- Use only the facts you are given. Never mention a sensor, parameter, number or time that is not in them.
-- Do not calculate new numbers: no sums, differences, averages or percentages.
-- Copy numbers and times exactly as written; times are UTC.
-- Name only the parameters that appear in the facts. The plant measures nothing but temperature, pressure and flow.
-- Write plain text, two to five sentences, with no headings, lists or markdown.";
-
-/// A few hundred tokens whatever the anomaly count: the bounded [`facts_text`] and the request
-/// for a short operator note (what happened, how serious, what to check) that uses only the
-/// given sensors, parameters and numbers.
-pub fn prompt(facts: &Facts) -> Prompt {
-    let user = format!(
-        "Facts:\n{}\nWrite the operator note: what happened, how serious it is (severity: {}), and \
-         what the operator should check first.",
-        facts_text(facts),
-        facts.severity
-    );
-    Prompt { system: SYSTEM.to_owned(), user }
 }
 
 /// Rough token estimate: characters / 4, rounded up.
@@ -574,10 +588,10 @@ pub fn template(facts: &Facts) -> String {
         note
     };
     if !facts.peaks.is_empty() {
-        let peaks: Vec<String> = facts.peaks.iter().take(NOTED).map(peak_line).collect();
+        let peaks: Vec<String> = facts.peaks.iter().take(NOTED).map(|peak| peak_line(peak, &facts.units)).collect();
         let _ = write!(note, " Highest: {}.", peaks.join("; "));
     }
-    let ongoing = ongoing_lines(&facts.ongoing);
+    let ongoing = ongoing_lines(&facts.ongoing, &facts.units);
     if !ongoing.is_empty() {
         let more = ongoing.len().saturating_sub(NOTED);
         let more = if more > 0 { format!("; and {more} more") } else { String::new() };
@@ -585,6 +599,18 @@ pub fn template(facts: &Facts) -> String {
     }
     let _ = write!(note, " Severity: {}. {}", facts.severity, advice(facts));
     note
+}
+
+/// The summary `/summary` serves before the first window closes: the daemon's state so far
+/// (when it started, how many sensors report) and, if anomalies came already, the template's note
+/// on them. `facts` covers start to now.
+pub fn so_far(started_at: DateTime<Utc>, reporting: usize, configured: usize, facts: &Facts) -> String {
+    let start = format!("Started at {} UTC; {reporting} of {configured} sensors reporting", clock(started_at));
+    if facts.anomaly_count == 0 && facts.ongoing.is_empty() {
+        format!("{start}; no anomaly yet. The first summary comes within 30 seconds of start.")
+    } else {
+        format!("{start}. So far: {} The first summary comes within 30 seconds of start.", template(facts))
+    }
 }
 
 /// What to check first, most urgent first.

@@ -1,14 +1,18 @@
 //! Asking the model to word one window's facts, and judging its answer: the one path that the
 //! summarizer actor and `wtf-monitor llm-bench` share, so the benchmark measures what the daemon
 //! does.
+//!
+//! The model fills in the window's [`Form`] (structured output, the schema sent as `format`);
+//! the note is rendered from its choices and the facts ([`crate::summary::form`]).
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::domain::SensorId;
-use crate::llm::{LlmClient, LlmError};
-use crate::summary::{self, Facts, Ungrounded};
+use crate::llm::{LlmClient, LlmError, Sampling};
+use crate::summary::form::{self, FORM_ANSWER_TOKENS};
+use crate::summary::{self, Facts, Form, Refusal};
 
 /// How a request is made; from `[llm]` and the summarizer's deadline.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,8 +30,8 @@ pub enum Failure {
     #[error("{0}")]
     Call(LlmError),
     /// The model answered, and its answer was refused.
-    #[error("summary refused, not supported by the facts: {0}")]
-    Refused(Ungrounded),
+    #[error("answer refused: {0}")]
+    Refused(Refusal),
 }
 
 /// One call to the model for one window, and what became of it.
@@ -43,20 +47,24 @@ pub struct Attempt {
     pub answer_tokens: Option<u64>,
 }
 
-/// Asks the model to word `facts` and checks its answer against them.
+/// Asks the model to fill in the form of `facts` and renders the note from its answer.
 pub async fn attempt(client: &LlmClient, facts: &Facts, settings: Settings, known_sensors: &[SensorId]) -> Attempt {
-    let prompt = summary::prompt(facts);
+    let form = Form::new(facts);
+    let prompt = form::prompt(facts, &form);
+    let schema = form::schema(&form);
     let prompt_estimate =
         summary::estimate_tokens(&prompt.system).saturating_add(summary::estimate_tokens(&prompt.user));
-    let num_ctx = summary::context_size(&prompt, settings.max_tokens, settings.max_context);
+    // A form needs a few dozen tokens; a model that rambles is cut off rather than waited for.
+    let max_tokens = settings.max_tokens.min(FORM_ANSWER_TOKENS);
+    let num_ctx = summary::context_size(&prompt, max_tokens, settings.max_context);
+    let sampling = Sampling { temperature: settings.temperature, max_tokens, num_ctx };
     let started = Instant::now();
-    let answer = client.generate(&prompt, settings.temperature, settings.max_tokens, num_ctx, settings.timeout).await;
+    let answer = client.generate(&prompt, Some(&schema), sampling, settings.timeout).await;
     let elapsed = started.elapsed();
     let (prompt_tokens, answer_tokens) =
         answer.as_ref().map_or((None, None), |answer| (answer.prompt_tokens, answer.answer_tokens));
-    let outcome = answer.map_err(Failure::Call).and_then(|answer| {
-        let text = summary::clean(&answer.text);
-        summary::check_grounded(&text, facts, known_sensors).map(|()| text).map_err(Failure::Refused)
-    });
+    let outcome = answer
+        .map_err(Failure::Call)
+        .and_then(|answer| form::note_from_answer(&answer.text, facts, &form, known_sensors).map_err(Failure::Refused));
     Attempt { outcome, elapsed, prompt_estimate, prompt_tokens, answer_tokens }
 }
