@@ -184,8 +184,8 @@ pub fn seeded_windows(seed: u64, sensors: usize, count: usize, length: Duration)
     windows
 }
 
-/// A window of `count` anomalies spread over many sensors (as a flood would bring), for the
-/// prompt's size: the prompt must stay bounded whatever the count.
+/// A window of `count` anomalies spread over many sensors (as a flood would bring), with silences
+/// and drifts in progress, for the prompt's size: it must stay bounded whatever the count.
 pub fn flood_window(count: usize) -> Facts {
     let config = Config::default();
     let sensors = (count / 10).clamp(3, 1_000);
@@ -203,7 +203,19 @@ pub fn flood_window(count: usize) -> Facts {
             raised.into_iter().for_each(|anomaly| builder.add(&anomaly));
         }
     }
-    builder.finish(start + TimeDelta::seconds(60), &[])
+    // Half the first 40 sensors silent, the other half drifting: the longest facts text.
+    let ongoing: Vec<Condition> = (0..sensors.min(40))
+        .map(|i| {
+            let sensor_id = SensorId::new(&format!("wtf-pipe-{}", i + 1));
+            let since = start + TimeDelta::seconds(20);
+            if i % 2 == 0 {
+                Condition::Silent { sensor_id, parameter: Parameter::Flow, since }
+            } else {
+                Condition::Drifting { sensor_id, parameter: Parameter::Temperature, since, value: 39.5 }
+            }
+        })
+        .collect();
+    builder.finish(start + TimeDelta::seconds(60), &ongoing)
 }
 
 /// Runs the plan, printing one line per window to stderr.

@@ -154,7 +154,15 @@ impl Form {
             });
         }
         for peak in facts.peaks.iter().take(LISTED) {
-            findings.push(peak_finding(peak, facts));
+            // A drift still in progress is the `drifting` finding below; its peak is not one
+            // that "has ended".
+            let drifting = facts.ongoing.iter().any(|condition| {
+                matches!(condition, Condition::Drifting { sensor_id, parameter, .. }
+                    if *sensor_id == peak.sensor_id && *parameter == peak.parameter)
+            });
+            if peak.kind == AnomalyKind::Spike || !drifting {
+                findings.push(peak_finding(peak, facts));
+            }
         }
         for condition in facts.ongoing.iter().take(LISTED) {
             if let Condition::Drifting { sensor_id, parameter, .. } = condition {
@@ -343,14 +351,13 @@ const SYSTEM: &str = "You are the shift assistant of a water treatment plant. Yo
 and fill in a short form for the operator on duty. Answer with JSON only. Every value is chosen from its list \
 and copied exactly.";
 
-/// The facts, then each field with its choices and what each choice means. Bounded like the
-/// facts text: a few lines per list.
+/// The facts, then each field with its choices. Bounded like the facts text: a few lines per
+/// list, whatever the number of anomalies (under 1,500 tokens for 100,000; see BENCHMARKS.md).
 pub fn prompt(facts: &Facts, form: &Form) -> Prompt {
     let mut user = format!("Facts:\n{}\nFill in the form.\n", facts_text(facts));
-    let _ = writeln!(user, "most_urgent: the condition the operator deals with first. One of:");
-    for finding in form.choices() {
-        let _ = writeln!(user, "- \"{}\": {}", finding.id, finding.line);
-    }
+    // The choices' ids only: each names a line of the facts above, which need not be repeated.
+    let ids: Vec<String> = form.choices().iter().map(|finding| format!("\"{}\"", finding.id)).collect();
+    let _ = writeln!(user, "most_urgent: the condition the operator deals with first, one of {}", ids.join(", "));
     let _ = writeln!(user, "check_first: what the operator checks first, for the condition you chose. One of:");
     let first = &form.choices()[0];
     for action in &first.actions {

@@ -246,14 +246,15 @@ proptest! {
 
 #[test]
 fn context_size_examples() {
-    let prompt = Prompt { system: "x".repeat(400), user: "y".repeat(1_600) }; // 100 + 400 tokens
+    let prompt = Prompt { system: "x".repeat(300), user: "y".repeat(1_200) }; // 100 + 400 tokens
     assert_eq!(context_size(&prompt, 2048, 128_000), 2816); // 500 + 2048 + 256 = 2804, up to 11 × 256
     assert_eq!(context_size(&prompt, 2048, 2_000), 2_000);
     assert_eq!(context_size(&Prompt { system: String::new(), user: String::new() }, 1, 128_000), 512);
     assert_eq!(context_size(&prompt, u32::MAX, 128_000), 128_000);
     assert_eq!(estimate_tokens(""), 0);
     assert_eq!(estimate_tokens("abcde"), 2);
-    assert_eq!(estimate_tokens("°C°C"), 1);
+    assert_eq!(estimate_tokens("°C°C"), 2);
+    assert_eq!(estimate_tokens("at 10:22:50"), 6 + 2, "a digit is a token; 5 other characters make 2");
 }
 
 /// `count` anomalies spread over many sensors, with conditions still in progress.
@@ -288,9 +289,9 @@ fn the_prompt_stays_small_whatever_the_number_of_anomalies() {
         let prompt = form::prompt(&facts, &Form::new(&facts));
         let tokens = estimate_tokens(&prompt.system) + estimate_tokens(&prompt.user);
         println!("prompt for {count} anomalies over {} sensors: ~{tokens} tokens", facts.by_sensor.len());
-        // Digits and times tokenize densely (a token each), so chars/4 undercounts them: the
-        // bound holds with room for that. BENCHMARKS.md has the model's own counts.
-        assert!(tokens < 1_000, "{count} anomalies: {tokens} tokens");
+        // The estimate is within a few per cent of Gemma 3's tokenizer (BENCHMARKS.md has the
+        // model's own counts); the bound leaves room for that.
+        assert!(tokens < 1_350, "{count} anomalies: {tokens} tokens");
         assert!(prompt.user.contains(&format!("Anomalies: {count} (")), "{}", prompt.user);
         assert!(prompt.user.contains("Severity: critical"));
     }
