@@ -50,6 +50,18 @@ pub struct Store {
     /// The last anomaly sequence number in a closed summary window, and that window's end: where
     /// a restarted summarizer carries on.
     summarized_through: Mutex<Option<(u64, DateTime<Utc>)>>,
+    /// The summarizer's backoff from a failing model, kept here so that a summarizer restarted in
+    /// a crash loop waits it out instead of calling the model at every start.
+    llm_retry: Mutex<LlmRetry>,
+}
+
+/// When the summarizer may call the model again after failed calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LlmRetry {
+    /// Failed calls in a row.
+    pub failures: u32,
+    /// Not before this; `None`: at the next window.
+    pub after: Option<tokio::time::Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -163,6 +175,7 @@ impl Store {
             health: Health::new(started_at),
             readings_produced: Arc::new(AtomicU64::new(0)),
             summarized_through: Mutex::new(None),
+            llm_retry: Mutex::new(LlmRetry::default()),
         }
     }
 
@@ -346,13 +359,22 @@ impl Store {
         self.summary_seq.send_modify(|value| *value += 1);
     }
 
-    /// Notes that the anomalies up to `seq` are in a window that closed at `window_end`.
+    /// Notes that the anomalies up to `seq` are in a published summary whose window closed at
+    /// `window_end`: a restarted summarizer carries on from there.
     pub fn set_summarized_through(&self, seq: u64, window_end: DateTime<Utc>) {
         *lock(&self.summarized_through) = Some((seq, window_end));
     }
 
     pub fn summarized_through(&self) -> Option<(u64, DateTime<Utc>)> {
         *lock(&self.summarized_through)
+    }
+
+    pub fn llm_retry(&self) -> LlmRetry {
+        *lock(&self.llm_retry)
+    }
+
+    pub fn set_llm_retry(&self, retry: LlmRetry) {
+        *lock(&self.llm_retry) = retry;
     }
 
     pub fn latest_summary(&self) -> Option<Arc<Summary>> {

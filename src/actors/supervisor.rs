@@ -527,7 +527,7 @@ impl SupervisorState {
     }
 
     /// Simulators first (no new readings), then detectors finish their mailboxes, then the
-    /// mirror writes what they raised to Redis, then the API.
+    /// summarizer publishes its open window, then the mirror writes all of it to Redis, then the API.
     async fn on_shutdown(&mut self) {
         self.stopping = true;
         let refs: Vec<ChildRef> = self.children.values().filter_map(|child| child.running.clone()).collect();
@@ -539,6 +539,11 @@ impl SupervisorState {
         for running in &refs {
             if let ChildRef::Detector(actor) = running {
                 let _ = actor.drain_and_wait(Some(DRAIN_TIMEOUT)).await;
+            }
+        }
+        for running in &refs {
+            if let ChildRef::Summarizer(actor) = running {
+                let _ = actor.call(|reply| SummarizerMsg::Flush { reply }, Some(DRAIN_TIMEOUT)).await;
             }
         }
         for running in &refs {

@@ -31,8 +31,6 @@ pub enum ApiError {
     Timeout(Duration),
     #[error("request body larger than {0} bytes; this API takes no request bodies")]
     BodyTooLarge(usize),
-    #[error("no summary has been written yet; the first comes within 30 seconds of start")]
-    NoSummaryYet,
     #[error("{0}")]
     Unavailable(String),
     /// An error answer made outside the handlers (e.g. an axum extractor's rejection), kept with
@@ -67,7 +65,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NoSummaryYet | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Other { status, .. } => *status,
         }
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{Reading, SensorId};
-use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, LlmState, RedisHealth};
+use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, RedisHealth};
 use crate::store::Store;
 
 /// One sensor as `/status` shows it.
@@ -47,7 +47,9 @@ pub struct SensorStatus {
         "last_failure": "fault injected into detector:wtf-pipe-1:pressure",
         "last_failure_at": "2025-05-19T09:12:03.512Z"}},
     "llm": {"state": "inactive", "model": "llama3.2:1b",
-        "reason": "ollama unreachable: connection refused", "last_call": "2025-05-19T10:24:00.000Z"},
+        "reason": "ollama unreachable: connection refused", "last_call": "2025-05-19T10:24:00.000Z",
+        "answers_accepted": 41, "answers_refused": 3, "calls_failed": 2,
+        "last_refusal": "answer refused: the answer is not JSON: expected value at line 1 column 1: All quiet"},
     "redis": {"state": "disabled", "backlog": 0, "dropped": 0, "mirrored": 0, "last_error": null},
     "config": {"source": "/etc/wtf-monitor/wtf-monitor.toml", "loaded_at": "2025-05-19T08:00:00.000Z", "last_reload": null}
 }))]
@@ -56,7 +58,8 @@ pub struct StatusBody {
     pub sensor_active: bool,
     /// Every detector actor is running.
     pub detector_active: bool,
-    /// The last call to the model succeeded and its text was used.
+    /// The model is reachable and answering: its last call got an answer, whether that answer
+    /// was used or refused (`llm.state` tells which, `llm.answers_refused` how often).
     pub llm_active: bool,
     /// The API actor is running.
     pub api_active: bool,
@@ -108,7 +111,7 @@ pub fn status_now(store: &Store, now: DateTime<Utc>) -> StatusBody {
     StatusBody {
         sensor_active: !sensors.is_empty() && sensors.values().all(|sensor| sensor.active),
         detector_active: health.all_alive(Component::Detector),
-        llm_active: llm.state == LlmState::Active,
+        llm_active: llm.state.is_answering(),
         api_active: health.all_alive(Component::Api),
         last_reading_time,
         anomaly_count_24h: store.anomaly_count_24h(now),
