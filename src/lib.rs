@@ -30,6 +30,11 @@
 //!   ending the process non-zero, when one fails too often; [`signals`] turns SIGHUP and SIGTERM
 //!   into reload and shutdown requests for it.
 //!
+//! - the summarizer closes a window of anomalies into [`summary::Facts`]; [`wording`] asks the
+//!   model to fill in a form of choices built from them (Ollama's structured outputs, through
+//!   [`llm`]) and the daemon writes the note; `wtf-monitor llm-bench` ([`llm_bench`]) measures
+//!   that same path against a real model.
+//!
 //! The business logic lives in plain modules without actors, clocks or I/O — [`detection`],
 //! [`simulation`], [`summary`] and [`config::diff`] — and is tested as plain functions.
 

@@ -346,9 +346,26 @@ async fn status_flags_follow_live_state_at_once() {
     assert_eq!(flags(&status), [true, true, true, true]);
     assert_eq!(status["actors"]["detector:wtf-pipe-2:flow"]["restarts"], 1);
 
-    health.set_llm(|llm| llm.state = LlmState::Inactive);
+    // A refused answer is an answer: the model is reachable, and the refusal is reported.
+    health.set_llm(|llm| {
+        llm.state = LlmState::Refused;
+        llm.answers_refused = 1;
+        llm.last_refusal = Some("answer refused: the answer is not JSON".into());
+    });
+    let status = fixture.get_ok("/status").await;
+    assert_eq!(flags(&status), [true, true, true, true]);
+    assert_eq!(status["llm"]["state"], "refused");
+    assert_eq!(status["llm"]["answers_refused"], 1);
+    assert_eq!(status["llm"]["last_refusal"], "answer refused: the answer is not JSON");
+
+    health.set_llm(|llm| {
+        llm.state = LlmState::Inactive;
+        llm.calls_failed = 1;
+    });
     health.actor_down("simulator:wtf-pipe-3", None);
-    assert_eq!(flags(&fixture.get_ok("/status").await), [false, true, false, true]);
+    let status = fixture.get_ok("/status").await;
+    assert_eq!(flags(&status), [false, true, false, true]);
+    assert_eq!((&status["llm"]["state"], &status["llm"]["calls_failed"]), (&json!("inactive"), &json!(1)));
 }
 
 #[tokio::test]
