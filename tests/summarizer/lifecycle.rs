@@ -1,7 +1,8 @@
 //! Crashes, restarts and the stop: what survives the summarizer (the last published window, the
 //! backoff) and what does not (its model call).
 
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ractor::ActorStatus;
@@ -124,4 +125,50 @@ async fn a_flush_does_not_wait_for_a_silent_model_longer_than_its_budget() {
     assert_eq!(summaries[0].window_start, summaries[1].window_end);
     until(Duration::from_secs(2), "both calls abandoned", || ollama.closed_by_client.load(Ordering::SeqCst) == 2).await;
     harness.actor.stop(None);
+}
+
+/// An Ollama without the model whose pull never finishes: `/api/generate` answers 404 "not
+/// found", `/api/pull` is taken and never answered. Counts pulls and those the client closed.
+async fn ollama_stuck_pulling() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (pulls, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (pulling, abandoned) = (Arc::clone(&pulls), Arc::clone(&closed));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (pulling, abandoned) = (Arc::clone(&pulling), Arc::clone(&abandoned));
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                let Ok(read) = socket.read(&mut buffer).await else { return };
+                if buffer[..read].starts_with(b"POST /api/pull") {
+                    pulling.fetch_add(1, Ordering::SeqCst);
+                    while matches!(socket.read(&mut buffer).await, Ok(read) if read > 0) {}
+                    abandoned.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    let body = r#"{"error":"model \"llama3.2:1b\" not found, try pulling it first"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    (url, pulls, closed)
+}
+
+#[tokio::test]
+async fn a_pull_in_progress_is_abandoned_when_the_summarizer_crashes() {
+    let (url, pulls, closed) = ollama_stuck_pulling().await;
+    let harness = Harness::start(move |llm| {
+        llm.url = url;
+        llm.interval = Duration::from_secs(1);
+        llm.min_interval = Duration::from_secs(1);
+    })
+    .await;
+    until(Duration::from_secs(5), "the pull", || pulls.load(Ordering::SeqCst) == 1).await;
+    let _ = harness.actor.cast(SummarizerMsg::InjectFault(Fault::Panic));
+    until(Duration::from_secs(2), "the pull abandoned", || closed.load(Ordering::SeqCst) == 1).await;
 }
