@@ -82,6 +82,9 @@ async fn every_false_note_is_refused_whether_written_as_prose_or_slipped_into_th
     answers.extend(FALSE_NOTES.iter().map(|note| {
         json!({"most_urgent": "spike wtf-pipe-1 pressure", "check_first": "on_site", "headline": note}).to_string()
     }));
+    // And a form missing its fields: off the schema.
+    answers.push(json!({"most_urgent": "spike wtf-pipe-1 pressure"}).to_string());
+    // Each answer gets a summarizer and a fake model of its own; they run side by side.
     let runs =
         answers.into_iter().map(|answer| tokio::spawn(async move { (answer.clone(), answered_with(&answer).await) }));
     for run in runs.collect::<Vec<_>>() {
@@ -100,7 +103,11 @@ async fn every_false_note_is_refused_whether_written_as_prose_or_slipped_into_th
         assert_eq!((llm.answers_accepted, llm.calls_failed), (0, 0), "{answer}");
         assert!(llm.answers_refused >= 1, "{answer}: {llm:?}");
         let reason = llm.last_refusal.unwrap_or_default();
-        let expected = if answer.starts_with('{') { "headline is" } else { "not JSON" };
+        let expected = match answer.as_str() {
+            form if form.starts_with('{') && !form.contains("headline") => "check_first is missing",
+            form if form.starts_with('{') => "headline is",
+            _ => "not JSON",
+        };
         assert!(reason.contains(expected), "{answer}: {reason}");
     }
 }
