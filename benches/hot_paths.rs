@@ -2,21 +2,20 @@
 //! summary facts over 100,000 anomalies. `cargo bench --bench hot_paths`.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use chrono::{TimeDelta, TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use wtf_monitor::config::{DetectionConfig, SimulationConfig};
+use wtf_monitor::config::Config;
 use wtf_monitor::detection::{ParameterDetector, Rules};
-use wtf_monitor::domain::{Anomaly, AnomalyKind, Parameter};
+use wtf_monitor::domain::{Anomaly, AnomalyKind, EpisodeKey, Parameter};
 use wtf_monitor::simulation::{SensorSimulator, SimulationSettings};
 use wtf_monitor::summary::{self, FactsBuilder, Form, form};
 
 fn detector_step(c: &mut Criterion) {
     let start = Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap();
-    let rules = Rules::for_parameter(&DetectionConfig::default(), Parameter::Pressure);
+    let rules = Rules::for_sensor(&Config::default(), "wtf-pipe-1", "pressure");
     c.bench_function("detector step, normal reading", |b| {
-        let mut detector = ParameterDetector::new("wtf-pipe-1".into(), Parameter::Pressure, start);
+        let mut detector = ParameterDetector::new("wtf-pipe-1".into(), Parameter::new("pressure"));
         let mut at = start;
         b.iter(|| {
             at += TimeDelta::milliseconds(1);
@@ -24,7 +23,7 @@ fn detector_step(c: &mut Criterion) {
         });
     });
     c.bench_function("detector step, a spike every other reading", |b| {
-        let mut detector = ParameterDetector::new("wtf-pipe-1".into(), Parameter::Pressure, start);
+        let mut detector = ParameterDetector::new("wtf-pipe-1".into(), Parameter::new("pressure"));
         let mut at = start;
         let mut high = false;
         b.iter(|| {
@@ -37,11 +36,7 @@ fn detector_step(c: &mut Criterion) {
 }
 
 fn simulator_step(c: &mut Criterion) {
-    let settings = SimulationSettings::from_config(
-        Duration::from_secs(1),
-        &SimulationConfig::default(),
-        &DetectionConfig::default(),
-    );
+    let settings = SimulationSettings::from_config(&Config::default(), "wtf-pipe-1");
     let mut simulator = SensorSimulator::new("wtf-pipe-1".into(), 42, settings);
     let mut at = Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap();
     c.bench_function("simulator step", |b| {
@@ -54,14 +49,17 @@ fn simulator_step(c: &mut Criterion) {
 
 fn sample_anomalies(count: usize) -> Vec<Anomaly> {
     let start = Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap();
+    let config = Config::default();
     (0..count)
         .map(|i| {
-            let kind = AnomalyKind::ALL[i % 3];
-            let parameter = Parameter::ALL[(i / 3) % 3];
+            let kind = AnomalyKind::ALWAYS[i % 3];
+            let parameter = ["temperature", "pressure", "flow"][(i / 3) % 3];
             let sensor = format!("wtf-pipe-{}", i % 1000);
             let duration = (kind != AnomalyKind::Spike).then_some(16.0);
             let at = start + TimeDelta::milliseconds(i as i64);
-            Anomaly::new(kind, at, sensor.as_str().into(), parameter, Some(4.5), 4.0, duration)
+            let episode =
+                EpisodeKey { sensor_id: sensor.as_str().into(), parameter: parameter.into(), kind, started: at };
+            Anomaly::new(&episode, at, Some(4.5), 4.0, duration, &config.wording(parameter))
         })
         .collect()
 }

@@ -7,19 +7,20 @@
 
 pub mod diff;
 mod rules;
+mod sections;
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Provider};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Parameter, PerParameter};
+use crate::domain::Parameter;
+
+pub use sections::*;
 
 /// Where the repository keeps its reference config; used when run from a checkout.
 pub const REPO_CONFIG_PATH: &str = "config/wtf-monitor.toml";
@@ -29,11 +30,16 @@ pub const SYSTEM_CONFIG_PATH: &str = "/etc/wtf-monitor/wtf-monitor.toml";
 pub const ENV_PREFIX: &str = "WTF_";
 
 /// Every setting of the daemon. Each section's doc is repeated in `config/wtf-monitor.toml`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub api: ApiConfig,
     pub sensors: SensorsConfig,
+    /// The measured quantities by name, with their units and normal ranges.
+    #[serde(default = "default_parameters")]
+    pub parameters: BTreeMap<String, ParameterSpec>,
+    pub ingest: IngestConfig,
+    pub auth: AuthConfig,
     pub simulation: SimulationConfig,
     pub detection: DetectionConfig,
     pub store: StoreConfig,
@@ -45,252 +51,60 @@ pub struct Config {
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 10] =
-    ["api", "sensors", "simulation", "detection", "store", "llm", "redis", "supervisor", "log", "debug"];
+const SECTIONS: [&str; 13] = [
+    "api",
+    "sensors",
+    "parameters",
+    "ingest",
+    "auth",
+    "simulation",
+    "detection",
+    "store",
+    "llm",
+    "redis",
+    "supervisor",
+    "log",
+    "debug",
+];
 
-/// The REST API.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiConfig {
-    /// Address and port the HTTP server listens on. Needs a restart to change.
-    pub listen: SocketAddr,
-    /// A request that takes longer is answered 408.
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Browser origins allowed to call the API (CORS). Empty: none, the safe default.
-    pub cors_allowed_origins: Vec<String>,
-}
-
-impl Default for ApiConfig {
+impl Default for Config {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
-            request_timeout: Duration::from_secs(10),
-            cors_allowed_origins: Vec::new(),
+            api: ApiConfig::default(),
+            sensors: SensorsConfig::default(),
+            parameters: default_parameters(),
+            ingest: IngestConfig::default(),
+            auth: AuthConfig::default(),
+            simulation: SimulationConfig::default(),
+            detection: DetectionConfig::default(),
+            store: StoreConfig::default(),
+            llm: LlmConfig::default(),
+            redis: RedisConfig::default(),
+            supervisor: SupervisorConfig::default(),
+            log: LogConfig::default(),
+            debug: DebugConfig::default(),
         }
     }
 }
 
-/// The sensors watched.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SensorsConfig {
-    /// Sensor names: letters, digits, `-`, `_` and `.`, at most 64 characters, unique.
-    pub ids: Vec<String>,
-    /// Time between two readings of one sensor.
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-}
+impl Config {
+    /// The configured parameters, in name order.
+    pub fn parameter_list(&self) -> Vec<Parameter> {
+        self.parameters.keys().map(|name| Parameter::new(name)).collect()
+    }
 
-impl Default for SensorsConfig {
-    fn default() -> Self {
-        Self {
-            ids: vec!["wtf-pipe-1".into(), "wtf-pipe-2".into(), "wtf-pipe-3".into()],
-            interval: Duration::from_secs(1),
+    /// The unit of a parameter; "" for one that is not configured.
+    pub fn unit(&self, parameter: &str) -> &str {
+        self.parameters.get(parameter).map_or("", |spec| spec.unit.as_str())
+    }
+
+    /// How messages name a parameter: its title and unit (the name itself for one not configured).
+    pub fn wording(&self, parameter: &str) -> crate::domain::Wording {
+        match self.parameters.get(parameter) {
+            Some(spec) => crate::domain::Wording::new(&spec.title(parameter), &spec.unit),
+            None => crate::domain::Wording::new(parameter, ""),
         }
     }
-}
-
-/// The built-in simulator that stands in for plant equipment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SimulationConfig {
-    /// Generate readings for the configured sensors.
-    pub enabled: bool,
-    /// Seed of the generators: the same seed replays the same readings. None: a fresh seed each run.
-    pub seed: Option<u64>,
-    /// Injected spikes per sensor per hour of readings (Poisson-distributed).
-    pub spikes_per_hour: f64,
-    /// Injected drifts per sensor per hour of readings.
-    pub drifts_per_hour: f64,
-    /// Injected dropouts per sensor per hour of readings.
-    pub dropouts_per_hour: f64,
-}
-
-impl Default for SimulationConfig {
-    fn default() -> Self {
-        Self { enabled: true, seed: None, spikes_per_hour: 40.0, drifts_per_hour: 10.0, dropouts_per_hour: 8.0 }
-    }
-}
-
-/// Anomaly detection rules; comparisons are strict (`>`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectionConfig {
-    /// A drift is raised when a value stays above its drift threshold for longer than this.
-    #[serde(with = "humantime_serde")]
-    pub drift_duration: Duration,
-    /// A dropout is raised when a parameter has no reading for longer than this.
-    #[serde(with = "humantime_serde")]
-    pub dropout_timeout: Duration,
-    /// One reading above these raises a spike.
-    pub spike_thresholds: PerParameter<f64>,
-    /// Readings above these for longer than `drift_duration` raise a drift.
-    pub drift_thresholds: PerParameter<f64>,
-}
-
-impl Default for DetectionConfig {
-    fn default() -> Self {
-        Self {
-            drift_duration: Duration::from_secs(15),
-            dropout_timeout: Duration::from_secs(10),
-            spike_thresholds: PerParameter { temperature: 45.0, pressure: 4.0, flow: 120.0 },
-            drift_thresholds: PerParameter { temperature: 38.0, pressure: 3.5, flow: 110.0 },
-        }
-    }
-}
-
-/// The in-memory store the API serves from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// How long an anomaly is kept, each by its own age.
-    #[serde(with = "humantime_serde")]
-    pub retention: Duration,
-    /// Memory bound: past this many anomalies the oldest are evicted early (counted in `/status`).
-    /// An anomaly takes about 400 bytes, so the default bounds them to about 40 MB.
-    pub max_anomalies: usize,
-    /// How many recent summaries are kept.
-    pub max_summaries: usize,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self { retention: Duration::from_secs(24 * 3600), max_anomalies: 100_000, max_summaries: 100 }
-    }
-}
-
-/// The summarizer and its language model, served by Ollama.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LlmConfig {
-    /// Base URL of the Ollama server. Empty: never call a model, always use the template.
-    pub url: String,
-    /// Model name as Ollama knows it.
-    pub model: String,
-    /// Sampling temperature: low keeps the wording close to the facts.
-    pub temperature: f64,
-    /// Most tokens the model may answer with (`num_predict`); a form needs far fewer, so requests
-    /// ask for at most [`crate::summary::form::FORM_ANSWER_TOKENS`].
-    pub max_tokens: u32,
-    /// Largest context window ever requested (`num_ctx`); each request asks only for what it needs.
-    pub max_context: u32,
-    /// A summary is written at least this often (at most 3 minutes).
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// A call to the model that takes longer is abandoned and the template is used.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// This many new anomalies bring the next summary forward.
-    pub burst_anomalies: u64,
-    /// Summaries are never closer together than this, however many anomalies arrive.
-    #[serde(with = "humantime_serde")]
-    pub min_interval: Duration,
-    /// Ask Ollama to pull the model once if it reports it missing.
-    pub pull_missing_model: bool,
-}
-
-impl Default for LlmConfig {
-    fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:11434".into(),
-            model: "llama3.2:1b".into(),
-            temperature: 0.3,
-            max_tokens: 2048,
-            max_context: 128_000,
-            interval: Duration::from_secs(60),
-            timeout: Duration::from_secs(120),
-            burst_anomalies: 50,
-            min_interval: Duration::from_secs(15),
-            pull_missing_model: true,
-        }
-    }
-}
-
-/// The Redis mirror.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RedisConfig {
-    /// `redis://host:port[/db]`, `rediss://…` or `unix://…`. Empty: in memory only. Needs a restart.
-    /// With `cluster = true`: a comma-separated list of seed nodes of a Redis Cluster.
-    pub url: String,
-    /// Speak the Redis Cluster protocol (slot map, redirections, failover) to the nodes in `url`.
-    pub cluster: bool,
-    /// Every key the daemon writes starts with this.
-    pub key_prefix: String,
-    /// Writes kept while Redis is unreachable; past this the oldest are dropped and counted.
-    pub backlog_capacity: usize,
-    /// Most anomalies kept in Redis; bounds what a flood can make Redis hold (~414 bytes each).
-    pub max_anomalies: usize,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379".into(),
-            cluster: false,
-            key_prefix: "wtf:".into(),
-            backlog_capacity: 100_000,
-            max_anomalies: 1_000_000,
-        }
-    }
-}
-
-/// How the supervisor treats failing actors.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SupervisorConfig {
-    /// More failures than this of one actor within `restart_window` stop the daemon (exit non-zero).
-    pub max_restarts: u32,
-    #[serde(with = "humantime_serde")]
-    pub restart_window: Duration,
-    /// Wait before the first restart; doubles with each further failure in the window.
-    #[serde(with = "humantime_serde")]
-    pub backoff_initial: Duration,
-    /// Longest wait before a restart.
-    #[serde(with = "humantime_serde")]
-    pub backoff_max: Duration,
-}
-
-impl Default for SupervisorConfig {
-    fn default() -> Self {
-        Self {
-            max_restarts: 5,
-            restart_window: Duration::from_secs(60),
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Logging to stdout.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a filter such as `info,wtf_monitor=debug`.
-    pub level: String,
-    pub format: LogFormat,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Switches for tests and drills; all off in production.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DebugConfig {
-    /// Serve `POST /debug/fail/{actor}`, which makes the named actor fail, to drill supervision.
-    pub fault_injection: bool,
 }
 
 /// Which file a config came from, for logs and `/status`.
@@ -449,11 +263,25 @@ fn extract(figment: &Figment) -> (Config, Vec<ConfigProblem>) {
                     });
                 }
             }
+            // `[detection]` flattens its limits, so serde cannot refuse unknown keys there.
+            if let Some(figment::value::Value::Dict(_, detection)) = dict.get("detection") {
+                let known = || DetectionConfig::KEYS.iter().chain(Limits::KEYS.iter());
+                for key in detection.keys().filter(|key| !known().any(|known| known == key)) {
+                    let expected: Vec<&str> = known().copied().collect();
+                    problems.push(ConfigProblem {
+                        key: format!("detection.{key}"),
+                        message: format!("unknown key; expected one of {}", expected.join(", ")),
+                    });
+                }
+            }
         }
     }
     let mut config = Config::default();
     section(figment, "api", &mut config.api, &mut problems);
     section(figment, "sensors", &mut config.sensors, &mut problems);
+    section(figment, "parameters", &mut config.parameters, &mut problems);
+    section(figment, "ingest", &mut config.ingest, &mut problems);
+    section(figment, "auth", &mut config.auth, &mut problems);
     section(figment, "simulation", &mut config.simulation, &mut problems);
     section(figment, "detection", &mut config.detection, &mut problems);
     section(figment, "store", &mut config.store, &mut problems);

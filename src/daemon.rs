@@ -5,6 +5,7 @@
 //! pass their own.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
@@ -16,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::diff::{diff, live_part};
 use crate::config::{ConfigSource, ValidConfig, load_valid};
 use crate::health::ReloadOutcome;
+use crate::ingress::Ingress;
 use crate::logging::LogControl;
 use crate::signals::Intent;
 use crate::store::Store;
@@ -49,7 +51,8 @@ pub struct Daemon {
 pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     let Daemon { config, source, mut intents, logging } = daemon;
     let clock = Clock::start();
-    let store = Arc::new(Store::new(config.clone(), clock.now()));
+    let store = Arc::new(Store::new(config.clone(), clock));
+    let ingress = Arc::new(Ingress::new(&config, clock));
     store.health.set_config(|health| health.source = source.to_string());
     // Before any actor runs, so `/anomalies` serves after a restart what it served before it.
     crate::actors::mirror::restore_at_start(&config, &store, &clock).await;
@@ -57,11 +60,14 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     tracing::info!(component = %"supervisor", config = %source, seed, sensors = config.sensors.ids.len(), "starting");
 
     let verdict = Arc::new(Verdict::default());
+    let stop_requested = Arc::new(AtomicBool::new(false));
     let args = SupervisorArgs {
         config: config.clone(),
         store: Arc::clone(&store),
+        ingress,
         clock,
         verdict: Arc::clone(&verdict),
+        stop_requested: Arc::clone(&stop_requested),
         seed,
         pace: Pace::Scheduled,
     };
@@ -73,15 +79,27 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
 
     let ending = loop {
         tokio::select! {
-            _ = &mut supervisor_done => {
-                // Only a stop request ends the supervisor cleanly, and that leaves through
-                // `shut_down`: here it gave up, or died.
-                let reason = verdict.gave_up().unwrap_or_else(|| "the supervisor stopped unexpectedly".into());
-                break Ending::GaveUp(reason);
-            }
+            _ = &mut supervisor_done => break gave_up(&verdict),
             intent = intents.recv() => match intent {
-                Some(Intent::Reload) => reload(&supervisor, &store, &source, logging.as_ref(), &clock).await,
+                Some(Intent::Reload) => {
+                    // A stop asked for during a reload wins: the reload is left to finish (or
+                    // give way, see `SupervisorArgs::stop_requested`) behind the stop.
+                    let interrupted = tokio::select! {
+                        () = reload(&supervisor, &store, &source, logging.as_ref(), &clock) => None,
+                        _ = &mut supervisor_done => Some(false),
+                        () = wait_for_stop(&mut intents) => Some(true),
+                    };
+                    match interrupted {
+                        None => {}
+                        Some(false) => break gave_up(&verdict),
+                        Some(true) => {
+                            stop_requested.store(true, Ordering::SeqCst);
+                            break shut_down(&supervisor, &mut supervisor_done, &mut intents).await;
+                        }
+                    }
+                }
                 Some(Intent::Shutdown) | None => {
+                    stop_requested.store(true, Ordering::SeqCst);
                     break shut_down(&supervisor, &mut supervisor_done, &mut intents).await;
                 }
             },
@@ -91,6 +109,21 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
         watchdog.abort();
     }
     Ok(ending)
+}
+
+/// Only a stop request ends the supervisor cleanly, and that leaves through `shut_down`: a
+/// supervisor that ended by itself gave up, or died.
+fn gave_up(verdict: &Verdict) -> Ending {
+    Ending::GaveUp(verdict.gave_up().unwrap_or_else(|| "the supervisor stopped unexpectedly".into()))
+}
+
+/// Waits for a stop request, letting further reload requests go (one is running).
+async fn wait_for_stop(intents: &mut mpsc::UnboundedReceiver<Intent>) {
+    loop {
+        if let Some(Intent::Shutdown) | None = intents.recv().await {
+            return;
+        }
+    }
 }
 
 async fn shut_down(
@@ -104,13 +137,7 @@ async fn shut_down(
         let _ = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { reply });
         let _ = (&mut *supervisor_done).await;
     };
-    let second_request = async {
-        loop {
-            if let Some(Intent::Shutdown) | None = intents.recv().await {
-                return;
-            }
-        }
-    };
+    let second_request = wait_for_stop(intents);
     tokio::select! {
         drained = tokio::time::timeout(SHUTDOWN_TIMEOUT, graceful) => match drained {
             Ok(()) => Ending::Stopped,

@@ -1,12 +1,21 @@
 //! Plain data shared by every part of the daemon: sensors, parameters, readings, anomalies and
 //! summaries. Nothing here does I/O or reads a clock; the JSON shapes are the API's contract.
+//!
+//! Parameters are named in the configuration (`[parameters.<name>]`): temperature, pressure and
+//! flow by default, and whatever else a plant measures. A [`Parameter`] is only the name; its unit
+//! and ranges are looked up in the configuration by whoever needs them.
+
+mod anomaly;
 
 use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+pub use anomaly::{Anomaly, AnomalyId, AnomalyKind, Cleared, EpisodeKey, Transition, Wording, describe_duration};
 
 /// The name of a sensor, e.g. `wtf-pipe-1`. Cheap to clone: readings and anomalies carry it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
@@ -36,263 +45,22 @@ impl From<&str> for SensorId {
     }
 }
 
-/// A measured quantity. Every sensor reports all three.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Parameter {
-    Temperature,
-    Pressure,
-    Flow,
-}
-
-impl Parameter {
-    pub const ALL: [Parameter; 3] = [Parameter::Temperature, Parameter::Pressure, Parameter::Flow];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Parameter::Temperature => "temperature",
-            Parameter::Pressure => "pressure",
-            Parameter::Flow => "flow",
-        }
-    }
-
-    /// The unit operators read values in.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Parameter::Temperature => "°C",
-            Parameter::Pressure => "bar",
-            Parameter::Flow => "L/min",
-        }
-    }
-
-    /// Capitalised, for the start of a message.
-    pub fn title(self) -> &'static str {
-        match self {
-            Parameter::Temperature => "Temperature",
-            Parameter::Pressure => "Pressure",
-            Parameter::Flow => "Flow",
-        }
-    }
-
-    /// Position in `ALL`, for fixed-size per-parameter tables.
-    pub fn index(self) -> usize {
-        self as usize
+impl std::borrow::Borrow<str> for SensorId {
+    fn borrow(&self) -> &str {
+        &self.0
     }
 }
 
-impl fmt::Display for Parameter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Parameter {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Parameter::ALL
-            .into_iter()
-            .find(|parameter| parameter.as_str() == name)
-            .ok_or_else(|| UnknownName(name.to_owned()))
-    }
-}
-
-/// One value per parameter, e.g. the three spike thresholds.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PerParameter<T> {
-    pub temperature: T,
-    pub pressure: T,
-    pub flow: T,
-}
-
-impl<T: Copy> PerParameter<T> {
-    pub fn get(&self, parameter: Parameter) -> T {
-        match parameter {
-            Parameter::Temperature => self.temperature,
-            Parameter::Pressure => self.pressure,
-            Parameter::Flow => self.flow,
-        }
-    }
-
-    pub fn set(&mut self, parameter: Parameter, value: T) {
-        match parameter {
-            Parameter::Temperature => self.temperature = value,
-            Parameter::Pressure => self.pressure = value,
-            Parameter::Flow => self.flow = value,
-        }
-    }
-
-    pub fn from_fn(mut f: impl FnMut(Parameter) -> T) -> Self {
-        Self { temperature: f(Parameter::Temperature), pressure: f(Parameter::Pressure), flow: f(Parameter::Flow) }
-    }
-}
-
-/// What one sensor reported at one instant.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct Reading {
-    pub sensor_id: SensorId,
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime, example = "2025-05-19T10:15:00.000Z")]
-    pub timestamp: DateTime<Utc>,
-    /// °C
-    pub temperature: f64,
-    /// bar
-    pub pressure: f64,
-    /// L/min
-    pub flow: f64,
-}
-
-impl Reading {
-    pub fn value(&self, parameter: Parameter) -> f64 {
-        match parameter {
-            Parameter::Temperature => self.temperature,
-            Parameter::Pressure => self.pressure,
-            Parameter::Flow => self.flow,
-        }
-    }
-}
-
-/// The three kinds of anomaly the detectors raise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum AnomalyKind {
-    /// One reading above the spike threshold.
-    Spike,
-    /// Readings above the drift threshold for longer than the drift duration.
-    Drift,
-    /// No reading for longer than the dropout timeout.
-    Dropout,
-}
-
-impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 3] = [AnomalyKind::Spike, AnomalyKind::Drift, AnomalyKind::Dropout];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnomalyKind::Spike => "spike",
-            AnomalyKind::Drift => "drift",
-            AnomalyKind::Dropout => "dropout",
-        }
-    }
-}
-
-impl fmt::Display for AnomalyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for AnomalyKind {
-    type Err = UnknownName;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        AnomalyKind::ALL.into_iter().find(|kind| kind.as_str() == name).ok_or_else(|| UnknownName(name.to_owned()))
-    }
-}
-
-/// A name that is not one of a closed set (a parameter or an anomaly type).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown name {0:?}")]
-pub struct UnknownName(pub String);
-
-/// One anomaly, as served by the API and mirrored to Redis.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({
-    "id": "01JVKZ1E00M4Q5V9D2K7XW3F8A",
-    "type": "spike",
-    "timestamp": "2025-05-19T10:15:00.000Z",
-    "sensor_id": "wtf-pipe-1",
-    "parameter": "pressure",
-    "value": 4.5,
-    "threshold": 4.0,
-    "duration_seconds": null,
-    "message": "Pressure spike detected: 4.5 exceeds threshold 4"
-}))]
-pub struct Anomaly {
-    /// Unique and sortable by time: see [`AnomalyId`].
-    pub id: AnomalyId,
-    #[serde(rename = "type")]
-    pub kind: AnomalyKind,
-    /// When the anomaly was raised: the reading's time for a spike or a drift, the clock's for a dropout.
-    #[serde(with = "rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub timestamp: DateTime<Utc>,
-    pub sensor_id: SensorId,
-    pub parameter: Parameter,
-    /// The reading that raised it; for a dropout the last value seen, if any.
-    pub value: Option<f64>,
-    /// The threshold crossed; for a dropout the timeout in seconds.
-    pub threshold: f64,
-    /// Drift: how long the value had been above the threshold. Dropout: the silence so far.
-    pub duration_seconds: Option<f64>,
-    pub message: String,
-}
-
-impl Anomaly {
-    /// Builds an anomaly with its id and operator message derived from the facts.
-    pub fn new(
-        kind: AnomalyKind,
-        timestamp: DateTime<Utc>,
-        sensor_id: SensorId,
-        parameter: Parameter,
-        value: Option<f64>,
-        threshold: f64,
-        duration_seconds: Option<f64>,
-    ) -> Self {
-        let id = AnomalyId::new(timestamp, &sensor_id, parameter, kind);
-        let message = describe(kind, parameter, value, threshold, duration_seconds);
-        Self { id, kind, timestamp, sensor_id, parameter, value, threshold, duration_seconds, message }
-    }
-}
-
-fn describe(
-    kind: AnomalyKind,
-    parameter: Parameter,
-    value: Option<f64>,
-    threshold: f64,
-    duration_seconds: Option<f64>,
-) -> String {
-    let name = parameter.title();
-    let value = value.map_or_else(|| "none".to_owned(), |value| round_for_display(value).to_string());
-    let threshold = round_for_display(threshold);
-    let duration = round_for_display(duration_seconds.unwrap_or(0.0));
-    match kind {
-        AnomalyKind::Spike => format!("{name} spike detected: {value} exceeds threshold {threshold}"),
-        AnomalyKind::Drift => {
-            format!("{name} drift detected: {value} above threshold {threshold} for {duration} s")
-        }
-        AnomalyKind::Dropout => {
-            format!("{name} dropout detected: no reading for {duration} s (last value {value})")
-        }
-    }
-}
-
-/// Rounds to two decimals: the precision operators read, and the one summaries quote.
-pub fn round_for_display(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
-/// An anomaly's identity: 26 characters, sortable by time (a ULID layout).
-///
-/// The first 48 bits are the timestamp in milliseconds; the other 80 are a hash of the sensor,
-/// parameter, kind and exact timestamp. The same episode therefore always gets the same id, which
-/// makes writes to Redis idempotent and replays of a seeded simulation comparable.
+/// A measured quantity, by the name the configuration gives it (`pressure`, `turbidity`, …).
+/// Cheap to clone, like [`SensorId`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
-#[schema(value_type = String)]
-pub struct AnomalyId(String);
+#[schema(value_type = String, example = "pressure")]
+pub struct Parameter(Arc<str>);
 
-impl AnomalyId {
-    pub fn new(timestamp: DateTime<Utc>, sensor_id: &SensorId, parameter: Parameter, kind: AnomalyKind) -> Self {
-        let millis = u64::try_from(timestamp.timestamp_millis()).unwrap_or(0) & ((1 << 48) - 1);
-        let mut hash = Fnv1a::new();
-        hash.write(sensor_id.as_str().as_bytes());
-        hash.write(&[0, parameter as u8, kind as u8]);
-        hash.write(&timestamp.timestamp_nanos_opt().unwrap_or_default().to_le_bytes());
-        let entropy = hash.finish() & ((1u128 << 80) - 1);
-        let bits = (u128::from(millis) << 80) | entropy;
-        Self(crockford_base32(bits))
+impl Parameter {
+    pub fn new(name: &str) -> Self {
+        Self(Arc::from(name))
     }
 
     pub fn as_str(&self) -> &str {
@@ -300,35 +68,140 @@ impl AnomalyId {
     }
 }
 
-impl fmt::Display for AnomalyId {
+impl fmt::Display for Parameter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// FNV-1a, 128 bits: stable across builds and platforms, unlike `DefaultHasher`.
-struct Fnv1a(u128);
-
-impl Fnv1a {
-    fn new() -> Self {
-        Self(0x6c62272e07bb014262b821756295c58d)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u128::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0000000001000000000000000000013B);
-        }
-    }
-
-    fn finish(&self) -> u128 {
-        self.0
+impl From<&str> for Parameter {
+    fn from(name: &str) -> Self {
+        Self::new(name)
     }
 }
 
-fn crockford_base32(bits: u128) -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    (0..26).rev().map(|position| ALPHABET[((bits >> (position * 5)) & 0x1f) as usize] as char).collect()
+impl std::borrow::Borrow<str> for Parameter {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The values of one reading: any non-empty subset of the configured parameters, each at most
+/// once, kept in name order so that equal readings compare and serialise alike. A handful of
+/// entries, so a sorted vector beats a map.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Values(Vec<(Parameter, f64)>);
+
+impl Values {
+    pub fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
+    }
+
+    /// Sets `parameter`'s value, replacing one given before.
+    pub fn set(&mut self, parameter: Parameter, value: f64) {
+        match self.0.binary_search_by(|(known, _)| known.cmp(&parameter)) {
+            Ok(index) => self.0[index].1 = value,
+            Err(index) => self.0.insert(index, (parameter, value)),
+        }
+    }
+
+    pub fn get(&self, parameter: &str) -> Option<f64> {
+        let index = self.0.binary_search_by(|(known, _)| known.as_str().cmp(parameter)).ok()?;
+        Some(self.0[index].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Parameter, f64)> {
+        self.0.iter().map(|(parameter, value)| (parameter, *value))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(Parameter, f64)> for Values {
+    fn from_iter<I: IntoIterator<Item = (Parameter, f64)>>(entries: I) -> Self {
+        let mut values = Values::new();
+        for (parameter, value) in entries {
+            values.set(parameter, value);
+        }
+        values
+    }
+}
+
+/// What one sensor reported at one instant: `{"sensor_id", "timestamp", <parameter>: value, …}`.
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+#[schema(example = json!({"sensor_id": "wtf-pipe-1", "timestamp": "2025-05-19T10:15:00.000Z",
+    "temperature": 22.4, "pressure": 2.1, "flow": 64.2}))]
+pub struct Reading {
+    #[schema(value_type = String)]
+    pub sensor_id: SensorId,
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: DateTime<Utc>,
+    /// One number per parameter reported, each under the parameter's name.
+    #[schema(value_type = Object)]
+    pub values: Values,
+}
+
+impl Reading {
+    pub fn value(&self, parameter: &str) -> Option<f64> {
+        self.values.get(parameter)
+    }
+}
+
+impl Serialize for Reading {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2 + self.values.len()))?;
+        map.serialize_entry("sensor_id", &self.sensor_id)?;
+        map.serialize_entry("timestamp", &rfc3339::format(&self.timestamp))?;
+        for (parameter, value) in self.values.iter() {
+            map.serialize_entry(parameter.as_str(), &value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Reading {
+    /// The shape [`Serialize`] writes; for what clients send, see [`crate::ingress::parse`], which
+    /// explains what is wrong instead of failing the whole body.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let sensor_id = match object.remove("sensor_id") {
+            Some(serde_json::Value::String(id)) => SensorId::new(&id),
+            _ => return Err(D::Error::custom("a reading needs a sensor_id string")),
+        };
+        let timestamp = match object.remove("timestamp") {
+            Some(serde_json::Value::String(text)) => {
+                DateTime::parse_from_rfc3339(&text).map_err(D::Error::custom)?.with_timezone(&Utc)
+            }
+            _ => return Err(D::Error::custom("a reading needs a timestamp string")),
+        };
+        let mut values = Values::with_capacity(object.len());
+        for (name, value) in object {
+            let value = value.as_f64().ok_or_else(|| D::Error::custom(format!("{name} is not a number")))?;
+            values.set(Parameter::new(&name), value);
+        }
+        Ok(Reading { sensor_id, timestamp, values })
+    }
+}
+
+/// A name that is not one of a closed set (an anomaly type, a role, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown name {0:?}")]
+pub struct UnknownName(pub String);
+
+/// Rounds to two decimals: the precision operators read, and the one summaries quote.
+pub fn round_for_display(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
 }
 
 /// Who wrote a summary's text.
@@ -422,57 +295,30 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn at(seconds: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_747_649_700 + seconds, 0).unwrap()
+    #[test]
+    fn a_reading_serialises_flat_with_only_its_parameters() {
+        let reading = Reading {
+            sensor_id: "meter-7".into(),
+            timestamp: Utc.with_ymd_and_hms(2025, 5, 19, 10, 15, 0).unwrap(),
+            values: [(Parameter::new("flow"), 64.2)].into_iter().collect(),
+        };
+        let json = serde_json::to_value(&reading).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"sensor_id": "meter-7", "timestamp": "2025-05-19T10:15:00.000Z", "flow": 64.2})
+        );
+        let back: Reading = serde_json::from_value(json).unwrap();
+        assert_eq!(back, reading);
     }
 
     #[test]
-    fn a_spike_serialises_to_the_api_shape() {
-        let anomaly =
-            Anomaly::new(AnomalyKind::Spike, at(0), "wtf-pipe-1".into(), Parameter::Pressure, Some(4.5), 4.0, None);
-        let json = serde_json::to_value(&anomaly).unwrap();
-        assert_eq!(json["type"], "spike");
-        assert_eq!(json["timestamp"], "2025-05-19T10:15:00.000Z");
-        assert_eq!(json["sensor_id"], "wtf-pipe-1");
-        assert_eq!(json["parameter"], "pressure");
-        assert_eq!(json["value"], 4.5);
-        assert_eq!(json["threshold"], 4.0);
-        assert!(json["duration_seconds"].is_null());
-        assert_eq!(json["message"], "Pressure spike detected: 4.5 exceeds threshold 4");
-        assert_eq!(json["id"].as_str().unwrap().len(), 26);
-        let back: Anomaly = serde_json::from_value(json).unwrap();
-        assert_eq!(back, anomaly);
-    }
-
-    #[test]
-    fn a_dropout_without_a_last_value_says_so() {
-        let anomaly =
-            Anomaly::new(AnomalyKind::Dropout, at(0), "wtf-pipe-2".into(), Parameter::Flow, None, 10.0, Some(10.5));
-        let json = serde_json::to_value(&anomaly).unwrap();
-        assert!(json["value"].is_null());
-        assert_eq!(json["duration_seconds"], 10.5);
-        assert_eq!(json["message"], "Flow dropout detected: no reading for 10.5 s (last value none)");
-    }
-
-    #[test]
-    fn ids_sort_by_time_and_repeat_for_the_same_episode() {
-        let sensor = SensorId::new("wtf-pipe-1");
-        let earlier = AnomalyId::new(at(0), &sensor, Parameter::Flow, AnomalyKind::Spike);
-        let later = AnomalyId::new(at(1), &sensor, Parameter::Flow, AnomalyKind::Spike);
-        assert!(earlier < later);
-        assert_eq!(earlier, AnomalyId::new(at(0), &sensor, Parameter::Flow, AnomalyKind::Spike));
-        assert_ne!(earlier, AnomalyId::new(at(0), &sensor, Parameter::Pressure, AnomalyKind::Spike));
-    }
-
-    #[test]
-    fn names_parse_back() {
-        for parameter in Parameter::ALL {
-            assert_eq!(parameter.as_str().parse::<Parameter>(), Ok(parameter));
-        }
-        for kind in AnomalyKind::ALL {
-            assert_eq!(kind.as_str().parse::<AnomalyKind>(), Ok(kind));
-        }
-        assert!("humidity".parse::<Parameter>().is_err());
+    fn setting_a_value_twice_keeps_one_entry() {
+        let mut values = Values::new();
+        values.set("pressure".into(), 1.0);
+        values.set("pressure".into(), 2.0);
+        assert_eq!(values.len(), 1);
+        assert_eq!(values.get("pressure"), Some(2.0));
+        assert_eq!(values.get("flow"), None);
     }
 
     #[test]

@@ -5,18 +5,23 @@
 //! mirror, the reload path) at the moment it changes, so a flag is true only while it is true.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::clock::Clock;
+use crate::journal::{Event, Journal, StatusChange};
 use crate::store::lock;
 
 /// The kinds of actor, as named in logs (`component=…`) and `/status`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema, strum::IntoStaticStr, strum::Display,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Component {
     Supervisor,
     Sensor,
@@ -24,18 +29,12 @@ pub enum Component {
     Llm,
     Redis,
     Api,
+    Ingress,
 }
 
 impl Component {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Component::Supervisor => "supervisor",
-            Component::Sensor => "sensor",
-            Component::Detector => "detector",
-            Component::Llm => "llm",
-            Component::Redis => "redis",
-            Component::Api => "api",
-        }
+        self.into()
     }
 }
 
@@ -144,6 +143,9 @@ pub struct ConfigHealth {
 }
 
 pub struct Health {
+    clock: Clock,
+    /// Where state changes are told, for the live stream and the mirror.
+    journal: Arc<Journal>,
     started_at: DateTime<Utc>,
     /// Bumped after every change below, so `/status` can reuse its last body until something
     /// changes without taking these locks.
@@ -155,8 +157,11 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(started_at: DateTime<Utc>) -> Self {
+    pub fn new(clock: Clock, journal: Arc<Journal>) -> Self {
+        let started_at = clock.now();
         Self {
+            clock,
+            journal,
             started_at,
             version: AtomicU64::new(0),
             actors: Mutex::new(BTreeMap::new()),
@@ -198,19 +203,32 @@ impl Health {
             last_failure: None,
             last_failure_at: None,
         });
-        entry.alive = true;
+        let was_alive = std::mem::replace(&mut entry.alive, true);
         drop(actors);
+        if !was_alive {
+            self.tell(name, "up", None);
+        }
         self.changed();
+    }
+
+    fn tell(&self, component: &str, state: &str, detail: Option<String>) {
+        let change = StatusChange { component: component.to_owned(), state: state.to_owned(), detail };
+        self.journal.append(self.clock.now(), Event::Status(Arc::new(change)));
     }
 
     /// Marks an actor down; `failure` is the reason when it failed rather than stopped.
     pub fn actor_down(&self, name: &str, failure: Option<(String, DateTime<Utc>)>) {
+        let mut was_alive = false;
+        let detail = failure.as_ref().map(|(reason, _)| reason.clone());
         if let Some(entry) = lock(&self.actors).get_mut(name) {
-            entry.alive = false;
+            was_alive = std::mem::replace(&mut entry.alive, false);
             if let Some((reason, at)) = failure {
                 entry.last_failure = Some(reason);
                 entry.last_failure_at = Some(at);
             }
+        }
+        if was_alive {
+            self.tell(name, "down", detail);
         }
         self.changed();
     }
@@ -228,8 +246,42 @@ impl Health {
         self.changed();
     }
 
+    /// A sensor registered itself with its readings.
+    pub fn sensor_registered(&self, sensor_id: &str) {
+        self.tell(&format!("sensor:{sensor_id}"), "registered", None);
+        self.changed();
+    }
+
+    /// A sensor was taken out of the configuration.
+    pub fn sensor_removed(&self, sensor_id: &str) {
+        self.tell(&format!("sensor:{sensor_id}"), "removed", None);
+        self.changed();
+    }
+
     pub fn actors(&self) -> BTreeMap<String, ActorHealth> {
         lock(&self.actors).clone()
+    }
+
+    pub fn actor_count(&self) -> usize {
+        lock(&self.actors).len()
+    }
+
+    /// Every actor when there are at most `most`; else those worth a look — down, restarted, or
+    /// not one of the many sensor actors — at most `2 × most` of them.
+    pub fn notable_actors(&self, most: usize) -> BTreeMap<String, ActorHealth> {
+        let actors = lock(&self.actors);
+        if actors.len() <= most {
+            return actors.clone();
+        }
+        let notable = |actor: &ActorHealth| {
+            !actor.alive || actor.restarts > 0 || !matches!(actor.component, Component::Sensor | Component::Detector)
+        };
+        actors
+            .iter()
+            .filter(|(_, actor)| notable(actor))
+            .take(2 * most)
+            .map(|(name, actor)| (name.clone(), actor.clone()))
+            .collect()
     }
 
     /// True when every actor of the component is alive (and at least one exists).
@@ -244,7 +296,14 @@ impl Health {
     }
 
     pub fn set_llm(&self, update: impl FnOnce(&mut LlmHealth)) {
-        update(&mut lock(&self.llm));
+        let mut llm = lock(&self.llm);
+        let before = llm.state;
+        update(&mut llm);
+        let after = (llm.state != before).then(|| (llm.state, llm.reason.clone()));
+        drop(llm);
+        if let Some((state, reason)) = after {
+            self.tell("llm", &state_name(&state), reason);
+        }
         self.changed();
     }
 
@@ -253,7 +312,14 @@ impl Health {
     }
 
     pub fn set_redis(&self, update: impl FnOnce(&mut RedisHealth)) {
-        update(&mut lock(&self.redis));
+        let mut redis = lock(&self.redis);
+        let before = redis.state;
+        update(&mut redis);
+        let after = (redis.state != before).then(|| (redis.state, redis.last_error.clone()));
+        drop(redis);
+        if let Some((state, error)) = after {
+            self.tell("redis", &state_name(&state), error);
+        }
         self.changed();
     }
 
@@ -268,5 +334,13 @@ impl Health {
 
     pub fn config(&self) -> ConfigHealth {
         lock(&self.config).clone()
+    }
+}
+
+/// A state's name as `/status` spells it.
+fn state_name<T: Serialize>(state: &T) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => "unknown".to_owned(),
     }
 }

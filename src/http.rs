@@ -15,7 +15,9 @@
 
 mod docs;
 mod errors;
+mod ingest;
 mod query;
+mod sensors;
 mod status;
 
 use std::sync::Arc;
@@ -45,7 +47,8 @@ use crate::actors::summarizer::ongoing_conditions;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::clock::Clock;
 use crate::config::{ApiConfig, ValidConfig};
-use crate::domain::{Anomaly, AnomalyKind, Parameter, SensorId, Summary, SummaryAuthor};
+use crate::domain::{Anomaly, AnomalyKind, Parameter, Summary, SummaryAuthor};
+use crate::ingress::Ingress;
 use crate::store::{AnomalyQuery, Metrics, Store};
 use crate::summary::{self, FactsBuilder};
 pub use errors::{ApiError, ErrorBody};
@@ -55,7 +58,8 @@ pub use status::{SensorStatus, StatusBody, status_now};
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
-/// Requests carry no body; anything larger than this is refused with 413.
+/// Requests other than the ingestion endpoints carry small bodies at most; anything larger is
+/// refused with 413. Ingestion takes up to `ingest.max_body`.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How stale a served `/status` may be when only readings and uptime changed; a change of any
 /// actor, of the model's or Redis's state, or of the anomalies shows at once.
@@ -72,6 +76,7 @@ struct Shared {
     /// only with a restart, so they are read once here rather than per request.
     api: ApiConfig,
     store: Arc<Store>,
+    ingress: Arc<Ingress>,
     clock: Clock,
     supervisor: Option<ActorRef<SupervisorMsg>>,
     /// Keyed by (anomalies version, limit).
@@ -86,6 +91,7 @@ impl AppState {
     pub fn new(
         config: ValidConfig,
         store: Arc<Store>,
+        ingress: Arc<Ingress>,
         clock: Clock,
         supervisor: Option<ActorRef<SupervisorMsg>>,
     ) -> Self {
@@ -93,6 +99,7 @@ impl AppState {
             inner: Arc::new(Shared {
                 api: config.api.clone(),
                 store,
+                ingress,
                 clock,
                 supervisor,
                 anomalies_body: BodyCache::default(),
@@ -143,6 +150,7 @@ impl<K: PartialEq> BodyCache<K> {
     ),
     tags(
         (name = "monitoring", description = "What the plant is doing"),
+        (name = "ingestion", description = "Readings from the plant's equipment, gateways and SCADA"),
         (name = "operations", description = "What the daemon is doing"),
         (name = "documentation", description = "This document and its interactive page"),
     )
@@ -157,11 +165,20 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(summary))
         .routes(routes!(summaries))
         .routes(routes!(status))
+        .routes(routes!(sensors::sensors))
         .routes(routes!(metrics))
         .routes(routes!(health));
     if state.inner.supervisor.is_some() {
         api = api.routes(routes!(inject_fault));
     }
+    // Bodies of up to `ingest.max_body`, which the handlers bound themselves; every other route
+    // takes at most `MAX_BODY_BYTES`.
+    let ingestion = OpenApiRouter::new()
+        .routes(routes!(ingest::readings))
+        .routes(routes!(ingest::write_v2))
+        .routes(routes!(ingest::write_v1))
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    let api = api.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)).merge(ingestion);
     let (routes, mut openapi) = api.with_state(state).split_for_parts();
     document_docs(&mut openapi);
     // Serialised once: the document cannot change while the server runs.
@@ -179,7 +196,6 @@ pub fn router(state: AppState) -> Router {
 fn harden(app: Router, config: &ApiConfig) -> Router {
     let context = errors::ErrorContext { request_timeout: config.request_timeout, max_body_bytes: MAX_BODY_BYTES };
     let app = app
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
         // Outside the two layers above, so their 408 and 413 get a JSON body too.
         .layer(middleware::from_fn_with_state(context, errors::json_errors));
@@ -272,14 +288,16 @@ fn to_bytes<T: Serialize>(value: &T) -> Bytes {
     )
 )]
 async fn anomalies(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query = query::anomaly_query(raw.as_deref())?;
     let store = &state.inner.store;
+    let query = query::anomaly_query(raw.as_deref(), &store.config(), |sensor_id| {
+        state.inner.ingress.lane(sensor_id).is_some() || store.anomalies.holds_sensor(sensor_id)
+    })?;
     if query != AnomalyQuery::newest(query.limit) {
         // Filtered lists are asked for rarely and vary too much to be worth keeping.
-        return Ok(json_body(to_bytes(&store.anomalies(&query))));
+        return Ok(json_body(to_bytes(&store.anomalies.query(&query))));
     }
-    let key = (store.anomalies_version(), query.limit);
-    Ok(json_body(state.inner.anomalies_body.get_or_make(key, || to_bytes(&store.anomalies(&query)))))
+    let key = (store.anomalies.version(), query.limit);
+    Ok(json_body(state.inner.anomalies_body.get_or_make(key, || to_bytes(&store.anomalies.query(&query)))))
 }
 
 /// The latest summary of recent anomalies.
@@ -296,9 +314,9 @@ async fn anomalies(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
 async fn summary(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     query::no_params(raw.as_deref())?;
     let store = &state.inner.store;
-    let body = match store.latest_summary() {
+    let body = match store.summaries.latest() {
         Some(latest) => to_bytes(&latest),
-        None => to_bytes(&summary_so_far(store, state.inner.clock.now())),
+        None => to_bytes(&summary_so_far(store, &state.inner.ingress, state.inner.clock.now())),
     };
     Ok(json_body(body))
 }
@@ -307,26 +325,23 @@ async fn summary(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
 /// is a flood, and a count of the first ones says enough.
 const SO_FAR_MOST: usize = 10_000;
 
-/// Before the first summary: the daemon's state so far, from the store.
-fn summary_so_far(store: &Store, now: DateTime<Utc>) -> Summary {
+/// Before the first summary: the daemon's state so far, from the store and the ingress.
+fn summary_so_far(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Summary {
     let started_at = store.health.started_at();
     let config = store.config();
-    let dropout = chrono::TimeDelta::from_std(config.detection.dropout_timeout).unwrap_or(chrono::TimeDelta::MAX);
-    let readings = store.last_readings();
-    let reporting = config
-        .sensors
-        .ids
-        .iter()
-        .filter(|id| {
-            readings.get(&SensorId::new(id)).and_then(Option::as_ref).is_some_and(|r| now - r.timestamp <= dropout)
-        })
-        .count();
+    let (mut watched, mut reporting) = (0, 0);
+    for lane in ingress.lanes() {
+        watched += 1;
+        if status::SensorStatus::of(&lane, config.simulation.enabled && !lane.registered, store).active {
+            reporting += 1;
+        }
+    }
     let query = AnomalyQuery { limit: SO_FAR_MOST, since: Some(started_at), ..AnomalyQuery::default() };
-    let mut builder = FactsBuilder::new(started_at);
-    store.anomalies(&query).iter().rev().for_each(|anomaly| builder.add(anomaly));
-    let facts = builder.finish(now, &ongoing_conditions(store));
+    let mut builder = FactsBuilder::with_units(started_at, summary::units_of(&config));
+    store.anomalies.query(&query).iter().rev().for_each(|anomaly| builder.add(anomaly));
+    let facts = builder.finish(now, &ongoing_conditions(ingress));
     Summary {
-        summary: summary::so_far(started_at, reporting, config.sensors.ids.len(), &facts),
+        summary: summary::so_far(started_at, reporting, watched, &facts),
         timestamp: now,
         generated_by: SummaryAuthor::Fallback,
         model: None,
@@ -349,7 +364,7 @@ fn summary_so_far(store: &Store, now: DateTime<Utc>) -> Summary {
 )]
 async fn summaries(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let limit = Params::parse(raw.as_deref(), &["limit"])?.limit()?;
-    Ok(json_body(to_bytes(&state.inner.store.summaries(limit))))
+    Ok(json_body(to_bytes(&state.inner.store.summaries.recent(limit))))
 }
 
 /// Statistics over the last 100 anomalies.
@@ -372,8 +387,9 @@ async fn summaries(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
 async fn metrics(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     query::no_params(raw.as_deref())?;
     let store = &state.inner.store;
-    let key = store.anomalies_version();
-    Ok(json_body(state.inner.metrics_body.get_or_make(key, || to_bytes(&store.metrics()))))
+    let key = store.anomalies.version();
+    let parameters = store.config().parameter_list();
+    Ok(json_body(state.inner.metrics_body.get_or_make(key, || to_bytes(&store.anomalies.metrics(&parameters)))))
 }
 
 /// Liveness, for load balancers and container healthchecks.
@@ -413,8 +429,8 @@ async fn status(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resul
     let store = &shared.store;
     let now = shared.clock.now();
     let period = now.timestamp_millis().div_euclid(STATUS_REFRESH.as_millis() as i64);
-    let key = (store.health.version(), store.anomalies_version(), period);
-    Ok(json_body(shared.status_body.get_or_make(key, || to_bytes(&status_now(store, now)))))
+    let key = (store.health.version(), store.anomalies.version(), period);
+    Ok(json_body(shared.status_body.get_or_make(key, || to_bytes(&status_now(store, &shared.ingress, now)))))
 }
 
 /// Makes the named actor fail, to drill supervision. Served only with `debug.fault_injection = true`.

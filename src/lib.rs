@@ -1,34 +1,47 @@
 //! # wtf-monitor
 //!
-//! One daemon that watches a water treatment facility. Readings of temperature, pressure and flow
-//! go through detectors that raise spikes, drifts and dropouts; a summarizer words the recent
-//! anomalies for operators through a local language model; a REST API serves it all; Redis keeps
-//! a mirror that survives restarts.
+//! One daemon that watches a water treatment facility. Readings of the plant's parameters
+//! (temperature, pressure and flow by default; whatever the configuration adds) come in from the
+//! built-in simulator, `POST /readings`, the InfluxDB line protocol or MQTT; detectors raise and
+//! clear anomalies; a summarizer words them for operators through a local language model; a
+//! REST API serves it all; Redis keeps a mirror that survives restarts.
 //!
 //! ## The actor tree (ractor)
 //!
 //! ```text
-//! supervisor ─┬─ simulator:<sensor>              one per sensor; readings on a fixed-rate schedule
-//!             ├─ detector:<sensor>:<parameter>   one per sensor × parameter; drift and dropout timers
+//! supervisor ─┬─ simulator:<sensor>              one per simulated sensor: a source like any other
+//!             ├─ detector:<sensor>:<parameter>   one per sensor × parameter; dropout timer
 //!             ├─ summarizer                      facts → Ollama (or the template) → summary
 //!             ├─ mirror                          the single writer to Redis
-//!             └─ api                             owns the HTTP server
+//!             └─ api                             owns the HTTP server (reads, ingestion)
 //! ```
 //!
-//! Who talks to whom:
+//! ## Who talks to whom
 //!
-//! - a simulator sends each reading's values to its sensor's three detectors, and records the
-//!   reading in the [`store::Store`];
-//! - a detector runs the pure state machine of [`detection`] and records what it raises in the store;
-//! - the store is the hub readers share: the API answers from its snapshots without a message
-//!   round trip, and the summarizer and the mirror follow it by sequence number, so neither can
-//!   stall detection and a restarted one picks up where it left off;
-//! - the mirror is the only writer to Redis: it follows the store, writes in pipelines laid out
-//!   by [`redis_layout`], and keeps a bounded backlog while Redis is away; at start the daemon
-//!   restores the last 24 h from Redis into the store before any actor runs;
-//! - the supervisor restarts failed children (one-for-one, exponential backoff) and gives up,
-//!   ending the process non-zero, when one fails too often; [`signals`] turns SIGHUP and SIGTERM
-//!   into reload and shutdown requests for it.
+//! ```text
+//! sources ──► ingress ──► detector:<sensor>:<parameter> ──► journal ──► store views, API,
+//! (simulator, HTTP,       (routing, ordering, bounded        (sequence-    summarizer, mirror
+//!  line protocol, MQTT)    inboxes, kept across restarts)      numbered)
+//! ```
+//!
+//! - every source hands readings to the [`ingress::Ingress`], which checks them (known sensor,
+//!   timestamp, order, finite values of configured parameters), queues each value in its
+//!   detector's bounded [`ingress::Inbox`] and rings the detector; a full inbox refuses the
+//!   reading. The inbox also holds the detector's episode state, so a detector restarted after a
+//!   crash finds both where its predecessor left them;
+//! - a detector runs the pure state machines of [`detection`] and records what they produce —
+//!   anomalies raised, episodes cleared — in the [`store::Store`], which appends them to the
+//!   [`journal::Journal`] and keeps the anomaly log `/anomalies` serves;
+//! - readers follow the journal by sequence number (the mirror, the summarizer), so none can
+//!   stall detection and a restarted one picks up where it left off; the API answers from the
+//!   store's parts without a message round trip;
+//! - the mirror is the only writer to Redis: it follows the journal, writes in pipelines laid
+//!   out by [`redis_layout`], keeps a bounded backlog while Redis is away, and at start the
+//!   daemon restores the last 24 h from Redis before any actor runs;
+//! - the supervisor restarts failed children (one-for-one, exponential backoff), starts the
+//!   detectors of sensors that register themselves, and stops everything along one stop path
+//!   (shutdown and give-up alike); [`signals`] turns SIGHUP and SIGTERM into reload and
+//!   shutdown requests for it.
 //!
 //! - the summarizer closes a window of anomalies into [`summary::Facts`]; [`wording`] asks the
 //!   model to fill in a form of choices built from them (Ollama's structured outputs, through
@@ -36,9 +49,11 @@
 //!   that same path against a real model.
 //!
 //! The business logic lives in plain modules without actors, clocks or I/O — [`detection`],
-//! [`simulation`], [`summary`] and [`config::diff`] — and is tested as plain functions.
+//! [`simulation`], [`summary`], [`ingress::parse`] and [`config::diff`] — and is tested as
+//! plain functions.
 
 pub mod actors;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -46,6 +61,8 @@ pub mod detection;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod ingress;
+pub mod journal;
 pub mod llm;
 pub mod llm_bench;
 pub mod load;

@@ -16,10 +16,10 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use crate::config::Config;
 use crate::detection::{Ongoing, ParameterDetector, Rules};
-use crate::domain::{Parameter, SensorId};
+use crate::domain::{AnomalyKind, Parameter, SensorId, Transition};
 use crate::llm::{LlmClient, LlmError};
 use crate::simulation::{SensorSimulator, SimulationSettings, sensor_seed};
-use crate::summary::{Condition, Facts, FactsBuilder};
+use crate::summary::{self, Condition, Facts, FactsBuilder};
 use crate::wording::{self, Attempt, Failure};
 
 /// What to run.
@@ -123,42 +123,59 @@ fn origin() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// The default configuration with `sensors` sensors (`wtf-pipe-1`, …) read once a second.
+fn plant(sensors: usize) -> Config {
+    let mut config = Config::default();
+    config.sensors.ids = (1..=sensors).map(|n| format!("wtf-pipe-{n}")).collect();
+    config.sensors.interval = Duration::from_secs(1);
+    config
+}
+
 /// `count` consecutive windows of `length` from `sensors` seeded simulators (`wtf-pipe-1`, …)
 /// with the default rates and rules, readings once a second.
 pub fn seeded_windows(seed: u64, sensors: usize, count: usize, length: Duration) -> Vec<Facts> {
-    let config = Config::default();
-    let step = Duration::from_secs(1);
-    let settings = SimulationSettings::from_config(step, &config.simulation, &config.detection);
+    let config = plant(sensors);
+    let units = summary::units_of(&config);
     let start = origin();
-    let ids: Vec<SensorId> = (1..=sensors).map(|n| SensorId::new(&format!("wtf-pipe-{n}"))).collect();
-    let mut simulators: Vec<SensorSimulator> = ids
-        .iter()
-        .map(|id| SensorSimulator::new(id.clone(), sensor_seed(seed, id.as_str()), settings.clone()))
-        .collect();
-    // One detector per sensor × parameter, as the supervisor spawns them.
-    let mut detectors: Vec<Vec<(Parameter, ParameterDetector, Rules)>> = ids
+    let parameters: Vec<Parameter> = config.parameters.keys().map(|name| Parameter::new(name)).collect();
+    let mut simulators: Vec<SensorSimulator> = config
+        .sensors
+        .ids
         .iter()
         .map(|id| {
-            Parameter::ALL
-                .into_iter()
-                .map(|p| (p, ParameterDetector::new(id.clone(), p, start), Rules::for_parameter(&config.detection, p)))
-                .collect()
+            let settings = SimulationSettings::from_config(&config, id);
+            SensorSimulator::new(SensorId::new(id), sensor_seed(seed, id), settings)
+        })
+        .collect();
+    // One detector per sensor × configured parameter, as the daemon runs them.
+    let mut detectors: Vec<Vec<(ParameterDetector, Rules)>> = config
+        .sensors
+        .ids
+        .iter()
+        .map(|id| {
+            let detector = |p: &Parameter| ParameterDetector::new(SensorId::new(id), p.clone());
+            parameters.iter().map(|p| (detector(p), Rules::for_sensor(&config, id, p.as_str()))).collect()
         })
         .collect();
     let steps = length.as_secs().max(1);
     let mut clock = start;
     let mut windows = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut builder = FactsBuilder::new(clock);
+        let mut builder = FactsBuilder::with_units(clock, units.clone());
         for _ in 0..steps {
             clock += TimeDelta::seconds(1);
             for (simulator, detectors) in simulators.iter_mut().zip(&mut detectors) {
                 let reading = simulator.step(clock);
-                for (parameter, detector, rules) in detectors.iter_mut() {
-                    if let Some(reading) = &reading
-                        && let Ok(raised) = detector.observe(rules, clock, reading.value(*parameter), clock)
+                for (detector, rules) in detectors.iter_mut() {
+                    let value = reading.as_ref().and_then(|reading| reading.value(detector.parameter().as_str()));
+                    if let Some(value) = value
+                        && let Ok(transitions) = detector.observe(rules, clock, value, clock)
                     {
-                        raised.into_iter().for_each(|anomaly| builder.add(&anomaly));
+                        for transition in transitions {
+                            if let Transition::Raised(anomaly) = transition {
+                                builder.add(&anomaly);
+                            }
+                        }
                     }
                     if let Some(anomaly) = detector.check_silence(rules, clock) {
                         builder.add(&anomaly);
@@ -166,52 +183,61 @@ pub fn seeded_windows(seed: u64, sensors: usize, count: usize, length: Duration)
                 }
             }
         }
-        let ongoing: Vec<Condition> = detectors
-            .iter()
-            .flatten()
-            .filter_map(|(parameter, detector, _)| {
-                let sensor_id = detector.sensor_id().clone();
-                detector.ongoing().map(|ongoing| match ongoing {
-                    Ongoing::Drifting { since, value } => {
-                        Condition::Drifting { sensor_id, parameter: *parameter, since, value }
-                    }
-                    Ongoing::Silent { since } => Condition::Silent { sensor_id, parameter: *parameter, since },
-                })
-            })
-            .collect();
+        let ongoing: Vec<Condition> =
+            detectors.iter().flatten().filter_map(|(detector, _)| condition(detector)).collect();
         windows.push(builder.finish(clock, &ongoing));
     }
     windows
 }
 
+/// The drift or silence a detector is in, as the summarizer sees it.
+fn condition(detector: &ParameterDetector) -> Option<Condition> {
+    let (sensor_id, parameter) = (detector.sensor_id().clone(), detector.parameter().clone());
+    detector.ongoing().map(|ongoing| match ongoing {
+        Ongoing::Drifting { since, value } => Condition::Drifting { sensor_id, parameter, since, value },
+        Ongoing::Silent { since } => Condition::Silent { sensor_id, parameter, since },
+    })
+}
+
 /// A window of `count` anomalies spread over many sensors (as a flood would bring), with silences
 /// and drifts in progress, for the prompt's size: it must stay bounded whatever the count.
 pub fn flood_window(count: usize) -> Facts {
-    let config = Config::default();
     let sensors = (count / 10).clamp(3, 1_000);
+    let config = plant(sensors);
     let start = origin();
-    let mut builder = FactsBuilder::new(start);
-    let parameters = [Parameter::Temperature, Parameter::Pressure, Parameter::Flow];
+    let mut builder = FactsBuilder::with_units(start, summary::units_of(&config));
+    let parameters: Vec<&String> = config.parameters.keys().collect();
     for i in 0..count {
-        let sensor = SensorId::new(&format!("wtf-pipe-{}", i % sensors + 1));
+        let sensor = &config.sensors.ids[i % sensors];
         let parameter = parameters[(i / 7) % parameters.len()];
-        let rules = Rules::for_parameter(&config.detection, parameter);
+        let rules = Rules::for_sensor(&config, sensor, parameter);
         let at = start + TimeDelta::seconds((i % 60) as i64);
-        let value = rules.spike_threshold + (i % 97) as f64 / 10.0 + 0.1;
-        let mut detector = ParameterDetector::new(sensor, parameter, start);
-        if let Ok(raised) = detector.observe(&rules, at, value, at) {
-            raised.into_iter().for_each(|anomaly| builder.add(&anomaly));
+        let value = rules.limit(AnomalyKind::Spike).unwrap_or(0.0) + (i % 97) as f64 / 10.0 + 0.1;
+        let mut detector = ParameterDetector::new(SensorId::new(sensor), Parameter::new(parameter));
+        // A reading inside the limits first, so the spike that follows starts an episode.
+        let _ = detector.observe(&rules, at - TimeDelta::seconds(1), value - 1_000.0, at - TimeDelta::seconds(1));
+        if let Ok(transitions) = detector.observe(&rules, at, value, at) {
+            for transition in transitions {
+                if let Transition::Raised(anomaly) = transition {
+                    builder.add(&anomaly);
+                }
+            }
         }
     }
     // Half the first 40 sensors silent, the other half drifting: the longest facts text.
-    let ongoing: Vec<Condition> = (0..sensors.min(40))
-        .map(|i| {
-            let sensor_id = SensorId::new(&format!("wtf-pipe-{}", i + 1));
+    let ongoing: Vec<Condition> = config
+        .sensors
+        .ids
+        .iter()
+        .take(40)
+        .enumerate()
+        .map(|(i, sensor)| {
+            let sensor_id = SensorId::new(sensor);
             let since = start + TimeDelta::seconds(20);
             if i % 2 == 0 {
-                Condition::Silent { sensor_id, parameter: Parameter::Flow, since }
+                Condition::Silent { sensor_id, parameter: Parameter::new("flow"), since }
             } else {
-                Condition::Drifting { sensor_id, parameter: Parameter::Temperature, since, value: 39.5 }
+                Condition::Drifting { sensor_id, parameter: Parameter::new("temperature"), since, value: 39.5 }
             }
         })
         .collect();

@@ -6,7 +6,7 @@
 //! anomaly can be read from the store (the API serves straight from it).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use ractor::Actor;
@@ -17,6 +17,8 @@ use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdi
 use crate::clock::Clock;
 use crate::config::{Config, ValidConfig};
 use crate::domain::AnomalyKind;
+use crate::ingress::{Ingress, Source};
+use crate::journal::Event;
 use crate::store::Store;
 
 /// Readings per `Tick` when a simulator runs flat out.
@@ -108,7 +110,8 @@ impl LoadPlan {
 pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
     let config = plan.config()?;
     let clock = Clock::start();
-    let store = Arc::new(Store::new(config.clone(), clock.now()));
+    let store = Arc::new(Store::new(config.clone(), clock));
+    let ingress = Arc::new(Ingress::new(&config, clock));
     let latencies = spawn_latency_probe(Arc::clone(&store), clock);
     let pace = match plan.rate {
         Some(_) => Pace::Scheduled,
@@ -117,8 +120,10 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
     let args = SupervisorArgs {
         config,
         store: Arc::clone(&store),
+        ingress: Arc::clone(&ingress),
         clock,
         verdict: Arc::new(Verdict::default()),
+        stop_requested: Arc::new(AtomicBool::new(false)),
         seed: 1,
         pace,
     };
@@ -129,15 +134,15 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
     // Steady state only: spawning tens of thousands of actors is a cost of start-up, not of load.
     let cpu_before = process_cpu_seconds();
     let started = Instant::now();
-    let produced_before = store.readings_produced.load(Ordering::Relaxed);
+    let produced_before = ingress.stats.accepted(Source::Simulator);
 
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.tick().await;
     let mut last = produced_before;
     while started.elapsed() < plan.duration {
         ticks.tick().await;
-        let readings = store.readings_produced.load(Ordering::Relaxed);
-        let (held, _) = store.anomaly_holdings();
+        let readings = ingress.stats.accepted(Source::Simulator);
+        let (held, _) = store.anomalies.holdings();
         eprintln!(
             "load: {:>5.1} s  {:>10} readings/s  {:>8} anomalies  {:>7.1} MB",
             started.elapsed().as_secs_f64(),
@@ -155,8 +160,8 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
     latencies.sort_unstable();
     let percentile =
         |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
-    let readings = store.readings_produced.load(Ordering::Relaxed) - produced_before;
-    let anomalies = store.anomaly_seq();
+    let readings = ingress.stats.accepted(Source::Simulator) - produced_before;
+    let anomalies = store.anomalies.count_24h(clock.now());
     let cpu_seconds = process_cpu_seconds() - cpu_before;
     let (rss_mb, peak_rss_mb) = resident_mb();
     Ok(LoadReport {
@@ -194,7 +199,7 @@ impl LatencyProbe {
 
 fn spawn_latency_probe(store: Arc<Store>, clock: Clock) -> LatencyProbe {
     let (stop, mut stopped) = tokio::sync::oneshot::channel();
-    let mut changes = store.subscribe_anomalies();
+    let mut changes = store.journal.subscribe();
     let task = tokio::spawn(async move {
         let mut cursor = 0;
         let mut latencies = Vec::new();
@@ -204,10 +209,12 @@ fn spawn_latency_probe(store: Arc<Store>, clock: Clock) -> LatencyProbe {
                 changed = changes.changed() => if changed.is_err() { break },
             }
             let now = clock.now();
-            let followed = store.anomalies_after(cursor, usize::MAX);
-            for (seq, anomaly) in &followed.anomalies {
-                cursor = *seq;
-                if anomaly.kind != AnomalyKind::Dropout {
+            let followed = store.journal.after(cursor, usize::MAX);
+            for entry in &followed.entries {
+                cursor = entry.seq;
+                if let Event::Anomaly(anomaly) = &entry.event
+                    && anomaly.kind != AnomalyKind::Dropout
+                {
                     let micros = (now - anomaly.timestamp).num_microseconds().unwrap_or(i64::MAX);
                     latencies.push(u64::try_from(micros).unwrap_or(0));
                 }

@@ -166,7 +166,8 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
         }
     }
     for reading in &batch.new_readings {
-        pipe.cmd("XADD")
+        let command = pipe
+            .cmd("XADD")
             .arg(&keys.readings_stream)
             .arg("MAXLEN")
             .arg("~")
@@ -175,14 +176,11 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
             .arg("sensor_id")
             .arg(reading.sensor_id.as_str())
             .arg("timestamp")
-            .arg(crate::domain::rfc3339::format(&reading.timestamp))
-            .arg("temperature")
-            .arg(reading.temperature)
-            .arg("pressure")
-            .arg(reading.pressure)
-            .arg("flow")
-            .arg(reading.flow)
-            .ignore();
+            .arg(crate::domain::rfc3339::format(&reading.timestamp));
+        for (parameter, value) in reading.values.iter() {
+            command.arg(parameter.as_str()).arg(value);
+        }
+        command.ignore();
     }
 
     if let Some(fields) = &batch.status

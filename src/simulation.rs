@@ -1,5 +1,6 @@
 //! Seeded stand-ins for the plant's sensors: one [`SensorSimulator`] per sensor turns a seed into
-//! a stream of readings, with spikes, drifts and dropouts injected at configured rates.
+//! a stream of readings of every configured parameter, with spikes, drifts and dropouts injected
+//! at configured rates.
 //!
 //! Pure: no clock, no I/O, no logging. The caller owns the schedule and passes each reading's
 //! timestamp, so the same seed and settings replay the same stream exactly, in tests as in the
@@ -10,9 +11,11 @@
 //! Each parameter follows a mean-reverting random walk (an Ornstein–Uhlenbeck process, stepped
 //! exactly so its statistics do not depend on the interval) around a centre near the middle of its
 //! normal range, plus a little measurement noise. Temperature moves slowly (minutes to tens of
-//! minutes), pressure within a couple of minutes, flow in between. The walk is reflected off, and
-//! the measurement clamped to, bounds just inside the normal range, so a normal reading is always
-//! strictly inside it: 10–35 °C, 1.0–3.0 bar, 20–100 L/min. Readings are rounded to two decimals.
+//! minutes), pressure within a couple of minutes, flow in between; a parameter a plant adds
+//! (`[parameters.turbidity]`) gets a walk shaped from its normal range. The walk is reflected off,
+//! and the measurement clamped to, bounds just inside the normal range, so a normal reading is
+//! always strictly inside it: 10–35 °C, 1.0–3.0 bar, 20–100 L/min by default. Readings are rounded
+//! to two decimals.
 //!
 //! ## Injected anomalies
 //!
@@ -22,12 +25,15 @@
 //! two injections, so a detector sees each as its own episode; the long-run counts stay within a few
 //! per cent of the configured rates.
 //!
-//! - **Spike**: one reading of a random parameter 5–30 % above its spike threshold; the next
-//!   reading is back on the walk.
+//! - **Spike**: one reading of a random parameter 5–30 % beyond its spike threshold (or below its
+//!   low spike threshold, when one is configured); the next reading is back on the walk.
 //! - **Drift**: a 2–5 s ramp to a level 30–70 % of the way from the drift threshold to the spike
-//!   threshold, held 20–45 s with small noise that stays strictly between the two thresholds,
-//!   then a 2–5 s ramp back to the walk. A detector with a 15 s drift duration raises exactly one
-//!   drift and no spike.
+//!   threshold (or from the low drift to the low spike threshold), held 20–45 s with small noise
+//!   that stays strictly between the two, then a 2–5 s ramp back to the walk. A detector with a
+//!   15 s drift duration raises exactly one drift and no spike.
+//!
+//! Only parameters with the limits an injection aims at get it: a parameter without a spike
+//! threshold never spikes.
 //! - **Dropout**: no reading at all (`step` returns `None`) for 12–30 s, longer than the 10 s
 //!   dropout timeout.
 //!
@@ -49,19 +55,31 @@ use chrono::{DateTime, Utc};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::config::{DetectionConfig, SimulationConfig};
-use crate::domain::{Parameter, PerParameter, Reading, SensorId};
+use crate::config::Config;
+use crate::detection::Rules;
+use crate::domain::{AnomalyKind, Parameter, Reading, SensorId, Values};
 
 /// What the generator is injecting, for tests and debug logs.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Injection {
-    /// One reading of `parameter` at `value`, strictly above its spike threshold.
+    /// One reading of `parameter` at `value`, strictly beyond its spike (or low spike) threshold.
     Spike { parameter: Parameter, value: f64 },
-    /// `parameter` ramps to `level`, strictly between its drift and spike thresholds, and stays
-    /// near it for `hold`: the time from the first to the last held reading.
+    /// `parameter` ramps to `level`, strictly between its drift and spike thresholds (or its low
+    /// ones), and stays near it for `hold`: the time from the first to the last held reading.
     Drift { parameter: Parameter, level: f64, hold: Duration },
     /// No reading for `length`, a whole number of intervals.
     Dropout { length: Duration },
+}
+
+/// One simulated parameter: its normal range and the limits injections aim at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimulatedParameter {
+    pub parameter: Parameter,
+    pub normal: [f64; 2],
+    pub spike: Option<f64>,
+    pub drift: Option<f64>,
+    pub low_spike: Option<f64>,
+    pub low_drift: Option<f64>,
 }
 
 /// Settings a reload may change live.
@@ -73,20 +91,33 @@ pub struct SimulationSettings {
     pub spikes_per_hour: f64,
     pub drifts_per_hour: f64,
     pub dropouts_per_hour: f64,
-    /// Where injected spikes and drifts aim: the detectors' thresholds.
-    pub spike_thresholds: PerParameter<f64>,
-    pub drift_thresholds: PerParameter<f64>,
+    /// Every configured parameter, in name order, with the limits the sensor's detectors use.
+    pub parameters: Vec<SimulatedParameter>,
 }
 
 impl SimulationSettings {
-    pub fn from_config(interval: Duration, simulation: &SimulationConfig, detection: &DetectionConfig) -> Self {
+    pub fn from_config(config: &Config, sensor_id: &str) -> Self {
+        let parameters = config
+            .parameters
+            .iter()
+            .map(|(name, spec)| {
+                let rules = Rules::for_sensor(config, sensor_id, name);
+                SimulatedParameter {
+                    parameter: Parameter::new(name),
+                    normal: spec.normal,
+                    spike: rules.limit(AnomalyKind::Spike),
+                    drift: rules.limit(AnomalyKind::Drift),
+                    low_spike: rules.limit(AnomalyKind::LowSpike),
+                    low_drift: rules.limit(AnomalyKind::LowDrift),
+                }
+            })
+            .collect();
         Self {
-            interval,
-            spikes_per_hour: simulation.spikes_per_hour,
-            drifts_per_hour: simulation.drifts_per_hour,
-            dropouts_per_hour: simulation.dropouts_per_hour,
-            spike_thresholds: detection.spike_thresholds,
-            drift_thresholds: detection.drift_thresholds,
+            interval: config.sensors.interval,
+            spikes_per_hour: config.simulation.spikes_per_hour,
+            drifts_per_hour: config.simulation.drifts_per_hour,
+            dropouts_per_hour: config.simulation.dropouts_per_hour,
+            parameters,
         }
     }
 }
@@ -97,11 +128,9 @@ impl SimulationSettings {
 pub fn sensor_seed(global_seed: u64, sensor_id: &str) -> u64 {
     // FNV-1a over the name, then SplitMix64's finaliser so that similar names ("wtf-pipe-1",
     // "wtf-pipe-2") and neighbouring global seeds land far apart.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in sensor_id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut hasher = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut hasher, sensor_id.as_bytes());
+    let hash = std::hash::Hasher::finish(&hasher);
     let mut z = global_seed.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ hash;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -124,36 +153,22 @@ struct NormalBehaviour {
 }
 
 impl NormalBehaviour {
-    fn of(parameter: Parameter) -> Self {
+    fn of(parameter: &SimulatedParameter) -> Self {
+        let [low, high] = parameter.normal;
         // Spreads put ±3 standard deviations, a day's extremes, at 75–85 % of each range, so a day
         // covers most of it while the bounds are met only rarely. Time constants of 10–60 minutes
-        // keep one reading close to the last, as in a real pipe.
-        match parameter {
-            Parameter::Temperature => NormalBehaviour {
-                low: 10.0,
-                high: 35.0,
-                center: 22.0,
-                spread: 3.5,
-                time_constant_secs: 3600.0,
-                noise: 0.05,
-            },
-            Parameter::Pressure => NormalBehaviour {
-                low: 1.0,
-                high: 3.0,
-                center: 2.0,
-                spread: 0.25,
-                time_constant_secs: 600.0,
-                noise: 0.01,
-            },
-            Parameter::Flow => NormalBehaviour {
-                low: 20.0,
-                high: 100.0,
-                center: 60.0,
-                spread: 10.0,
-                time_constant_secs: 900.0,
-                noise: 0.4,
-            },
-        }
+        // keep one reading close to the last, as in a real pipe. The three defaults have their
+        // own shapes (water temperature is slow, pressure quick); others are shaped from the range.
+        let tuned = match (parameter.parameter.as_str(), low, high) {
+            ("temperature", 10.0, 35.0) => Some((22.0, 3.5, 3600.0, 0.05)),
+            ("pressure", 1.0, 3.0) => Some((2.0, 0.25, 600.0, 0.01)),
+            ("flow", 20.0, 100.0) => Some((60.0, 10.0, 900.0, 0.4)),
+            _ => None,
+        };
+        let span = high - low;
+        let (center, spread, time_constant_secs, noise) =
+            tuned.unwrap_or(((low + high) / 2.0, 0.125 * span, 900.0, 0.005 * span));
+        NormalBehaviour { low, high, center, spread, time_constant_secs, noise }
     }
 
     fn span(&self) -> f64 {
@@ -194,13 +209,16 @@ const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// A drift in progress. Its shape is fixed when it starts, so a reload that moves the thresholds
 /// does not bend it half-way.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct DriftEpisode {
     parameter: Parameter,
     level: f64,
     hold: Duration,
-    drift_threshold: f64,
-    spike_threshold: f64,
+    /// The band the held readings stay strictly inside: (drift, spike) thresholds for a high
+    /// drift, (low spike, low drift) for a low one.
+    band: (f64, f64),
+    /// True for a low drift: the ramp goes down, and must not pass the band's low end.
+    low: bool,
     ramp_up_steps: u64,
     hold_steps: u64,
     ramp_down_steps: u64,
@@ -214,7 +232,7 @@ impl DriftEpisode {
     }
 
     fn gap(&self) -> f64 {
-        self.spike_threshold - self.drift_threshold
+        self.band.1 - self.band.0
     }
 }
 
@@ -226,7 +244,7 @@ struct DropoutEpisode {
 }
 
 /// The injection the current step belongs to.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Episode {
     Spike { parameter: Parameter, value: f64 },
     Drift(DriftEpisode),
@@ -251,10 +269,10 @@ impl Episode {
     }
 
     fn injection(&self) -> Injection {
-        match *self {
-            Episode::Spike { parameter, value } => Injection::Spike { parameter, value },
+        match self {
+            Episode::Spike { parameter, value } => Injection::Spike { parameter: parameter.clone(), value: *value },
             Episode::Drift(drift) => {
-                Injection::Drift { parameter: drift.parameter, level: drift.level, hold: drift.hold }
+                Injection::Drift { parameter: drift.parameter.clone(), level: drift.level, hold: drift.hold }
             }
             Episode::Dropout(dropout) => Injection::Dropout { length: dropout.length },
         }
@@ -270,6 +288,15 @@ struct Waiting {
     dropout: bool,
 }
 
+/// One parameter's walk.
+#[derive(Clone, Copy, Debug)]
+struct Walk {
+    /// This sensor's centre for the parameter.
+    center: f64,
+    /// The underlying process value, before measurement noise.
+    value: f64,
+}
+
 /// One simulated sensor: its random walks, its random stream and the injection in progress.
 #[derive(Clone, Debug)]
 pub struct SensorSimulator {
@@ -278,10 +305,8 @@ pub struct SensorSimulator {
     /// Xoshiro256++ rather than `StdRng`: its output is fixed by name across rand releases (so a
     /// seed replays the same run after an upgrade), and it is `Clone`.
     rng: Xoshiro256PlusPlus,
-    /// This sensor's centre per parameter.
-    centers: PerParameter<f64>,
-    /// The underlying process value per parameter, before measurement noise.
-    walk: PerParameter<f64>,
+    /// One per parameter of `settings.parameters`, in the same order.
+    walks: Vec<Walk>,
     waiting: Waiting,
     /// The injection the last step belonged to; `None` for a normal reading.
     episode: Option<Episode>,
@@ -289,19 +314,21 @@ pub struct SensorSimulator {
 
 impl SensorSimulator {
     pub fn new(sensor_id: SensorId, seed: u64, settings: SimulationSettings) -> Self {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let centers = PerParameter::from_fn(|parameter| {
-            let behaviour = NormalBehaviour::of(parameter);
-            behaviour.center + behaviour.span() * CENTER_OFFSET * (2.0 * rng.random::<f64>() - 1.0)
-        });
-        // Start anywhere the walk could be in the long run, not at the centre, so a fresh
-        // start looks like a plant that has been running.
-        let walk = PerParameter::from_fn(|parameter| {
-            let behaviour = NormalBehaviour::of(parameter);
-            let (low, high) = behaviour.walk_bounds();
-            reflect(centers.get(parameter) + behaviour.spread * gaussian(&mut rng), low, high)
-        });
-        Self { sensor_id, settings, rng, centers, walk, waiting: Waiting::default(), episode: None }
+        let rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut simulator =
+            Self { sensor_id, settings, rng, walks: Vec::new(), waiting: Waiting::default(), episode: None };
+        simulator.walks =
+            simulator.settings.parameters.clone().iter().map(|parameter| simulator.new_walk(parameter)).collect();
+        simulator
+    }
+
+    /// A walk anywhere it could be in the long run, not at the centre, so a fresh start looks
+    /// like a plant that has been running.
+    fn new_walk(&mut self, parameter: &SimulatedParameter) -> Walk {
+        let behaviour = NormalBehaviour::of(parameter);
+        let center = behaviour.center + behaviour.span() * CENTER_OFFSET * (2.0 * self.rng.random::<f64>() - 1.0);
+        let (low, high) = behaviour.walk_bounds();
+        Walk { center, value: reflect(center + behaviour.spread * gaussian(&mut self.rng), low, high) }
     }
 
     /// Advances one interval: the reading taken at `timestamp`, or None while the sensor is silent
@@ -320,33 +347,46 @@ impl SensorSimulator {
             None => self.start_waiting(),
         };
         let mut values = self.measure();
-        match self.episode {
+        match self.episode.clone() {
             None => {}
             Some(Episode::Spike { parameter, value }) => values.set(parameter, value),
             Some(Episode::Drift(drift)) => {
-                let value = self.drift_value(&drift, values.get(drift.parameter));
-                values.set(drift.parameter, value);
+                let normal = values.get(drift.parameter.as_str()).unwrap_or(drift.level);
+                let value = self.drift_value(&drift, normal);
+                values.set(drift.parameter.clone(), value);
             }
             Some(Episode::Dropout(_)) => return None,
         }
-        Some(Reading {
-            sensor_id: self.sensor_id.clone(),
-            timestamp,
-            temperature: values.temperature,
-            pressure: values.pressure,
-            flow: values.flow,
-        })
+        Some(Reading { sensor_id: self.sensor_id.clone(), timestamp, values })
     }
 
     /// What is being injected at the moment, if anything (a spike only on the step that emits it).
     pub fn injection(&self) -> Option<Injection> {
-        self.episode.map(|episode| episode.injection())
+        self.episode.as_ref().map(Episode::injection)
     }
 
-    /// Applies new settings live (a config reload); the current walk and any injection in progress
-    /// continue, the latter with the shape it started with.
+    /// Applies new settings live (a config reload); the current walks and any injection in
+    /// progress continue, the latter with the shape it started with. A parameter the reload
+    /// added starts a walk of its own.
     pub fn set_settings(&mut self, settings: SimulationSettings) {
+        let old: Vec<(Parameter, Walk)> = self
+            .settings
+            .parameters
+            .iter()
+            .map(|simulated| simulated.parameter.clone())
+            .zip(self.walks.clone())
+            .collect();
         self.settings = settings;
+        self.walks = self
+            .settings
+            .parameters
+            .clone()
+            .iter()
+            .map(|simulated| match old.iter().find(|(parameter, _)| *parameter == simulated.parameter) {
+                Some((_, walk)) => *walk,
+                None => self.new_walk(simulated),
+            })
+            .collect();
     }
 
     pub fn settings(&self) -> &SimulationSettings {
@@ -360,25 +400,27 @@ impl SensorSimulator {
     /// Steps each walk by one interval with the exact Ornstein–Uhlenbeck transition: the deviation
     /// from the centre decays by `e^(-dt/τ)` and gains just enough noise to keep the long-run spread.
     fn advance_walk(&mut self, interval_secs: f64) {
-        for parameter in Parameter::ALL {
+        for (parameter, walk) in self.settings.parameters.iter().zip(self.walks.iter_mut()) {
             let behaviour = NormalBehaviour::of(parameter);
             let decay = (-interval_secs / behaviour.time_constant_secs).exp();
             let step_spread = behaviour.spread * (1.0 - decay * decay).sqrt();
-            let center = self.centers.get(parameter);
-            let next = center + (self.walk.get(parameter) - center) * decay + step_spread * gaussian(&mut self.rng);
+            let next = walk.center + (walk.value - walk.center) * decay + step_spread * gaussian(&mut self.rng);
             let (low, high) = behaviour.walk_bounds();
-            self.walk.set(parameter, reflect(next, low, high));
+            walk.value = reflect(next, low, high);
         }
     }
 
     /// The normal reading of every parameter: the walk plus measurement noise, inside the range.
-    fn measure(&mut self) -> PerParameter<f64> {
-        PerParameter::from_fn(|parameter| {
+    fn measure(&mut self) -> Values {
+        let mut values = Values::with_capacity(self.walks.len());
+        for (parameter, walk) in self.settings.parameters.iter().zip(&self.walks) {
             let behaviour = NormalBehaviour::of(parameter);
             let (low, high) = behaviour.reading_bounds();
-            let value = self.walk.get(parameter) + behaviour.noise * gaussian(&mut self.rng);
-            round_within(bound(value, low, high), behaviour.low, behaviour.high)
-        })
+            let value = walk.value + behaviour.noise * gaussian(&mut self.rng);
+            values
+                .set(parameter.parameter.clone(), round_within(bound(value, low, high), behaviour.low, behaviour.high));
+        }
+        values
     }
 
     /// One Bernoulli draw per kind and step, always all three, so the random stream does not
@@ -398,48 +440,80 @@ impl SensorSimulator {
     /// Starts the shortest waiting injection first, so spikes are not held back behind drifts.
     fn start_waiting(&mut self) -> Option<Episode> {
         if std::mem::take(&mut self.waiting.spike) {
-            Some(self.start_spike())
+            self.start_spike()
         } else if std::mem::take(&mut self.waiting.dropout) {
             Some(self.start_dropout())
         } else if std::mem::take(&mut self.waiting.drift) {
-            Some(self.start_drift())
+            self.start_drift()
         } else {
             None
         }
     }
 
-    fn start_spike(&mut self) -> Episode {
-        let parameter = self.pick_parameter();
-        let threshold = self.settings.spike_thresholds.get(parameter);
-        let drift_threshold = self.settings.drift_thresholds.get(parameter);
-        // Scaled by the threshold's size so the excess is clear at any unit, or by the gap above
-        // the drift threshold when the threshold is near zero.
-        let scale = threshold.abs().max(threshold - drift_threshold).max(f64::EPSILON);
-        let value = threshold + scale * self.uniform(SPIKE_EXCESS);
-        Episode::Spike { parameter, value: round_within(value, threshold, f64::INFINITY) }
+    /// A spike of a random parameter that has a spike (or low spike) threshold; None if none has.
+    fn start_spike(&mut self) -> Option<Episode> {
+        let candidates: Vec<(usize, bool)> = self
+            .settings
+            .parameters
+            .iter()
+            .enumerate()
+            .flat_map(|(index, parameter)| {
+                let high = parameter.spike.map(|_| (index, false));
+                let low = parameter.low_spike.map(|_| (index, true));
+                high.into_iter().chain(low)
+            })
+            .collect();
+        let &(index, low) = self.pick(&candidates)?;
+        let simulated = self.settings.parameters[index].clone();
+        let excess = self.uniform(SPIKE_EXCESS);
+        let value = if low {
+            let threshold = simulated.low_spike.unwrap_or_default();
+            let scale = threshold.abs().max(simulated.low_drift.unwrap_or(threshold) - threshold).max(f64::EPSILON);
+            round_within(threshold - scale * excess, f64::NEG_INFINITY, threshold)
+        } else {
+            let threshold = simulated.spike.unwrap_or_default();
+            // Scaled by the threshold's size so the excess is clear at any unit, or by the gap
+            // above the drift threshold when the threshold is near zero.
+            let scale = threshold.abs().max(threshold - simulated.drift.unwrap_or(threshold)).max(f64::EPSILON);
+            round_within(threshold + scale * excess, threshold, f64::INFINITY)
+        };
+        Some(Episode::Spike { parameter: simulated.parameter, value })
     }
 
-    fn start_drift(&mut self) -> Episode {
-        let parameter = self.pick_parameter();
-        let drift_threshold = self.settings.drift_thresholds.get(parameter);
-        let spike_threshold = self.settings.spike_thresholds.get(parameter);
-        let level = drift_threshold + (spike_threshold - drift_threshold) * self.uniform(DRIFT_LEVEL);
+    /// A drift of a random parameter that has both thresholds of a drift band; None if none has.
+    fn start_drift(&mut self) -> Option<Episode> {
+        let candidates: Vec<(Parameter, (f64, f64), bool)> = self
+            .settings
+            .parameters
+            .iter()
+            .flat_map(|parameter| {
+                let high = parameter.drift.zip(parameter.spike).map(|band| (parameter.parameter.clone(), band, false));
+                let low =
+                    parameter.low_spike.zip(parameter.low_drift).map(|band| (parameter.parameter.clone(), band, true));
+                high.into_iter().chain(low)
+            })
+            .collect();
+        let (parameter, band, low) = self.pick(&candidates)?.clone();
+        let fraction = self.uniform(DRIFT_LEVEL);
+        // A high drift climbs from the drift threshold towards the spike one; a low drift falls
+        // from the low drift threshold towards the low spike one.
+        let level = if low { band.1 - (band.1 - band.0) * fraction } else { band.0 + (band.1 - band.0) * fraction };
         let interval = self.settings.interval.max(MIN_INTERVAL);
         let ramp_up_steps = steps_for(self.uniform(DRIFT_RAMP_SECS), interval);
         // One more held reading than intervals, so the first and last are at least `hold` apart.
         let hold_intervals = steps_for(self.uniform(DRIFT_HOLD_SECS), interval);
         let ramp_down_steps = steps_for(self.uniform(DRIFT_RAMP_SECS), interval);
-        Episode::Drift(DriftEpisode {
+        Some(Episode::Drift(DriftEpisode {
             parameter,
-            level: round_within(level, drift_threshold, spike_threshold),
+            level: round_within(level, band.0, band.1),
             hold: intervals(interval, hold_intervals),
-            drift_threshold,
-            spike_threshold,
+            band,
+            low,
             ramp_up_steps,
             hold_steps: hold_intervals + 1,
             ramp_down_steps,
             position: 0,
-        })
+        }))
     }
 
     fn start_dropout(&mut self) -> Episode {
@@ -452,11 +526,13 @@ impl SensorSimulator {
     /// read without the drift, which the ramps start from and return to.
     fn drift_value(&mut self, drift: &DriftEpisode, normal: f64) -> f64 {
         let position = drift.position;
-        let (low, high) = (drift.drift_threshold, drift.spike_threshold);
+        let (low, high) = drift.band;
+        // The ramps never pass the band's far end (a spike, or a low spike).
+        let (above, below) = if drift.low { (low, f64::INFINITY) } else { (f64::NEG_INFINITY, high) };
         if position < drift.ramp_up_steps {
             // Strictly between the normal value and the level: the ramp never overshoots.
             let fraction = (position + 1) as f64 / (drift.ramp_up_steps + 1) as f64;
-            round_within(normal + (drift.level - normal) * fraction, f64::NEG_INFINITY, high)
+            round_within(normal + (drift.level - normal) * fraction, above, below)
         } else if position < drift.ramp_up_steps + drift.hold_steps {
             let gap = drift.gap();
             let value = drift.level + gap * DRIFT_NOISE * gaussian(&mut self.rng);
@@ -465,12 +541,15 @@ impl SensorSimulator {
         } else {
             let done = position - drift.ramp_up_steps - drift.hold_steps;
             let fraction = 1.0 - (done + 1) as f64 / (drift.ramp_down_steps + 1) as f64;
-            round_within(normal + (drift.level - normal) * fraction, f64::NEG_INFINITY, high)
+            round_within(normal + (drift.level - normal) * fraction, above, below)
         }
     }
 
-    fn pick_parameter(&mut self) -> Parameter {
-        Parameter::ALL[self.rng.random_range(0..Parameter::ALL.len())]
+    fn pick<'a, T>(&mut self, candidates: &'a [T]) -> Option<&'a T> {
+        if candidates.is_empty() {
+            return None;
+        }
+        candidates.get(self.rng.random_range(0..candidates.len()))
     }
 
     fn uniform(&mut self, (low, high): (f64, f64)) -> f64 {

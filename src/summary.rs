@@ -36,12 +36,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Anomaly, AnomalyKind, Parameter, PerParameter, SensorId, rfc3339, round_for_display};
+use crate::domain::{Anomaly, AnomalyKind, Parameter, SensorId, rfc3339, round_for_display};
 
 pub mod form;
 mod grounding;
@@ -61,23 +60,6 @@ const NOTED: usize = 3;
 const CONTEXT_MARGIN: u32 = 256;
 const CONTEXT_STEP: u32 = 256;
 const MIN_CONTEXT: u32 = 512;
-
-/// The unit each parameter's values are read in, looked up in one place: parameters are about
-/// to become configured names with configured units.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Units(BTreeMap<Parameter, Arc<str>>);
-
-impl Units {
-    /// The plant's standard units (°C, bar, L/min).
-    pub fn standard() -> Self {
-        Self(Parameter::ALL.into_iter().map(|parameter| (parameter, Arc::from(parameter.unit()))).collect())
-    }
-
-    /// The unit of `parameter`; empty for one without a unit.
-    pub fn of(&self, parameter: &Parameter) -> &str {
-        self.0.get(parameter).map_or("", |unit| unit)
-    }
-}
 
 /// A condition still in progress when the window closes, from the detectors' state.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -105,9 +87,9 @@ impl Condition {
         }
     }
 
-    pub fn parameter(&self) -> Parameter {
+    pub fn parameter(&self) -> &Parameter {
         match self {
-            Condition::Drifting { parameter, .. } | Condition::Silent { parameter, .. } => *parameter,
+            Condition::Drifting { parameter, .. } | Condition::Silent { parameter, .. } => parameter,
         }
     }
 
@@ -149,35 +131,37 @@ impl fmt::Display for Severity {
     }
 }
 
-/// Anomalies per type.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct KindCounts {
-    pub spike: u64,
-    pub drift: u64,
-    pub dropout: u64,
-}
+/// Anomalies per type; a type with none is absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct KindCounts(BTreeMap<AnomalyKind, u64>);
 
 impl KindCounts {
     pub fn get(&self, kind: AnomalyKind) -> u64 {
-        match kind {
-            AnomalyKind::Spike => self.spike,
-            AnomalyKind::Drift => self.drift,
-            AnomalyKind::Dropout => self.dropout,
-        }
+        self.0.get(&kind).copied().unwrap_or(0)
     }
 
     fn add(&mut self, kind: AnomalyKind, count: u64) {
-        let slot = match kind {
-            AnomalyKind::Spike => &mut self.spike,
-            AnomalyKind::Drift => &mut self.drift,
-            AnomalyKind::Dropout => &mut self.dropout,
-        };
+        let slot = self.0.entry(kind).or_default();
         *slot = slot.saturating_add(count);
     }
 
     pub fn total(&self) -> u64 {
-        self.spike.saturating_add(self.drift).saturating_add(self.dropout)
+        self.0.values().fold(0, |total, count| total.saturating_add(*count))
     }
+
+    /// The types with anomalies and their counts, in type order.
+    pub fn iter(&self) -> impl Iterator<Item = (AnomalyKind, u64)> + '_ {
+        self.0.iter().map(|(kind, count)| (*kind, *count))
+    }
+}
+
+/// The unit of each configured parameter, as summaries write values: `bar`, `°C`, `NTU`.
+pub type Units = BTreeMap<Parameter, String>;
+
+/// The units of a configuration's parameters.
+pub fn units_of(config: &crate::config::Config) -> Units {
+    config.parameters.iter().map(|(name, spec)| (Parameter::new(name), spec.unit.clone())).collect()
 }
 
 /// One sensor's anomalies in the window.
@@ -219,7 +203,8 @@ pub struct Facts {
     pub window_end: DateTime<Utc>,
     pub anomaly_count: u64,
     pub by_kind: KindCounts,
-    pub by_parameter: PerParameter<u64>,
+    /// Anomalies per parameter; a parameter with none is absent.
+    pub by_parameter: BTreeMap<Parameter, u64>,
     /// Most anomalies first, then by id.
     pub by_sensor: Vec<SensorCount>,
     #[serde(serialize_with = "optional_rfc3339")]
@@ -231,8 +216,7 @@ pub struct Facts {
     /// Silences first, then drifts; oldest first within each.
     pub ongoing: Vec<Condition>,
     pub severity: Severity,
-    /// How values are written.
-    #[serde(skip)]
+    /// The configured parameters and their units: every parameter the plant measures.
     pub units: Units,
 }
 
@@ -264,14 +248,13 @@ struct Tally {
 }
 
 impl FactsBuilder {
+    /// A window starting at `window_start`, with the default parameters' units.
     pub fn new(window_start: DateTime<Utc>) -> Self {
-        Self { window_start, units: Units::standard(), anomaly_count: 0, tallies: BTreeMap::new() }
+        Self::with_units(window_start, units_of(&crate::config::Config::default()))
     }
 
-    /// Values in the facts are written in these units.
-    pub fn with_units(mut self, units: Units) -> Self {
-        self.units = units;
-        self
+    pub fn with_units(window_start: DateTime<Utc>, units: Units) -> Self {
+        Self { window_start, units, anomaly_count: 0, tallies: BTreeMap::new() }
     }
 
     pub fn window_start(&self) -> DateTime<Utc> {
@@ -280,7 +263,7 @@ impl FactsBuilder {
 
     pub fn add(&mut self, anomaly: &Anomaly) {
         self.anomaly_count = self.anomaly_count.saturating_add(1);
-        let key = (anomaly.sensor_id.clone(), anomaly.parameter, anomaly.kind);
+        let key = (anomaly.sensor_id.clone(), anomaly.parameter.clone(), anomaly.kind);
         let tally = self.tallies.entry(key).or_insert_with(|| Tally {
             count: 0,
             first: anomaly.timestamp,
@@ -296,7 +279,7 @@ impl FactsBuilder {
         {
             tally.highest = Some(Peak {
                 sensor_id: anomaly.sensor_id.clone(),
-                parameter: anomaly.parameter,
+                parameter: anomaly.parameter.clone(),
                 kind: anomaly.kind,
                 value,
                 threshold: anomaly.threshold,
@@ -312,23 +295,24 @@ impl FactsBuilder {
 
     pub fn finish(&self, window_end: DateTime<Utc>, ongoing: &[Condition]) -> Facts {
         let mut by_kind = KindCounts::default();
-        let mut by_parameter = PerParameter::from_fn(|_| 0u64);
+        let mut by_parameter: BTreeMap<Parameter, u64> = BTreeMap::new();
         let mut sensors: BTreeMap<&SensorId, KindCounts> = BTreeMap::new();
-        let mut peaks: BTreeMap<(&SensorId, Parameter), &Peak> = BTreeMap::new();
-        let mut spiked: BTreeMap<&SensorId, BTreeSet<Parameter>> = BTreeMap::new();
+        let mut peaks: BTreeMap<(&SensorId, &Parameter), &Peak> = BTreeMap::new();
+        let mut spiked: BTreeMap<&SensorId, BTreeSet<&Parameter>> = BTreeMap::new();
         let (mut first, mut last) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
         for ((sensor_id, parameter, kind), tally) in &self.tallies {
             by_kind.add(*kind, tally.count);
-            by_parameter.set(*parameter, by_parameter.get(*parameter).saturating_add(tally.count));
+            let count = by_parameter.entry(parameter.clone()).or_default();
+            *count = count.saturating_add(tally.count);
             sensors.entry(sensor_id).or_default().add(*kind, tally.count);
             first = Some(first.map_or(tally.first, |first| first.min(tally.first)));
             last = Some(last.map_or(tally.last, |last| last.max(tally.last)));
             if *kind == AnomalyKind::Spike {
-                spiked.entry(sensor_id).or_default().insert(*parameter);
+                spiked.entry(sensor_id).or_default().insert(parameter);
             }
             if let Some(highest) = &tally.highest {
                 // Ties go to the spike: the tallies of one sensor × parameter come spike first.
-                let slot = peaks.entry((sensor_id, *parameter)).or_insert(highest);
+                let slot = peaks.entry((sensor_id, parameter)).or_insert(highest);
                 if highest.value > slot.value {
                     *slot = highest;
                 }
@@ -345,7 +329,7 @@ impl FactsBuilder {
             (a.kind != AnomalyKind::Spike)
                 .cmp(&(b.kind != AnomalyKind::Spike))
                 .then_with(|| b.excess().total_cmp(&a.excess()))
-                .then_with(|| (&a.sensor_id, a.parameter).cmp(&(&b.sensor_id, b.parameter)))
+                .then_with(|| (&a.sensor_id, &a.parameter).cmp(&(&b.sensor_id, &b.parameter)))
         });
         let mut ongoing = ongoing.to_vec();
         ongoing.sort_by(|a, b| {
@@ -378,9 +362,10 @@ impl FactsBuilder {
 
 /// The severity rule of the module doc.
 fn rate(by_kind: &KindCounts, most_parameters_spiked: usize, ongoing: &[Condition]) -> Severity {
-    if ongoing.iter().any(Condition::is_silent) || most_parameters_spiked >= 2 || by_kind.spike >= CRITICAL_SPIKES {
+    let spikes = by_kind.get(AnomalyKind::Spike) + by_kind.get(AnomalyKind::LowSpike);
+    if ongoing.iter().any(Condition::is_silent) || most_parameters_spiked >= 2 || spikes >= CRITICAL_SPIKES {
         Severity::Critical
-    } else if by_kind.spike > 0 || !ongoing.is_empty() {
+    } else if spikes > 0 || !ongoing.is_empty() {
         Severity::Alert
     } else if by_kind.total() > 0 {
         Severity::Caution
@@ -407,8 +392,10 @@ fn clock(at: DateTime<Utc>) -> String {
 
 /// A value as operators read it: two decimals at most, with its unit.
 fn reading(value: f64, parameter: &Parameter, units: &Units) -> String {
-    let unit = units.of(parameter);
-    if unit.is_empty() { round_for_display(value).to_string() } else { format!("{} {unit}", round_for_display(value)) }
+    match units.get(parameter).map(String::as_str) {
+        None | Some("") => round_for_display(value).to_string(),
+        Some(unit) => format!("{} {unit}", round_for_display(value)),
+    }
 }
 
 fn noun<'a>(count: u64, one: &'a str, many: &'a str) -> &'a str {
@@ -420,12 +407,10 @@ fn plural(count: u64, one: &str, many: &str) -> String {
 }
 
 fn kinds(counts: &KindCounts) -> String {
-    let names = [("spike", "spikes"), ("drift", "drifts"), ("dropout", "dropouts")];
-    AnomalyKind::ALL
-        .into_iter()
-        .zip(names)
-        .filter(|(kind, _)| counts.get(*kind) > 0)
-        .map(|(kind, (one, many))| plural(counts.get(kind), one, many))
+    counts
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(kind, count)| plural(count, kind.phrase(), &format!("{}s", kind.phrase())))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -490,10 +475,11 @@ pub fn facts_text(facts: &Facts) -> String {
         let _ = writeln!(text, "Anomalies: 0");
     } else {
         let _ = writeln!(text, "Anomalies: {} ({})", facts.anomaly_count, kinds(&facts.by_kind));
-        let parameters: Vec<String> = Parameter::ALL
-            .into_iter()
-            .filter(|parameter| facts.by_parameter.get(*parameter) > 0)
-            .map(|parameter| format!("{parameter} {}", facts.by_parameter.get(parameter)))
+        let parameters: Vec<String> = facts
+            .by_parameter
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(parameter, count)| format!("{parameter} {count}"))
             .collect();
         let _ = writeln!(text, "By parameter: {}", parameters.join(", "));
         if let (Some(first), Some(last)) = (facts.first_anomaly, facts.last_anomaly) {

@@ -26,12 +26,27 @@ use wtf_monitor::config::{Config, ValidConfig};
 use wtf_monitor::domain::{Anomaly, AnomalyKind, Parameter, Reading, SensorId, Summary, SummaryAuthor};
 use wtf_monitor::health::RedisState;
 use wtf_monitor::http::{AppState, router};
+use wtf_monitor::ingress::{Ingress, Source};
 use wtf_monitor::redis_layout::score;
 use wtf_monitor::store::{AnomalyQuery, Store};
 
 use redis_support::{
     TestRedis, free_port, holds_within, own_redis_or_skip, redis_or_skip, reserved_redis_or_skip, wait_until,
 };
+
+/// An anomaly as a detector raises it, with the default wording of its parameter.
+fn anomaly(
+    kind: AnomalyKind,
+    at: DateTime<Utc>,
+    sensor: SensorId,
+    parameter: &str,
+    value: Option<f64>,
+    threshold: f64,
+    duration: Option<f64>,
+) -> Anomaly {
+    let episode = wtf_monitor::domain::EpisodeKey { sensor_id: sensor, parameter: parameter.into(), kind, started: at };
+    Anomaly::new(&episode, at, value, threshold, duration, &Config::default().wording(parameter))
+}
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -61,18 +76,28 @@ fn fast() -> MirrorTuning {
 struct Fixture {
     config: ValidConfig,
     store: Arc<Store>,
+    ingress: Arc<Ingress>,
     clock: Clock,
 }
 
 impl Fixture {
     fn new(config: ValidConfig) -> Self {
         let clock = Clock::start();
-        Self { store: Arc::new(Store::new(config.clone(), clock.now())), config, clock }
+        let ingress = Arc::new(Ingress::new(&config, clock));
+        for sensor in &config.sensors.ids {
+            ingress.add_sensor(&SensorId::new(sensor));
+        }
+        Self { store: Arc::new(Store::new(config.clone(), clock)), ingress, config, clock }
     }
 
     async fn spawn_mirror(&self, tuning: MirrorTuning) -> ActorRef<MirrorMsg> {
-        let args =
-            MirrorArgs { redis: self.config.redis.clone(), store: Arc::clone(&self.store), clock: self.clock, tuning };
+        let args = MirrorArgs {
+            redis: self.config.redis.clone(),
+            store: Arc::clone(&self.store),
+            ingress: Arc::clone(&self.ingress),
+            clock: self.clock,
+            tuning,
+        };
         let (mirror, _) = Actor::spawn(None, Mirror, args).await.expect("the mirror starts");
         mirror
     }
@@ -84,7 +109,7 @@ impl Fixture {
             .map(|i| {
                 let at = end - TimeDelta::milliseconds((count - i) as i64);
                 let sensor = SensorId::new(["wtf-pipe-1", "wtf-pipe-2", "wtf-pipe-3"][i % 3]);
-                Anomaly::new(AnomalyKind::Spike, at, sensor, Parameter::Flow, Some(120.5 + i as f64), 120.0, None)
+                anomaly(AnomalyKind::Spike, at, sensor, "flow", Some(120.5 + i as f64), 120.0, None)
             })
             .collect();
         for anomaly in &anomalies {
@@ -128,26 +153,18 @@ async fn the_mirror_writes_what_the_api_serves() {
     let fixture = Fixture::new(config(&redis, |_| {}));
     let store = &fixture.store;
     let mut recorded = fixture.record(3, TimeDelta::seconds(5));
-    let dropout = Anomaly::new(
-        AnomalyKind::Dropout,
-        fixture.clock.now(),
-        "wtf-pipe-2".into(),
-        Parameter::Pressure,
-        None,
-        10.0,
-        Some(10.5),
-    );
+    let dropout =
+        anomaly(AnomalyKind::Dropout, fixture.clock.now(), "wtf-pipe-2".into(), "pressure", None, 10.0, Some(10.5));
     store.record_anomaly(dropout.clone(), fixture.clock.now());
     recorded.push(dropout);
-    store.record_summary(summary(fixture.clock.now(), "Three flow spikes on the pipes."));
+    store.record_summary(summary(fixture.clock.now(), "Three flow spikes on the pipes."), Utc::now());
+    let values = [("temperature", 21.25), ("pressure", 2.5), ("flow", 60.0)];
     let reading = Reading {
         sensor_id: "wtf-pipe-1".into(),
         timestamp: fixture.clock.now(),
-        temperature: 21.25,
-        pressure: 2.5,
-        flow: 60.0,
+        values: values.into_iter().map(|(name, value)| (Parameter::new(name), value)).collect(),
     };
-    store.sensor_slot(&reading.sensor_id).record(reading.clone());
+    fixture.ingress.submit(Source::Http, reading.clone()).expect("a reading in order");
 
     let _mirror = fixture.spawn_mirror(fast()).await;
     let keys = redis.keys();
@@ -161,7 +178,8 @@ async fn the_mirror_writes_what_the_api_serves() {
     .await;
 
     // Anomalies: the members are the API's JSON, byte for byte, oldest first.
-    let state = AppState::new(fixture.config.clone(), Arc::clone(store), fixture.clock, None);
+    let state =
+        AppState::new(fixture.config.clone(), Arc::clone(store), Arc::clone(&fixture.ingress), fixture.clock, None);
     let served = get_json(state.clone(), "/anomalies?limit=1000").await;
     let mut served: Vec<Value> = served.as_array().expect("an array").clone();
     served.reverse();
@@ -308,8 +326,8 @@ async fn a_restart_restores_the_last_24_hours_and_the_summaries() {
     let before = Fixture::new(config(&redis, |_| {}));
     before.record(20, TimeDelta::minutes(5));
     let now = before.clock.now();
-    before.store.record_summary(summary(now - TimeDelta::seconds(60), "first"));
-    before.store.record_summary(summary(now, "second"));
+    before.store.record_summary(summary(now - TimeDelta::seconds(60), "first"), Utc::now());
+    before.store.record_summary(summary(now, "second"), Utc::now());
     let mirror = before.spawn_mirror(fast()).await;
     wait_until("everything is mirrored", PATIENCE, || async { before.store.health.redis().mirrored == 20 }).await;
     mirror.drain_and_wait(Some(Duration::from_secs(5))).await.expect("the mirror stops");
@@ -326,10 +344,11 @@ async fn a_restart_restores_the_last_24_hours_and_the_summaries() {
     assert_eq!((restored.anomalies, restored.summaries, restored.unreadable), (20, 2, 1));
     assert_eq!(restored.incomplete, None);
     let all = AnomalyQuery::newest(1000);
-    let json = |store: &Store| serde_json::to_value(store.anomalies(&all)).unwrap();
+    let json = |store: &Store| serde_json::to_value(store.anomalies.query(&all)).unwrap();
     let expected: Vec<Value> = json(&before.store).as_array().unwrap()[1..].to_vec();
     assert_eq!(json(&after.store), Value::Array(expected));
-    let summaries: Vec<String> = after.store.summaries(10).iter().map(|summary| summary.summary.clone()).collect();
+    let summaries: Vec<String> =
+        after.store.summaries.recent(10).iter().map(|summary| summary.summary.clone()).collect();
     assert_eq!(summaries, ["second", "first"]);
 
     // The new mirror writes the restored anomalies again: the same members, nothing doubled.
@@ -352,7 +371,7 @@ async fn after_a_restart_the_24_hour_count_includes_what_the_store_could_not_tak
     let now = after.clock.now();
     let restored = mirror::restore(&after.config, &after.store, now, Duration::from_secs(5)).await.expect("restored");
     assert_eq!(restored.anomalies, 10, "the store holds at most 10");
-    assert_eq!(after.store.anomaly_count_24h(now), 50, "but the 24-hour count is not capped by it");
+    assert_eq!(after.store.anomalies.count_24h(now), 50, "but the 24-hour count is not capped by it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,7 +384,7 @@ async fn the_daemon_starts_without_history_when_redis_is_down() {
     let health = fixture.store.health.redis();
     assert_eq!(health.state, RedisState::Connecting);
     assert!(health.last_error.is_some_and(|error| error.starts_with("restore at start")));
-    assert!(fixture.store.anomalies(&AnomalyQuery::newest(10)).is_empty());
+    assert!(fixture.store.anomalies.query(&AnomalyQuery::newest(10)).is_empty());
 
     let in_memory = Fixture::new(config(&nowhere, |config| config.redis.url = String::new()));
     mirror::restore_at_start(&in_memory.config, &in_memory.store, &in_memory.clock).await;

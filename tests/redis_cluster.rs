@@ -8,14 +8,29 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use ractor::Actor;
 use wtf_monitor::actors::mirror::{Mirror, MirrorArgs, MirrorTuning, restore_at_start};
 use wtf_monitor::clock::Clock;
 use wtf_monitor::config::{Config, ValidConfig};
-use wtf_monitor::domain::{Anomaly, AnomalyKind, Parameter};
+use wtf_monitor::domain::{Anomaly, AnomalyKind, SensorId};
+use wtf_monitor::ingress::Ingress;
 use wtf_monitor::redis_layout::Keys;
 use wtf_monitor::store::{AnomalyQuery, Store};
+
+/// An anomaly as a detector raises it, with the default wording of its parameter.
+fn anomaly(
+    kind: AnomalyKind,
+    at: DateTime<Utc>,
+    sensor: SensorId,
+    parameter: &str,
+    value: Option<f64>,
+    threshold: f64,
+    duration: Option<f64>,
+) -> Anomaly {
+    let episode = wtf_monitor::domain::EpisodeKey { sensor_id: sensor, parameter: parameter.into(), kind, started: at };
+    Anomaly::new(&episode, at, value, threshold, duration, &Config::default().wording(parameter))
+}
 
 /// Three cluster nodes in a temporary directory; killed when dropped.
 struct Cluster {
@@ -140,14 +155,19 @@ async fn the_mirror_writes_to_a_cluster_and_a_restart_reads_it_back() {
     let config = config(format!("redis://127.0.0.1:{seed}"));
 
     let clock = Clock::starting_at(Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap());
-    let store = Arc::new(Store::new(config.clone(), Utc::now()));
-    let args =
-        MirrorArgs { redis: config.redis.clone(), store: Arc::clone(&store), clock, tuning: MirrorTuning::default() };
+    let store = Arc::new(Store::new(config.clone(), clock));
+    let ingress = Arc::new(Ingress::new(&config, clock));
+    let args = MirrorArgs {
+        redis: config.redis.clone(),
+        store: Arc::clone(&store),
+        ingress,
+        clock,
+        tuning: MirrorTuning::default(),
+    };
     let (mirror, _) = Actor::spawn(None, Mirror, args).await.expect("the mirror starts");
     for second in 0..200 {
         let at = Utc::now() - chrono::TimeDelta::seconds(200 - second);
-        let anomaly =
-            Anomaly::new(AnomalyKind::Spike, at, "wtf-pipe-1".into(), Parameter::Flow, Some(130.0), 120.0, None);
+        let anomaly = anomaly(AnomalyKind::Spike, at, "wtf-pipe-1".into(), "flow", Some(130.0), 120.0, None);
         store.record_anomaly(anomaly, Utc::now());
     }
 
@@ -166,9 +186,9 @@ async fn the_mirror_writes_to_a_cluster_and_a_restart_reads_it_back() {
     assert_eq!(store.health.redis().state, wtf_monitor::health::RedisState::Connected);
     mirror.stop(None);
 
-    let restarted = Arc::new(Store::new(config.clone(), Utc::now()));
+    let restarted = Arc::new(Store::new(config.clone(), clock));
     restore_at_start(&config, &restarted, &clock).await;
-    assert_eq!(restarted.anomalies(&AnomalyQuery::newest(1000)).len(), 200, "a restart reads the cluster back");
+    assert_eq!(restarted.anomalies.query(&AnomalyQuery::newest(1000)).len(), 200, "a restart reads the cluster back");
 
     let _: () = redis::cmd("DEL").arg(&keys.all()[..]).query_async(&mut connection).await.unwrap();
 }

@@ -22,6 +22,7 @@ use crate::actors::supervisor::SupervisorMsg;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::http::{AppState, router};
+use crate::ingress::Ingress;
 use crate::store::Store;
 
 /// How long in-flight requests get to finish when the server stops.
@@ -32,6 +33,7 @@ pub struct Api;
 pub struct ApiArgs {
     pub config: ValidConfig,
     pub store: Arc<Store>,
+    pub ingress: Arc<Ingress>,
     pub clock: Clock,
     /// Present only when fault injection is enabled: the fault endpoint talks to it.
     pub supervisor: Option<ActorRef<SupervisorMsg>>,
@@ -67,7 +69,7 @@ impl Actor for Api {
         let listen = args.config.api.listen;
         let listener = TcpListener::bind(listen).await.map_err(|err| format!("cannot listen on {listen}: {err}"))?;
         let address = listener.local_addr().unwrap_or(listen);
-        let state = AppState::new(args.config, args.store, args.clock, args.supervisor);
+        let state = AppState::new(args.config, args.store, args.ingress, args.clock, args.supervisor);
         let app = router(state);
         let (shutdown, mut stop) = watch::channel(false);
         let server = tokio::spawn(async move {

@@ -1,67 +1,71 @@
 //! `detector:<sensor>:<parameter>` — watches one parameter of one sensor.
 //!
-//! Messages: `Sample` from its sensor's simulator for every reading; `CheckSilence` from its own
-//! dropout timer; `SetRules` from the supervisor on reload; `InjectFault` from the supervisor
-//! when fault injection is enabled.
+//! Messages: `Wake` from the ingress when values wait in its [`Inbox`] (one per batch, however
+//! many values); `CheckSilence` from its own dropout timer; `SetRules` from the supervisor on
+//! reload; `GoOffline` when the device said it went offline; `Drain` from the supervisor at
+//! shutdown; `InjectFault`.
 //!
-//! The episode state lives in a [`DetectorSlot`] in the store, not in the actor: a detector
-//! restarted after a crash carries on with the episodes its predecessor had open, so it neither
-//! raises an anomaly twice nor forgets a drift in progress. Each anomaly is recorded while the
-//! slot is locked, so a crash cannot separate "state says raised" from "anomaly recorded".
+//! The values and the episode state live in the inbox, not in the actor: a detector restarted
+//! after a crash finds the values queued before and during its restart, and carries on with the
+//! episodes its predecessor had open, so it neither loses a reading nor raises an anomaly twice.
+//! Values are taken out and run through the state machine under the inbox's lock, and what they
+//! raise or clear is recorded before the lock is let go, so a crash cannot separate "the state
+//! says raised" from "the anomaly is recorded".
 //!
 //! The dropout timer is one `send_after` at a time, aimed at the silence deadline; a reading
 //! does not re-arm it (that would start a timer task per reading), it only moves the deadline,
-//! and the timer re-aims itself when it fires early.
+//! and the timer re-aims itself when it fires early. The timer handle is aborted when the state
+//! is dropped, which happens on a crash too: nothing outlives the actor.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
 use crate::clock::Clock;
-use crate::detection::{Raised, Rejection, Rules};
-use crate::domain::Anomaly;
-use crate::store::{DetectorSlot, Store, lock};
+use crate::detection::{Rejection, Rules};
+use crate::domain::Transition;
+use crate::ingress::{Inbox, InboxState};
+use crate::store::Store;
+
+/// Values handled per `Wake` before the detector lets other messages (its timer, a reload, a
+/// stop) in; it rings itself for the rest.
+const DRAIN_BATCH: usize = 1024;
 
 pub struct Detector;
 
 pub struct DetectorArgs {
-    pub slot: DetectorSlot,
+    pub inbox: Arc<Inbox>,
     pub rules: Rules,
     pub store: Arc<Store>,
     pub clock: Clock,
 }
 
 pub enum DetectorMsg {
-    /// One reading's value for this parameter.
-    Sample {
-        timestamp: DateTime<Utc>,
-        value: f64,
-    },
-    /// Several readings' values, oldest first (a flat-out simulator, or values queued while this
-    /// detector was being restarted).
-    Samples(Vec<(DateTime<Utc>, f64)>),
+    /// Values wait in the inbox.
+    Wake,
     /// The dropout timer fired.
     CheckSilence,
     /// New thresholds or durations from a reload; episodes in progress carry on.
     SetRules(Rules),
-    /// Answered once every message before it is handled: a flat-out simulator waits on it so
-    /// it never runs more than a batch ahead of its detectors.
-    Barrier(tokio::sync::oneshot::Sender<()>),
+    /// The device said, at this time, that it went offline: raise the dropout now.
+    GoOffline(DateTime<Utc>),
+    /// Handle every value queued, then reply (the stop path, before the detector stops).
+    Drain(RpcReplyPort<()>),
     InjectFault(Fault),
 }
 
 pub struct DetectorState {
-    slot: DetectorSlot,
+    inbox: Arc<Inbox>,
     rules: Rules,
     store: Arc<Store>,
     clock: Clock,
-    /// The `CheckSilence` on its way, if any; aborted when re-aimed so only one is ever pending.
-    timer: Option<JoinHandle<Result<(), MessagingErr<DetectorMsg>>>>,
-    /// Readings refused as not finite or out of order, for the debug log's rate.
+    /// The `CheckSilence` on its way, if any; only one is ever pending.
+    timer: Option<AbortOnDropHandle<Result<(), ractor::MessagingErr<DetectorMsg>>>>,
+    /// Values refused by the state machine (the ingress refuses almost all bad ones first).
     refused: u64,
 }
 
@@ -76,7 +80,7 @@ impl Actor for Detector {
         args: DetectorArgs,
     ) -> Result<DetectorState, ActorProcessingErr> {
         Ok(DetectorState {
-            slot: args.slot,
+            inbox: args.inbox,
             rules: args.rules,
             store: args.store,
             clock: args.clock,
@@ -90,7 +94,9 @@ impl Actor for Detector {
         myself: ActorRef<DetectorMsg>,
         state: &mut DetectorState,
     ) -> Result<(), ActorProcessingErr> {
-        state.arm_timer(&myself);
+        state.inbox.attach(myself.clone());
+        // What queued while no detector ran (a restart) is handled first.
+        state.on_wake(&myself);
         Ok(())
     }
 
@@ -101,70 +107,80 @@ impl Actor for Detector {
         state: &mut DetectorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            DetectorMsg::Sample { timestamp, value } => state.on_sample(&myself, timestamp, value),
-            DetectorMsg::Samples(samples) => {
-                for (timestamp, value) in samples {
-                    state.on_sample(&myself, timestamp, value);
-                }
-            }
+            DetectorMsg::Wake => state.on_wake(&myself),
             DetectorMsg::CheckSilence => state.on_check_silence(&myself),
             DetectorMsg::SetRules(rules) => state.on_set_rules(&myself, rules),
-            DetectorMsg::Barrier(done) => {
-                let _ = done.send(());
+            DetectorMsg::GoOffline(at) => state.on_go_offline(&myself, at),
+            DetectorMsg::Drain(reply) => {
+                state.drain_all();
+                let _ = reply.send(());
             }
             DetectorMsg::InjectFault(fault) => return fault.trigger("detector"),
-        }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<DetectorMsg>,
-        state: &mut DetectorState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(pending) = state.timer.take() {
-            pending.abort();
         }
         Ok(())
     }
 }
 
 impl DetectorState {
-    fn on_sample(&mut self, myself: &ActorRef<DetectorMsg>, timestamp: DateTime<Utc>, value: f64) {
-        let now = self.clock.now();
-        let mut detector = lock(&self.slot);
-        match detector.observe(&self.rules, timestamp, value, now) {
-            Ok(raised) if raised.is_empty() => {}
-            Ok(raised) => self.record(raised, now),
-            Err(rejection) => {
-                self.refused += 1;
-                let (sensor_id, parameter) = (detector.sensor_id().clone(), detector.parameter());
-                match rejection {
-                    Rejection::NotFinite => tracing::warn!(
-                        component = %"detector", %sensor_id, %parameter, value, refused = self.refused,
-                        "reading refused: not a finite number"
-                    ),
-                    Rejection::OutOfOrder { last } => tracing::warn!(
-                        component = %"detector", %sensor_id, %parameter, %timestamp, %last, refused = self.refused,
-                        "reading refused: older than the last one"
-                    ),
-                }
-            }
+    /// Handles up to a batch of waiting values; rings again for the rest.
+    fn on_wake(&mut self, myself: &ActorRef<DetectorMsg>) {
+        self.inbox.answer();
+        let more = self.drain(DRAIN_BATCH);
+        if more {
+            self.inbox.ring();
         }
-        drop(detector);
         if self.timer.is_none() {
             self.arm_timer(myself);
         }
     }
 
+    fn drain_all(&mut self) {
+        self.inbox.answer();
+        while self.drain(DRAIN_BATCH) {}
+    }
+
+    /// Runs at most `max` queued values through the state machine; true if more wait.
+    fn drain(&mut self, max: usize) -> bool {
+        let now = self.clock.now();
+        let inbox = Arc::clone(&self.inbox);
+        let mut state = inbox.lock();
+        for _ in 0..max {
+            let Some(sample) = state.pop() else { break };
+            match state.detector.observe(&self.rules, sample.timestamp, sample.value, sample.arrival) {
+                Ok(transitions) => record(&self.store, transitions, now),
+                Err(rejection) => {
+                    self.refused += 1;
+                    refused(&state, rejection, sample.timestamp, self.refused);
+                }
+            }
+        }
+        let more = state.queued() > 0;
+        drop(state);
+        inbox.made_room();
+        more
+    }
+
     fn on_check_silence(&mut self, myself: &ActorRef<DetectorMsg>) {
         self.timer = None;
+        // Values that arrived before the deadline speak for the sensor first.
+        self.drain_all();
         let now = self.clock.now();
-        let mut detector = lock(&self.slot);
-        if let Some(dropout) = detector.check_silence(&self.rules, now) {
-            record(&self.store, dropout, now);
+        let mut inbox = self.inbox.lock();
+        if let Some(dropout) = inbox.detector.check_silence(&self.rules, now) {
+            record(&self.store, vec![Transition::Raised(dropout)], now);
         }
-        drop(detector);
+        drop(inbox);
+        self.arm_timer(myself);
+    }
+
+    fn on_go_offline(&mut self, myself: &ActorRef<DetectorMsg>, at: DateTime<Utc>) {
+        self.drain_all();
+        let now = self.clock.now();
+        let mut inbox = self.inbox.lock();
+        if let Some(dropout) = inbox.detector.go_offline(&self.rules, at) {
+            record(&self.store, vec![Transition::Raised(dropout)], now);
+        }
+        drop(inbox);
         self.arm_timer(myself);
     }
 
@@ -174,34 +190,38 @@ impl DetectorState {
         self.arm_timer(myself);
     }
 
-    fn record(&self, raised: Raised, now: DateTime<Utc>) {
-        for anomaly in raised {
-            record(&self.store, anomaly, now);
-        }
-    }
-
     /// Aims the timer just past the silence deadline, since a dropout needs silence strictly
-    /// longer than the timeout. No deadline (a dropout already raised): the next reading arms it.
+    /// longer than the timeout. No deadline (no reading yet, or a dropout already raised): the
+    /// next reading arms it.
     fn arm_timer(&mut self, myself: &ActorRef<DetectorMsg>) {
-        if let Some(pending) = self.timer.take() {
-            pending.abort();
-        }
-        let Some(deadline) = lock(&self.slot).silence_deadline(&self.rules) else { return };
+        self.timer = None;
+        let Some(deadline) = self.inbox.lock().detector.silence_deadline(&self.rules) else { return };
         let wait = (deadline - self.clock.now()).to_std().unwrap_or_default() + Duration::from_millis(1);
-        self.timer = Some(myself.send_after(wait, || DetectorMsg::CheckSilence));
+        self.timer = Some(AbortOnDropHandle::new(myself.send_after(wait, || DetectorMsg::CheckSilence)));
     }
 }
 
-fn record(store: &Store, anomaly: Anomaly, now: DateTime<Utc>) {
-    tracing::info!(
-        component = %"detector",
-        sensor_id = %anomaly.sensor_id,
-        parameter = %anomaly.parameter,
-        kind = %anomaly.kind,
-        value = anomaly.value,
-        id = %anomaly.id,
-        detail = %anomaly.message,
-        "anomaly raised"
+fn refused(state: &InboxState, rejection: Rejection, timestamp: DateTime<Utc>, count: u64) {
+    let (sensor_id, parameter) = (state.detector.sensor_id(), state.detector.parameter());
+    tracing::debug!(
+        component = %"detector", %sensor_id, %parameter, %timestamp, ?rejection, refused = count,
+        "value refused by the detector"
     );
-    store.record_anomaly(anomaly, now);
+}
+
+fn record(store: &Store, transitions: Vec<Transition>, now: DateTime<Utc>) {
+    for transition in transitions {
+        match &transition {
+            Transition::Raised(anomaly) => tracing::info!(
+                component = %"detector", sensor_id = %anomaly.sensor_id, parameter = %anomaly.parameter,
+                kind = %anomaly.kind, value = anomaly.value, id = %anomaly.id, detail = %anomaly.message,
+                "anomaly raised"
+            ),
+            Transition::Cleared(cleared) => tracing::debug!(
+                component = %"detector", sensor_id = %cleared.sensor_id, parameter = %cleared.parameter,
+                kind = %cleared.kind, id = %cleared.anomaly_id, "episode cleared"
+            ),
+        }
+        store.record(transition, now);
+    }
 }

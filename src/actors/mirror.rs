@@ -41,6 +41,8 @@ use crate::clock::Clock;
 use crate::config::RedisConfig;
 use crate::domain::{Anomaly, SensorId, Summary};
 use crate::health::RedisState;
+use crate::ingress::Ingress;
+use crate::journal::Event;
 use crate::redis_layout::{Backlog, Batch, Keys, Limits, RetryDelay, batch_pipeline, pull_budget, status_fields};
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
@@ -90,6 +92,8 @@ impl Default for MirrorTuning {
 pub struct MirrorArgs {
     pub redis: RedisConfig,
     pub store: Arc<Store>,
+    /// Where each sensor's last reading is.
+    pub ingress: Arc<Ingress>,
     pub clock: Clock,
     pub tuning: MirrorTuning,
 }
@@ -152,11 +156,12 @@ pub struct MirrorState {
     backlog_capacity: usize,
     max_anomalies: usize,
     store: Arc<Store>,
+    ingress: Arc<Ingress>,
     clock: Clock,
     tuning: MirrorTuning,
     redis: RedisLink,
     link: Link,
-    /// Sequence number of the last anomaly moved from the store into the backlog.
+    /// Sequence number of the last journal entry looked at (its anomaly, if any, is in the backlog).
     cursor: u64,
     backlog: Backlog<Arc<Anomaly>>,
     in_flight: Option<InFlight>,
@@ -190,25 +195,35 @@ impl Actor for Mirror {
         _myself: ActorRef<MirrorMsg>,
         args: MirrorArgs,
     ) -> Result<MirrorState, ActorProcessingErr> {
-        let MirrorArgs { redis, store, clock, tuning } = args;
+        let MirrorArgs { redis, store, ingress, clock, tuning } = args;
         let timeouts = LinkTimeouts {
             connect: tuning.connect_timeout,
             response: tuning.write_timeout,
             retry_max: tuning.retry_max,
         };
         let link = RedisLink::open(&redis, timeouts)?;
-        // What the store holds is written again (idempotently); what it let go before this
-        // mirror started is no loss of this mirror's, so it is not counted as dropped.
-        let cursor = store.anomalies_after(0, 0).missed;
+        // Everything the store holds is written again (idempotently: the same anomaly is the same
+        // member), which recovers what a crashed predecessor still had in its backlog and what was
+        // restored at start. The cursor is read first, so an anomaly journalled meanwhile is in
+        // both and written twice rather than not at all.
+        let cursor = store.journal.newest_seq();
+        let mut backlog = Backlog::new(redis.backlog_capacity);
+        let held = store.anomalies.oldest_first();
+        // The newest that fit: a rewrite is not a flood to drop from.
+        let skipped = held.len().saturating_sub(redis.backlog_capacity);
+        for anomaly in held.into_iter().skip(skipped) {
+            backlog.push(anomaly);
+        }
         // A restarted mirror carries on with its predecessor's counts and last error.
         let before = store.health.redis();
         Ok(MirrorState {
             keys: Keys::new(&redis.key_prefix),
             backlog_capacity: redis.backlog_capacity,
             max_anomalies: redis.max_anomalies,
-            backlog: Backlog::new(redis.backlog_capacity),
+            backlog,
             retry: RetryDelay::new(tuning.retry_initial, tuning.retry_max),
             store,
+            ingress,
             clock,
             redis: link,
             link: Link::Connecting { failed: false },
@@ -316,16 +331,20 @@ impl MirrorState {
             if budget == 0 {
                 return;
             }
-            let followed = self.store.anomalies_after(self.cursor, budget);
+            let followed = self.store.journal.after(self.cursor, budget);
             if followed.missed > 0 {
                 self.missed += followed.missed;
                 self.cursor += followed.missed;
-                self.warn_dropped("the store let anomalies go before they were mirrored");
+                self.warn_dropped("the journal let entries go before they were mirrored");
             }
-            let Some(&(last, _)) = followed.anomalies.last() else { return };
-            self.cursor = last;
-            let taken = followed.anomalies.len();
-            let dropped: u64 = followed.anomalies.into_iter().map(|(_, anomaly)| self.backlog.push(anomaly)).sum();
+            let Some(last) = followed.entries.last() else { return };
+            self.cursor = last.seq;
+            let taken = followed.entries.len();
+            let anomalies = followed.entries.into_iter().filter_map(|entry| match entry.event {
+                Event::Anomaly(anomaly) => Some(anomaly),
+                _ => None,
+            });
+            let dropped: u64 = anomalies.map(|anomaly| self.backlog.push(anomaly)).sum();
             if dropped > 0 {
                 self.warn_dropped("redis backlog full: dropping the oldest anomalies");
             }
@@ -362,17 +381,20 @@ impl MirrorState {
     /// The next write: a batch of the backlog, and whichever snapshots changed or are due.
     fn next_batch(&mut self) -> (Batch, Pending) {
         let anomalies = self.backlog.take(self.tuning.batch);
-        let summary_seq = self.store.summary_seq();
+        let summary_seq = self.store.summaries.version();
         let summaries: Option<Vec<Arc<Summary>>> = (summary_seq != self.summaries_written)
-            .then(|| self.store.summaries(self.store.config().store.max_summaries));
+            .then(|| self.store.summaries.recent(self.store.config().store.max_summaries));
         // Readings are looked at once a tick, not for every batch of a flood: gathering them
         // walks every sensor.
         let check_readings = Instant::now() >= self.readings_due;
         if check_readings {
             self.readings_due = Instant::now() + self.tuning.tick;
         }
-        let readings: Vec<_> =
-            if check_readings { self.store.last_readings().into_values().flatten().collect() } else { Vec::new() };
+        let readings: Vec<_> = if check_readings {
+            self.ingress.lanes().iter().filter_map(|lane| lane.last_reading()).collect()
+        } else {
+            Vec::new()
+        };
         let new_readings: Vec<_> = readings
             .iter()
             .filter(|reading| {
@@ -484,7 +506,8 @@ impl MirrorState {
     /// store only (a flood that outpaces Redis shows here as well as an outage).
     fn publish(&self) {
         let in_flight = self.in_flight.as_ref().map_or(0, |in_flight| in_flight.pending.anomalies.len());
-        let in_store = usize::try_from(self.store.anomaly_seq().saturating_sub(self.cursor)).unwrap_or(usize::MAX);
+        let in_store =
+            usize::try_from(self.store.journal.newest_seq().saturating_sub(self.cursor)).unwrap_or(usize::MAX);
         self.store.health.set_redis(|health| {
             health.state = self.link.state();
             health.backlog = self.backlog.len().saturating_add(in_flight).saturating_add(in_store);
@@ -527,21 +550,16 @@ impl MirrorState {
     }
 }
 
-/// Wakes the mirror when the store records an anomaly or a summary; ends with the mirror.
+/// Wakes the mirror when something is journalled; ends with the mirror.
 fn spawn_follower(
     store: &Store,
     mirror: ActorRef<MirrorMsg>,
     wake_pending: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
-    let mut anomalies = store.subscribe_anomalies();
-    let mut summaries = store.subscribe_summaries();
+    let mut journal = store.journal.subscribe();
     tokio::spawn(async move {
         loop {
-            let changed = tokio::select! {
-                changed = anomalies.changed() => changed,
-                changed = summaries.changed() => changed,
-            };
-            if changed.is_err() {
+            if journal.changed().await.is_err() {
                 return;
             }
             if !wake_pending.swap(true, Ordering::AcqRel) && mirror.cast(MirrorMsg::Wake).is_err() {

@@ -49,6 +49,8 @@ use crate::config::LlmConfig;
 use crate::detection::Ongoing;
 use crate::domain::{SensorId, Summary, SummaryAuthor};
 use crate::health::LlmState;
+use crate::ingress::Ingress;
+use crate::journal::Event;
 use crate::llm::{LlmClient, LlmError};
 use crate::store::{LlmRetry, Store};
 use crate::summary::{self, Condition, Facts, FactsBuilder};
@@ -78,6 +80,8 @@ pub struct Summarizer;
 pub struct SummarizerArgs {
     pub config: LlmConfig,
     pub store: Arc<Store>,
+    /// Where the detectors' episode state is, for the conditions still in progress.
+    pub ingress: Arc<Ingress>,
     pub clock: Clock,
 }
 
@@ -109,6 +113,7 @@ pub struct SummarizerState {
     config: LlmConfig,
     client: Option<LlmClient>,
     store: Arc<Store>,
+    ingress: Arc<Ingress>,
     clock: Clock,
     window: FactsBuilder,
     /// The last anomaly sequence number taken into the open window.
@@ -141,13 +146,14 @@ impl Actor for Summarizer {
         // first one of the process starts now, and notes so at once: anomalies restored from
         // Redis were summarised by the previous run, and a successor that takes over before
         // anything is published must still start here, not at its own start.
-        let (cursor, window_start) = args.store.summarized_through().unwrap_or_else(|| {
-            let start = (args.store.anomaly_seq(), args.clock.now());
-            args.store.set_summarized_through(start.0, start.1);
+        let summaries = &args.store.summaries;
+        let (cursor, window_start) = summaries.summarized_through().unwrap_or_else(|| {
+            let start = (args.store.journal.newest_seq(), args.clock.now());
+            summaries.set_summarized_through(start.0, start.1);
             start
         });
         let state = SummarizerState {
-            window: FactsBuilder::new(window_start),
+            window: FactsBuilder::with_units(window_start, summary::units_of(&args.store.config())),
             cursor,
             first: true,
             last_summary: now,
@@ -155,6 +161,7 @@ impl Actor for Summarizer {
             config: args.config,
             client,
             store: args.store,
+            ingress: args.ingress,
             clock: args.clock,
             in_flight: None,
             pull: None,
@@ -264,23 +271,25 @@ impl SummarizerState {
 
     /// The client, unless there is none or a backoff is running.
     fn callable_client(&self, now: Instant) -> Option<LlmClient> {
-        let retry = self.store.llm_retry();
+        let retry = self.store.summaries.llm_retry();
         self.client.clone().filter(|_| retry.after.is_none_or(|after| now >= after))
     }
 
-    /// Takes the anomalies recorded since the last tick into the open window.
+    /// Takes the anomalies journalled since the last tick into the open window.
     fn follow(&mut self) {
         loop {
-            let followed = self.store.anomalies_after(self.cursor, FOLLOW_BATCH);
+            let followed = self.store.journal.after(self.cursor, FOLLOW_BATCH);
             if followed.missed > 0 {
-                tracing::warn!(component = %"llm", missed = followed.missed, "anomalies evicted before they were summarised");
+                tracing::warn!(component = %"llm", missed = followed.missed, "journal entries gone before they were summarised");
             }
-            let Some((last, _)) = followed.anomalies.last() else { return };
-            self.cursor = *last;
-            for (_, anomaly) in &followed.anomalies {
-                self.window.add(anomaly);
+            let Some(last) = followed.entries.last() else { return };
+            self.cursor = last.seq;
+            for entry in &followed.entries {
+                if let Event::Anomaly(anomaly) = &entry.event {
+                    self.window.add(anomaly);
+                }
             }
-            if followed.anomalies.len() < FOLLOW_BATCH {
+            if followed.entries.len() < FOLLOW_BATCH {
                 return;
             }
         }
@@ -290,9 +299,9 @@ impl SummarizerState {
     /// cursor does not move until the summary is published.
     fn close_window(&mut self) -> (Facts, u64) {
         let now = self.clock.now();
-        let ongoing = ongoing_conditions(&self.store);
+        let ongoing = ongoing_conditions(&self.ingress);
         let facts = self.window.finish(now, &ongoing);
-        self.window = FactsBuilder::new(now);
+        self.window = FactsBuilder::with_units(now, summary::units_of(&self.store.config()));
         (facts, self.cursor)
     }
 
@@ -337,7 +346,7 @@ impl SummarizerState {
         let elapsed_ms = attempt.elapsed.as_millis() as u64;
         match attempt.outcome {
             Ok(note) => {
-                self.store.set_llm_retry(LlmRetry::default());
+                self.store.summaries.set_llm_retry(LlmRetry::default());
                 self.store.health.set_llm(|llm| {
                     llm.state = LlmState::Active;
                     llm.reason = None;
@@ -351,7 +360,7 @@ impl SummarizerState {
             Err(Failure::Refused(refusal)) => {
                 // The model is reachable and answering: no backoff, the next window asks again.
                 let reason = Failure::Refused(refusal).to_string();
-                self.store.set_llm_retry(LlmRetry::default());
+                self.store.summaries.set_llm_retry(LlmRetry::default());
                 tracing::warn!(component = %"llm", elapsed_ms, error = %reason, "model's answer refused; summary written from the template");
                 self.store.health.set_llm(|llm| {
                     llm.state = LlmState::Refused;
@@ -365,13 +374,13 @@ impl SummarizerState {
             }
             Err(Failure::Call(err)) => {
                 let missing = matches!(err, LlmError::ModelMissing(_));
-                let mut retry = self.store.llm_retry();
+                let mut retry = self.store.summaries.llm_retry();
                 retry.failures = retry.failures.saturating_add(1);
                 let doublings = retry.failures.min(16).saturating_sub(1);
                 let wait = self.config.interval.saturating_mul(1 << doublings).min(RETRY_MAX);
                 // Counted from when the window closed, so a retry lines up with a summary that is due.
                 retry.after = Some(self.last_summary + wait);
-                self.store.set_llm_retry(retry);
+                self.store.summaries.set_llm_retry(retry);
                 let reason = err.to_string();
                 tracing::warn!(
                     component = %"llm", error = %reason, retry_in_s = wait.as_secs(),
@@ -392,16 +401,18 @@ impl SummarizerState {
     /// Records the summary, then moves the store's cursor past its window. `asked`: the model
     /// was asked for this window, so the summary names it.
     fn publish(&self, facts: &Facts, cursor: u64, text: String, author: SummaryAuthor, asked: bool) {
-        self.store.record_summary(Summary {
+        let now = self.clock.now();
+        let summary = Summary {
             summary: text,
-            timestamp: self.clock.now(),
+            timestamp: now,
             generated_by: author,
             model: asked.then(|| self.config.model.clone()),
             anomaly_count: facts.anomaly_count,
             window_start: facts.window_start,
             window_end: facts.window_end,
-        });
-        self.store.set_summarized_through(cursor, facts.window_end);
+        };
+        self.store.record_summary(summary, now);
+        self.store.summaries.set_summarized_through(cursor, facts.window_end);
     }
 
     /// The window in flight gets the template (its answer is not waited for), then the open
@@ -452,7 +463,7 @@ impl SummarizerState {
         match outcome {
             Ok(()) => {
                 tracing::info!(component = %"llm", model = %self.config.model, "model pulled; calling it again");
-                self.store.set_llm_retry(LlmRetry::default());
+                self.store.summaries.set_llm_retry(LlmRetry::default());
             }
             Err(err) => {
                 tracing::error!(component = %"llm", model = %self.config.model, error = %err, "model pull failed")
@@ -465,7 +476,7 @@ impl SummarizerState {
         self.next_due = self.last_summary + config.interval;
         if client_changed {
             self.client = make_client(&config, &self.store);
-            self.store.set_llm_retry(LlmRetry::default());
+            self.store.summaries.set_llm_retry(LlmRetry::default());
             self.pull_requested = false;
             self.pull = None;
         }
@@ -474,16 +485,18 @@ impl SummarizerState {
 }
 
 /// The drifts and silences in progress, from the detectors' state.
-pub fn ongoing_conditions(store: &Store) -> Vec<Condition> {
-    store
-        .detector_states()
-        .into_iter()
-        .filter_map(|detector| {
-            let (sensor_id, parameter) = (detector.sensor_id().clone(), detector.parameter());
-            detector.ongoing().map(|ongoing| match ongoing {
+pub fn ongoing_conditions(ingress: &Ingress) -> Vec<Condition> {
+    let mut conditions = Vec::new();
+    for lane in ingress.lanes() {
+        for (_, inbox) in lane.inboxes().iter() {
+            let inbox = inbox.lock();
+            let detector = &inbox.detector;
+            let (sensor_id, parameter) = (detector.sensor_id().clone(), detector.parameter().clone());
+            conditions.extend(detector.ongoing().map(|ongoing| match ongoing {
                 Ongoing::Drifting { since, value } => Condition::Drifting { sensor_id, parameter, since, value },
                 Ongoing::Silent { since } => Condition::Silent { sensor_id, parameter, since },
-            })
-        })
-        .collect()
+            }));
+        }
+    }
+    conditions
 }

@@ -1,44 +1,57 @@
-//! `supervisor` — spawns, links and restarts every other actor.
+//! `supervisor` — spawns, links and restarts every other actor, and stops them in order.
 //!
-//! Messages: `Restart` from its own backoff timers; `Reload` and `Shutdown` from the daemon's
-//! signal handling; `InjectFault` from the API when fault injection is enabled; `Expire` from its
-//! own timer, to drop anomalies past their retention when none arrive.
+//! Messages: `Restart` from its own backoff timers; `Register` from the ingress when a sensor
+//! registers itself with its readings; `Reload` and `Shutdown` from the daemon's signal
+//! handling; `InjectFault` from the API when fault injection is enabled; `Expire` from its own
+//! timer, to drop anomalies past their retention when none arrive.
 //!
 //! Failure policy: one-for-one. A failed child is restarted after an exponential backoff
 //! ([`crate::restart`]); more than `supervisor.max_restarts` failures of one child within
-//! `supervisor.restart_window` and the supervisor gives up: it records why in [`Verdict`] and
-//! stops, and the daemon exits non-zero so systemd or Docker restarts the process whole.
+//! `supervisor.restart_window` and the supervisor gives up: it records why in [`Verdict`], stops
+//! everything the same way a shutdown does (nothing accepted is lost on the way out), and stops;
+//! the daemon exits non-zero so systemd or Docker restarts the process whole.
+//!
+//! **One stop path**, for a shutdown and a give-up alike: the ingress closes (sources are
+//! refused from then on), simulators stop, detectors handle every value queued, the summarizer
+//! words its open window, the mirror writes what is left to Redis, then the API stops — each
+//! step bounded in time.
 //!
 //! Children are spawned without registry names (ractor keeps a crashing actor's name for a while,
 //! which would make a quick restart collide); the supervisor keeps their refs itself.
 
-use std::collections::BTreeMap;
+mod children;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
+
+use children::ChildRef;
+pub use children::{ChildKind, detector_name, simulator_name};
 
 use crate::actors::Fault;
-use crate::actors::api::{Api, ApiArgs, ApiMsg};
+use crate::actors::api::{Api, ApiArgs};
 use crate::actors::detector::{Detector, DetectorArgs, DetectorMsg};
-use crate::actors::mirror::{Mirror, MirrorArgs, MirrorMsg, MirrorTuning};
-use crate::actors::simulator::{GeneratorSlot, Pace, SensorRoute, Simulator, SimulatorArgs, SimulatorMsg};
+use crate::actors::mirror::{Mirror, MirrorArgs, MirrorTuning};
+use crate::actors::simulator::{GeneratorSlot, Pace, Simulator, SimulatorArgs, SimulatorMsg};
 use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
 use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::config::diff::ConfigDiff;
 use crate::detection::Rules;
-use crate::domain::{Parameter, SensorId};
-use crate::health::Component;
+use crate::domain::SensorId;
+use crate::ingress::{Ingress, SensorLane};
 use crate::restart::{Decision, RestartHistory, RestartPolicy};
 use crate::simulation::{SensorSimulator, SimulationSettings, sensor_seed};
 use crate::store::{Store, lock};
 
 /// How often anomalies past their retention are dropped when nothing new arrives.
 const EXPIRY_PERIOD: Duration = Duration::from_secs(10);
-/// How long shutdown waits for each group of children to finish their mailboxes.
+/// How long the stop path waits for each step (detectors draining, the mirror's last write, …).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct Supervisor;
@@ -61,8 +74,11 @@ impl Verdict {
 pub struct SupervisorArgs {
     pub config: ValidConfig,
     pub store: Arc<Store>,
+    pub ingress: Arc<Ingress>,
     pub clock: Clock,
     pub verdict: Arc<Verdict>,
+    /// Set by the daemon the moment a stop is asked for, so a long reload gives way at once.
+    pub stop_requested: Arc<AtomicBool>,
     /// The seed simulators derive theirs from (the configured one, or one drawn at start).
     pub seed: u64,
     /// How fast simulators produce readings; flat out only in load tests.
@@ -72,6 +88,8 @@ pub struct SupervisorArgs {
 pub enum SupervisorMsg {
     /// A child's backoff has elapsed.
     Restart(String),
+    /// A sensor registered live from its readings: start its detectors.
+    Register(Arc<SensorLane>),
     /// Put a new, already validated config in force; `changes` is what differs from the one in
     /// force (the daemon computed it to report it); reply once applied.
     Reload {
@@ -79,7 +97,7 @@ pub enum SupervisorMsg {
         changes: ConfigDiff,
         reply: RpcReplyPort<()>,
     },
-    /// Stop producing readings, let detectors finish, stop everything; reply when done.
+    /// Stop everything along the stop path; reply when done.
     Shutdown {
         reply: RpcReplyPort<()>,
     },
@@ -96,71 +114,6 @@ pub enum SupervisorMsg {
     Expire,
 }
 
-/// The children the supervisor knows how to spawn.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum ChildKind {
-    Simulator(SensorId),
-    Detector(SensorId, Parameter),
-    Summarizer,
-    /// Only when `redis.url` is set.
-    Mirror,
-    Api,
-}
-
-impl ChildKind {
-    fn name(&self) -> String {
-        match self {
-            ChildKind::Simulator(sensor_id) => format!("simulator:{sensor_id}"),
-            ChildKind::Detector(sensor_id, parameter) => format!("detector:{sensor_id}:{parameter}"),
-            ChildKind::Summarizer => "summarizer".into(),
-            ChildKind::Mirror => "mirror".into(),
-            ChildKind::Api => "api".into(),
-        }
-    }
-
-    fn component(&self) -> Component {
-        match self {
-            ChildKind::Simulator(_) => Component::Sensor,
-            ChildKind::Detector(..) => Component::Detector,
-            ChildKind::Summarizer => Component::Llm,
-            ChildKind::Mirror => Component::Redis,
-            ChildKind::Api => Component::Api,
-        }
-    }
-}
-
-/// A running child, typed so the supervisor can message it.
-#[derive(Clone)]
-enum ChildRef {
-    Simulator(ActorRef<SimulatorMsg>),
-    Detector(ActorRef<DetectorMsg>),
-    Summarizer(ActorRef<SummarizerMsg>),
-    Mirror(ActorRef<MirrorMsg>),
-    Api(ActorRef<ApiMsg>),
-}
-
-impl ChildRef {
-    fn cell(&self) -> ActorCell {
-        match self {
-            ChildRef::Simulator(actor) => actor.get_cell(),
-            ChildRef::Detector(actor) => actor.get_cell(),
-            ChildRef::Summarizer(actor) => actor.get_cell(),
-            ChildRef::Mirror(actor) => actor.get_cell(),
-            ChildRef::Api(actor) => actor.get_cell(),
-        }
-    }
-
-    fn inject(&self, fault: Fault) -> bool {
-        match self {
-            ChildRef::Simulator(actor) => actor.cast(SimulatorMsg::InjectFault(fault)).is_ok(),
-            ChildRef::Detector(actor) => actor.cast(DetectorMsg::InjectFault(fault)).is_ok(),
-            ChildRef::Summarizer(actor) => actor.cast(SummarizerMsg::InjectFault(fault)).is_ok(),
-            ChildRef::Mirror(actor) => actor.cast(MirrorMsg::InjectFault(fault)).is_ok(),
-            ChildRef::Api(actor) => actor.cast(ApiMsg::InjectFault(fault)).is_ok(),
-        }
-    }
-}
-
 struct Child {
     kind: ChildKind,
     running: Option<ChildRef>,
@@ -170,17 +123,18 @@ struct Child {
 pub struct SupervisorState {
     config: ValidConfig,
     store: Arc<Store>,
+    ingress: Arc<Ingress>,
     clock: Clock,
     verdict: Arc<Verdict>,
+    stop_requested: Arc<AtomicBool>,
     seed: u64,
     pace: Pace,
     policy: RestartPolicy,
     children: BTreeMap<String, Child>,
     by_actor: BTreeMap<ActorId, String>,
-    routes: BTreeMap<SensorId, Arc<SensorRoute>>,
     generators: BTreeMap<SensorId, GeneratorSlot>,
     stopping: bool,
-    expiry: Option<JoinHandle<()>>,
+    expiry: Option<AbortOnDropHandle<()>>,
 }
 
 impl Actor for Supervisor {
@@ -193,17 +147,22 @@ impl Actor for Supervisor {
         myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
+        let registrar = myself.clone();
+        args.ingress.set_registrar(Box::new(move |lane| {
+            let _ = registrar.cast(SupervisorMsg::Register(lane));
+        }));
         let mut state = SupervisorState {
             policy: RestartPolicy::from_config(&args.config.supervisor),
             config: args.config,
             store: args.store,
+            ingress: args.ingress,
             clock: args.clock,
             verdict: args.verdict,
+            stop_requested: args.stop_requested,
             seed: args.seed,
             pace: args.pace,
             children: BTreeMap::new(),
             by_actor: BTreeMap::new(),
-            routes: BTreeMap::new(),
             generators: BTreeMap::new(),
             stopping: false,
             expiry: None,
@@ -222,7 +181,7 @@ impl Actor for Supervisor {
         myself: ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
-        state.expiry = Some(myself.send_interval(EXPIRY_PERIOD, || SupervisorMsg::Expire));
+        state.expiry = Some(AbortOnDropHandle::new(myself.send_interval(EXPIRY_PERIOD, || SupervisorMsg::Expire)));
         tracing::info!(component = %"supervisor", children = state.children.len(), "all actors started");
         Ok(())
     }
@@ -235,12 +194,13 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Restart(name) => state.on_restart(&myself, name).await,
+            SupervisorMsg::Register(lane) => state.on_register(&myself, &lane).await,
             SupervisorMsg::Reload { config, changes, reply } => {
                 state.on_reload(&myself, *config, &changes).await;
                 let _ = reply.send(());
             }
             SupervisorMsg::Shutdown { reply } => {
-                state.on_shutdown().await;
+                state.stop_all().await;
                 let _ = reply.send(());
                 myself.stop(Some("shutdown".into()));
             }
@@ -263,23 +223,12 @@ impl Actor for Supervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         match event {
-            SupervisionEvent::ActorFailed(cell, err) => state.on_child_down(&myself, cell, err.to_string()),
+            SupervisionEvent::ActorFailed(cell, err) => state.on_child_down(&myself, cell, err.to_string()).await,
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 let reason = reason.unwrap_or_else(|| "stopped".into());
-                state.on_child_down(&myself, cell, format!("stopped unexpectedly: {reason}"));
+                state.on_child_down(&myself, cell, format!("stopped unexpectedly: {reason}")).await;
             }
             _ => {}
-        }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<SupervisorMsg>,
-        state: &mut SupervisorState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(expiry) = state.expiry.take() {
-            expiry.abort();
         }
         Ok(())
     }
@@ -289,13 +238,29 @@ impl SupervisorState {
     fn initial_children(&self) -> Vec<ChildKind> {
         let mut kinds = Vec::new();
         for sensor in &self.config.sensors.ids {
-            kinds.extend(sensor_children(&SensorId::new(sensor), self.config.simulation.enabled));
+            let sensor_id = SensorId::new(sensor);
+            self.ingress.add_sensor(&sensor_id);
+            kinds.extend(self.sensor_children(&sensor_id, self.config.simulation.enabled));
         }
         kinds.push(ChildKind::Summarizer);
         if !self.config.redis.url.is_empty() {
             kinds.push(ChildKind::Mirror);
         }
         kinds.push(ChildKind::Api);
+        kinds
+    }
+
+    /// A sensor's detectors (one per configured parameter) and, when simulated, its simulator.
+    fn sensor_children(&self, sensor_id: &SensorId, simulated: bool) -> Vec<ChildKind> {
+        let mut kinds: Vec<ChildKind> = self
+            .config
+            .parameter_list()
+            .into_iter()
+            .map(|parameter| ChildKind::Detector(sensor_id.clone(), parameter))
+            .collect();
+        if simulated {
+            kinds.push(ChildKind::Simulator(sensor_id.clone()));
+        }
         kinds
     }
 
@@ -310,27 +275,28 @@ impl SupervisorState {
 
     async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg>, kind: &ChildKind) -> Result<ChildRef, SpawnErr> {
         let supervisor = myself.get_cell();
-        let now = self.clock.now();
+        let missing = |what: &str| SpawnErr::StartupFailed(format!("{what} is not watched").into());
         match kind {
             ChildKind::Detector(sensor_id, parameter) => {
+                let lane = self.ingress.lane(sensor_id.as_str()).ok_or_else(|| missing(sensor_id.as_str()))?;
+                let inbox = lane.inbox(parameter.as_str()).ok_or_else(|| missing(parameter.as_str()))?;
                 let args = DetectorArgs {
-                    slot: self.store.detector_slot(sensor_id, *parameter, now),
-                    rules: Rules::for_parameter(&self.config.detection, *parameter),
+                    inbox,
+                    rules: Rules::for_sensor(&self.config, sensor_id.as_str(), parameter.as_str()),
                     store: Arc::clone(&self.store),
                     clock: self.clock,
                 };
                 let (actor, _) = Actor::spawn_linked(None, Detector, args, supervisor).await?;
-                self.route(sensor_id).set(*parameter, Some(actor.clone()));
                 Ok(ChildRef::Detector(actor))
             }
             ChildKind::Simulator(sensor_id) => {
+                let lane = self.ingress.lane(sensor_id.as_str()).ok_or_else(|| missing(sensor_id.as_str()))?;
                 let args = SimulatorArgs {
                     generator: self.generator(sensor_id),
-                    route: self.route(sensor_id),
-                    readings: self.store.sensor_slot(sensor_id),
+                    lane,
+                    ingress: Arc::clone(&self.ingress),
                     clock: self.clock,
                     pace: self.pace,
-                    produced: Arc::clone(&self.store.readings_produced),
                 };
                 let (actor, _) = Actor::spawn_linked(None, Simulator, args, supervisor).await?;
                 Ok(ChildRef::Simulator(actor))
@@ -339,6 +305,7 @@ impl SupervisorState {
                 let args = SummarizerArgs {
                     config: self.config.llm.clone(),
                     store: Arc::clone(&self.store),
+                    ingress: Arc::clone(&self.ingress),
                     clock: self.clock,
                 };
                 let (actor, _) = Actor::spawn_linked(None, Summarizer, args, supervisor).await?;
@@ -348,6 +315,7 @@ impl SupervisorState {
                 let args = MirrorArgs {
                     redis: self.config.redis.clone(),
                     store: Arc::clone(&self.store),
+                    ingress: Arc::clone(&self.ingress),
                     clock: self.clock,
                     tuning: MirrorTuning::default(),
                 };
@@ -358,6 +326,7 @@ impl SupervisorState {
                 let args = ApiArgs {
                     config: self.config.clone(),
                     store: Arc::clone(&self.store),
+                    ingress: Arc::clone(&self.ingress),
                     clock: self.clock,
                     supervisor: self.config.debug.fault_injection.then(|| myself.clone()),
                 };
@@ -367,12 +336,8 @@ impl SupervisorState {
         }
     }
 
-    fn route(&mut self, sensor_id: &SensorId) -> Arc<SensorRoute> {
-        Arc::clone(self.routes.entry(sensor_id.clone()).or_default())
-    }
-
     fn generator(&mut self, sensor_id: &SensorId) -> GeneratorSlot {
-        let settings = simulation_settings(&self.config);
+        let settings = SimulationSettings::from_config(&self.config, sensor_id.as_str());
         let seed = sensor_seed(self.seed, sensor_id.as_str());
         let slot = self
             .generators
@@ -381,26 +346,27 @@ impl SupervisorState {
         Arc::clone(slot)
     }
 
-    fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, cell: ActorCell, reason: String) {
+    async fn on_child_down(&mut self, myself: &ActorRef<SupervisorMsg>, cell: ActorCell, reason: String) {
         let Some(name) = self.by_actor.remove(&cell.get_id()) else { return };
         let Some(child) = self.children.get_mut(&name) else { return };
         child.running = None;
         if let ChildKind::Detector(sensor_id, parameter) = &child.kind
-            && let Some(route) = self.routes.get(sensor_id)
+            && let Some(inbox) = self.ingress.lane(sensor_id.as_str()).and_then(|lane| lane.inbox(parameter.as_str()))
         {
-            route.set(*parameter, None);
+            // Values keep queueing for the successor.
+            inbox.detach();
         }
         if self.stopping {
             // Stopped on purpose (shutdown, give-up): down, but not failed.
             self.store.health.actor_down(&name, None);
             return;
         }
-        self.on_failure(myself, name, reason);
+        self.on_failure(myself, name, reason).await;
     }
 
     /// A child is down for `reason` (a crash, or a restart that failed): mark it, then restart it
     /// after its backoff, or give up when it has failed too often.
-    fn on_failure(&mut self, myself: &ActorRef<SupervisorMsg>, name: String, reason: String) {
+    async fn on_failure(&mut self, myself: &ActorRef<SupervisorMsg>, name: String, reason: String) {
         self.store.health.actor_down(&name, Some((reason.clone(), self.clock.now())));
         let Some(child) = self.children.get_mut(&name) else { return };
         match child.history.on_failure(&self.policy, Instant::now()) {
@@ -416,7 +382,8 @@ impl SupervisorState {
                 let verdict = format!("{name} failed {failures} times within {window}; last error: {reason}");
                 tracing::error!(component = %"supervisor", actor = %name, error = %reason, failures, "giving up: {verdict}");
                 self.verdict.give_up(verdict);
-                self.stopping = true;
+                // The same way out as a shutdown: what was accepted is handled and written first.
+                self.stop_all().await;
                 myself.stop(Some("gave up".into()));
             }
         }
@@ -442,8 +409,26 @@ impl SupervisorState {
                 tracing::info!(component = %"supervisor", actor = %name, "actor restarted");
             }
             // Counts as another failure: a child that cannot even start is in a crash loop.
-            Err(err) => self.on_failure(myself, name, format!("restart failed: {err}")),
+            Err(err) => Box::pin(self.on_failure(myself, name, format!("restart failed: {err}"))).await,
         }
+    }
+
+    /// A sensor the ingress registered from its readings: its values already queue in its lane;
+    /// its detectors start and take them.
+    async fn on_register(&mut self, myself: &ActorRef<SupervisorMsg>, lane: &SensorLane) {
+        if self.stopping {
+            return;
+        }
+        for kind in self.sensor_children(&lane.id, false) {
+            let name = kind.name();
+            if self.children.contains_key(&name) {
+                continue;
+            }
+            if let Err(err) = self.add_child(myself, kind).await {
+                tracing::error!(component = %"supervisor", actor = %name, error = %err, "could not start a registered sensor's detector");
+            }
+        }
+        self.store.health.sensor_registered(lane.id.as_str());
     }
 
     fn on_inject_fault(&self, actor: &str, fault: Fault) -> Result<(), String> {
@@ -456,25 +441,25 @@ impl SupervisorState {
         self.config = config;
         self.policy = RestartPolicy::from_config(&self.config.supervisor);
         self.store.set_config(self.config.clone());
+        self.ingress.set_config(&self.config);
 
-        if changes.detection {
+        if changes.detection || changes.parameters {
             for (name, child) in &self.children {
-                if let (ChildKind::Detector(_, parameter), Some(ChildRef::Detector(actor))) =
+                if let (ChildKind::Detector(sensor_id, parameter), Some(ChildRef::Detector(actor))) =
                     (&child.kind, &child.running)
-                    && actor
-                        .cast(DetectorMsg::SetRules(Rules::for_parameter(&self.config.detection, *parameter)))
-                        .is_err()
                 {
-                    tracing::warn!(component = %"supervisor", actor = %name, "new rules not delivered; the restart will apply them");
+                    let rules = Rules::for_sensor(&self.config, sensor_id.as_str(), parameter.as_str());
+                    if actor.cast(DetectorMsg::SetRules(rules)).is_err() {
+                        tracing::warn!(component = %"supervisor", actor = %name, "new rules not delivered; the restart will apply them");
+                    }
                 }
             }
         }
-        if changes.simulation {
+        if changes.simulation || changes.parameters {
             // The generators hold the settings, running simulator or not (one being restarted
             // picks them up); a running one is told, in case its interval changed.
-            let settings = simulation_settings(&self.config);
-            for generator in self.generators.values() {
-                lock(generator).set_settings(settings.clone());
+            for (sensor_id, generator) in &self.generators {
+                lock(generator).set_settings(SimulationSettings::from_config(&self.config, sensor_id.as_str()));
             }
             for child in self.children.values() {
                 if let Some(ChildRef::Simulator(actor)) = &child.running {
@@ -489,12 +474,19 @@ impl SupervisorState {
                 }
             }
         }
-        for sensor_id in &changes.sensors_removed {
-            self.remove_sensor(&SensorId::new(sensor_id)).await;
+        let removed: BTreeSet<SensorId> = changes.sensors_removed.iter().map(|id| SensorId::new(id)).collect();
+        self.remove_sensors(&removed);
+        if changes.parameters {
+            self.follow_parameters(myself).await;
         }
         for sensor_id in &changes.sensors_added {
+            if self.stop_requested.load(Ordering::Relaxed) {
+                // A stop was asked for mid-reload: it wins; the rest of the reload is moot.
+                return;
+            }
             let sensor_id = SensorId::new(sensor_id);
-            for kind in sensor_children(&sensor_id, self.config.simulation.enabled) {
+            self.ingress.add_sensor(&sensor_id);
+            for kind in self.sensor_children(&sensor_id, self.config.simulation.enabled) {
                 let name = kind.name();
                 if let Err(err) = self.add_child(myself, kind).await {
                     tracing::error!(component = %"supervisor", actor = %name, error = %err, "could not start a new sensor's actor");
@@ -503,72 +495,119 @@ impl SupervisorState {
         }
     }
 
-    async fn remove_sensor(&mut self, sensor_id: &SensorId) {
-        let names: Vec<String> = self
+    /// Stops the actors of removed sensors: one pass over the children, each told to stop without
+    /// waiting, so removing many sensors takes time in proportion to how many.
+    fn remove_sensors(&mut self, removed: &BTreeSet<SensorId>) {
+        if removed.is_empty() {
+            return;
+        }
+        let mut gone = Vec::new();
+        self.children.retain(|name, child| {
+            let keep = child.kind.sensor().is_none_or(|sensor_id| !removed.contains(sensor_id));
+            if !keep {
+                gone.push((name.clone(), child.running.take()));
+            }
+            keep
+        });
+        for (name, running) in gone {
+            if let Some(running) = running {
+                let cell = running.cell();
+                self.by_actor.remove(&cell.get_id());
+                cell.stop(Some("sensor removed".into()));
+            }
+            self.store.health.actor_removed(&name);
+        }
+        for sensor_id in removed {
+            self.generators.remove(sensor_id);
+            self.ingress.remove_sensor(sensor_id);
+            self.store.health.sensor_removed(sensor_id.as_str());
+        }
+        tracing::info!(component = %"supervisor", count = removed.len(), "sensors removed");
+    }
+
+    /// The configured parameters changed: every sensor gets detectors for the new ones, and
+    /// loses those of parameters no longer configured.
+    async fn follow_parameters(&mut self, myself: &ActorRef<SupervisorMsg>) {
+        let parameters: BTreeSet<String> = self.config.parameters.keys().cloned().collect();
+        let dropped: Vec<String> = self
             .children
             .iter()
-            .filter(|(_, child)| matches!(&child.kind, ChildKind::Simulator(id) | ChildKind::Detector(id, _) if id == sensor_id))
+            .filter(|(_, child)| {
+                matches!(&child.kind, ChildKind::Detector(_, parameter) if !parameters.contains(parameter.as_str()))
+            })
             .map(|(name, _)| name.clone())
             .collect();
-        for name in names {
+        for name in dropped {
             if let Some(child) = self.children.remove(&name)
                 && let Some(running) = child.running
             {
                 let cell = running.cell();
                 self.by_actor.remove(&cell.get_id());
-                let _ = cell.stop_and_wait(Some("sensor removed".into()), Some(DRAIN_TIMEOUT)).await;
+                cell.stop(Some("parameter removed".into()));
             }
             self.store.health.actor_removed(&name);
         }
-        self.routes.remove(sensor_id);
-        self.generators.remove(sensor_id);
-        self.store.remove_sensor(sensor_id);
-        tracing::info!(component = %"supervisor", %sensor_id, "sensor removed");
+        for lane in self.ingress.lanes() {
+            for kind in self.sensor_children(&lane.id, false) {
+                if self.stop_requested.load(Ordering::Relaxed) {
+                    return;
+                }
+                if !self.children.contains_key(&kind.name()) {
+                    let name = kind.name();
+                    if let Err(err) = self.add_child(myself, kind).await {
+                        tracing::error!(component = %"supervisor", actor = %name, error = %err, "could not start a new parameter's detector");
+                    }
+                }
+            }
+        }
     }
 
-    /// Simulators first (no new readings), then detectors finish their mailboxes, then the
-    /// summarizer publishes its open window, then the mirror writes all of it to Redis, then the API.
-    async fn on_shutdown(&mut self) {
+    /// The stop path: the ingress closes; simulators stop; detectors handle every value queued
+    /// and stop; the summarizer publishes its open window (`Flush`); the mirror writes what is
+    /// left; the API
+    /// stops last, so `/health` answers until the end. Each step is bounded by [`DRAIN_TIMEOUT`].
+    async fn stop_all(&mut self) {
+        if self.stopping {
+            return;
+        }
         self.stopping = true;
-        let refs: Vec<ChildRef> = self.children.values().filter_map(|child| child.running.clone()).collect();
-        for running in &refs {
-            if let ChildRef::Simulator(actor) = running {
-                let _ = actor.stop_and_wait(Some("shutdown".into()), Some(DRAIN_TIMEOUT)).await;
-            }
+        self.ingress.close();
+        let running: Vec<ChildRef> = self.children.values().filter_map(|child| child.running.clone()).collect();
+        let step = |wanted: fn(&ChildRef) -> bool| running.iter().filter(move |child| wanted(child)).cloned();
+
+        stop_together(step(|child| matches!(child, ChildRef::Simulator(_))).map(|child| child.cell())).await;
+        let detectors: Vec<_> = step(|child| matches!(child, ChildRef::Detector(_))).collect();
+        let drains = detectors.iter().filter_map(|child| match child {
+            ChildRef::Detector(actor) => Some(actor.clone()),
+            _ => None,
+        });
+        let drains = drains.map(|actor| async move {
+            let _ = ractor::call_t!(actor, DetectorMsg::Drain, DRAIN_TIMEOUT.as_millis() as u64);
+        });
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, futures_util::future::join_all(drains)).await;
+        let left = self.ingress.queued();
+        if drained.is_err() || left > 0 {
+            tracing::warn!(component = %"supervisor", left_behind = left, "detectors did not handle every queued value before the stop");
         }
-        for running in &refs {
-            if let ChildRef::Detector(actor) = running {
-                let _ = actor.drain_and_wait(Some(DRAIN_TIMEOUT)).await;
-            }
-        }
-        for running in &refs {
-            if let ChildRef::Summarizer(actor) = running {
+        stop_together(detectors.iter().map(ChildRef::cell)).await;
+        // The summarizer before the mirror (children are held by name, which would put the mirror
+        // first), so that the summary of its open window is among what the mirror writes.
+        for child in step(|child| matches!(child, ChildRef::Summarizer(_))) {
+            if let ChildRef::Summarizer(actor) = &child {
                 let _ = actor.call(|reply| SummarizerMsg::Flush { reply }, Some(DRAIN_TIMEOUT)).await;
             }
+            let _ = child.cell().drain_and_wait(Some(DRAIN_TIMEOUT)).await;
         }
-        for running in &refs {
-            if let ChildRef::Mirror(actor) = running {
-                let _ = actor.drain_and_wait(Some(DRAIN_TIMEOUT)).await;
-            }
+        for child in step(|child| matches!(child, ChildRef::Mirror(_))) {
+            let _ = child.cell().drain_and_wait(Some(DRAIN_TIMEOUT)).await;
         }
-        for running in &refs {
-            if let ChildRef::Api(actor) = running {
-                let _ = actor.stop_and_wait(Some("shutdown".into()), Some(DRAIN_TIMEOUT)).await;
-            }
-        }
+        stop_together(step(|child| matches!(child, ChildRef::Api(_))).map(|child| child.cell())).await;
         tracing::info!(component = %"supervisor", "all actors stopped");
     }
 }
 
-fn sensor_children(sensor_id: &SensorId, simulated: bool) -> Vec<ChildKind> {
-    let mut kinds: Vec<ChildKind> =
-        Parameter::ALL.into_iter().map(|parameter| ChildKind::Detector(sensor_id.clone(), parameter)).collect();
-    if simulated {
-        kinds.push(ChildKind::Simulator(sensor_id.clone()));
-    }
-    kinds
-}
-
-fn simulation_settings(config: &ValidConfig) -> SimulationSettings {
-    SimulationSettings::from_config(config.sensors.interval, &config.simulation, &config.detection)
+/// Stops actors all at once and waits, bounded, for them to be gone.
+async fn stop_together(cells: impl Iterator<Item = ActorCell>) {
+    let waits = cells.map(|cell| async move { cell.stop_and_wait(Some("shutdown".into()), Some(DRAIN_TIMEOUT)).await });
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, futures_util::future::join_all(waits)).await;
 }

@@ -13,6 +13,10 @@ use super::Config;
 pub struct ConfigDiff {
     /// Thresholds or durations changed: detectors get new rules, episodes carry on.
     pub detection: bool,
+    /// Parameters were added, removed or changed (units, ranges): detectors follow.
+    pub parameters: bool,
+    /// Ingest limits or tokens changed; both apply to the next request.
+    pub ingest: bool,
     /// Rates, thresholds or the reading interval the simulators use changed.
     pub simulation: bool,
     pub sensors_added: Vec<String>,
@@ -43,6 +47,9 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     };
 
     changes.detection = changed("detection", old.detection != new.detection);
+    changes.parameters = changed("parameters", old.parameters != new.parameters);
+    changes.ingest = changed("ingest", old.ingest != new.ingest);
+    changed("auth", old.auth != new.auth);
     let interval = changed("sensors.interval", old.sensors.interval != new.sensors.interval);
     let rates = changed(
         "simulation.rates",
@@ -136,7 +143,7 @@ mod tests {
     #[test]
     fn thresholds_apply_live_and_reach_the_simulators() {
         let mut new = Config::default();
-        new.detection.spike_thresholds.pressure = 4.2;
+        new.detection.limits.spike_thresholds.insert("pressure".into(), 4.2);
         let changes = diff(&Config::default(), &new);
         assert!(changes.detection && changes.simulation);
         assert!(changes.needs_restart.is_empty());

@@ -1,11 +1,16 @@
 //! The semantic rules of a config, each naming its key: what a file can say that parses but
 //! makes no sense for a plant (a drift threshold above the spike threshold, a zero interval, …).
 
+use std::time::Duration;
+
 use super::*;
 
 pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     let mut problems = Problems::default();
     check_sensors(config, &mut problems);
+    check_parameters(config, &mut problems);
+    check_ingest(config, &mut problems);
+    check_auth(config, &mut problems);
     check_simulation(config, &mut problems);
     check_detection(config, &mut problems);
     check_store(config, &mut problems);
@@ -16,6 +21,13 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     check_api(config, &mut problems);
     problems.0
 }
+
+/// More parameters than this make a reading's values a table, not a handful.
+const MAX_PARAMETERS: usize = 64;
+/// The most sensors one daemon watches: its actors cost ~10 kB each, three or more per sensor.
+const MAX_SENSORS: usize = 100_000;
+/// Rule times beyond a day are a typo, not a plant's alarm philosophy.
+const MAX_RULE_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Default)]
 struct Problems(Vec<ConfigProblem>);
@@ -78,30 +90,200 @@ fn check_simulation(config: &Config, problems: &mut Problems) {
     }
 }
 
+fn check_parameters(config: &Config, problems: &mut Problems) {
+    if config.parameters.is_empty() {
+        problems.add("parameters", "must name at least one parameter");
+    }
+    if config.parameters.len() > MAX_PARAMETERS {
+        problems.add("parameters", format!("at most {MAX_PARAMETERS} parameters (got {})", config.parameters.len()));
+    }
+    for (name, spec) in &config.parameters {
+        let key = format!("parameters.{name}");
+        if !is_safe_identifier(name) || name.contains('.') {
+            problems.add(&key, "a parameter name is letters, digits, '-' and '_', at most 64 characters");
+        }
+        if ["sensor_id", "timestamp", "time"].contains(&name.as_str()) {
+            problems.add(&key, format!("{name:?} is a field of every reading, not a parameter name"));
+        }
+        let [low, high] = spec.normal;
+        if !(low.is_finite() && high.is_finite() && low < high) {
+            problems
+                .add(format!("{key}.normal"), format!("must be [low, high] with low below high (got [{low}, {high}])"));
+        }
+        if spec.unit.chars().count() > 16 || spec.unit.chars().any(char::is_control) {
+            problems.add(format!("{key}.unit"), "must be at most 16 printable characters");
+        }
+        if spec.label.as_ref().is_some_and(|label| label.is_empty() || label.chars().count() > 64) {
+            problems.add(format!("{key}.label"), "must be 1 to 64 characters");
+        }
+    }
+}
+
 fn check_detection(config: &Config, problems: &mut Problems) {
     let detection = &config.detection;
     problems.positive("detection.drift_duration", detection.drift_duration);
     problems.positive("detection.dropout_timeout", detection.dropout_timeout);
+    problems.positive("detection.rate_window", detection.rate_window);
+    for (key, duration) in [
+        ("detection.drift_duration", detection.drift_duration),
+        ("detection.dropout_timeout", detection.dropout_timeout),
+        ("detection.rate_window", detection.rate_window),
+    ] {
+        if duration > MAX_RULE_DURATION {
+            problems.add(key, "must be at most a day (24h)");
+        }
+    }
     if !detection.dropout_timeout.is_zero() && detection.dropout_timeout <= config.sensors.interval {
         problems.add(
             "detection.dropout_timeout",
             "must be longer than sensors.interval, or every pause between readings is a dropout",
         );
     }
-    for parameter in Parameter::ALL {
-        let spike = detection.spike_thresholds.get(parameter);
-        let drift = detection.drift_thresholds.get(parameter);
-        if !spike.is_finite() {
-            problems.add(format!("detection.spike_thresholds.{parameter}"), "must be a finite number");
+    check_limits(config, "detection", &detection.limits, problems);
+    for (sensor_id, limits) in &detection.sensors {
+        let key = format!("detection.sensors.{sensor_id}");
+        if !is_safe_identifier(sensor_id) {
+            problems.add(&key, format!("{sensor_id:?} is not a safe sensor identifier"));
         }
-        if !drift.is_finite() {
-            problems.add(format!("detection.drift_thresholds.{parameter}"), "must be a finite number");
+        check_limits(config, &key, limits, problems);
+    }
+    // The limits a sensor ends up with must make sense together, overrides and defaults mixed.
+    let overridden = detection.sensors.keys().map(|id| Some(id.as_str()));
+    for sensor_id in std::iter::once(None).chain(overridden) {
+        for parameter in config.parameters.keys() {
+            check_resolved(config, sensor_id, parameter, problems);
         }
-        if spike.is_finite() && drift.is_finite() && drift >= spike {
+    }
+}
+
+/// Every key of a limits map names a configured parameter and holds a sensible value.
+fn check_limits(config: &Config, section: &str, limits: &Limits, problems: &mut Problems) {
+    for (name, map) in limits.numbers() {
+        for (parameter, value) in map {
+            let key = format!("{section}.{name}.{parameter}");
+            if !config.parameters.contains_key(parameter) {
+                problems
+                    .add(&key, format!("{parameter:?} is not a configured parameter (add [parameters.{parameter}])"));
+            }
+            if !value.is_finite() {
+                problems.add(&key, "must be a finite number");
+            } else if matches!(name, "rate_limits") && *value <= 0.0 {
+                problems.add(&key, format!("must be above zero (got {value})"));
+            } else if matches!(name, "deadband" | "stuck_tolerance") && *value < 0.0 {
+                problems.add(&key, format!("must be zero or more (got {value})"));
+            }
+        }
+    }
+    for (name, map) in limits.durations() {
+        for (parameter, duration) in map {
+            let key = format!("{section}.{name}.{parameter}");
+            if !config.parameters.contains_key(parameter) {
+                problems
+                    .add(&key, format!("{parameter:?} is not a configured parameter (add [parameters.{parameter}])"));
+            }
+            if *duration > MAX_RULE_DURATION {
+                problems.add(&key, "must be at most a day (24h)");
+            }
+            if name == "stuck_after" && duration.is_zero() {
+                problems.add(&key, "must be longer than zero");
+            }
+        }
+    }
+}
+
+/// The rules one sensor gets for one parameter, overrides applied, checked as a whole: a drift
+/// limit beyond its spike limit, or a stuck tolerance without a time, is refused.
+fn check_resolved(config: &Config, sensor_id: Option<&str>, parameter: &str, problems: &mut Problems) {
+    let detection = &config.detection;
+    let own = sensor_id.and_then(|id| detection.sensors.get(id));
+    let section = sensor_id.map_or_else(|| "detection".to_owned(), |id| format!("detection.sensors.{id}"));
+    let get = |pick: fn(&Limits) -> &BTreeMap<String, f64>| {
+        own.and_then(|own| pick(own).get(parameter)).or_else(|| pick(&detection.limits).get(parameter)).copied()
+    };
+    let spike = get(|limits| &limits.spike_thresholds);
+    let drift = get(|limits| &limits.drift_thresholds);
+    let low_spike = get(|limits| &limits.low_spike_thresholds);
+    let low_drift = get(|limits| &limits.low_drift_thresholds);
+    let finite = |value: Option<f64>| value.filter(|value| value.is_finite());
+    let mut pair = |lower: (&str, Option<f64>), upper: (&str, Option<f64>)| {
+        if let (Some(low), Some(high)) = (finite(lower.1), finite(upper.1))
+            && low >= high
+        {
             problems.add(
-                format!("detection.drift_thresholds.{parameter}"),
-                format!("must be below detection.spike_thresholds.{parameter} ({drift} is not below {spike})"),
+                format!("{section}.{}.{parameter}", lower.0),
+                format!("must be below {section}.{}.{parameter} ({low} is not below {high})", upper.0),
             );
+        }
+    };
+    pair(("drift_thresholds", drift), ("spike_thresholds", spike));
+    pair(("low_spike_thresholds", low_spike), ("low_drift_thresholds", low_drift));
+    pair(("low_drift_thresholds", low_drift), ("drift_thresholds", drift));
+    pair(("low_spike_thresholds", low_spike), ("spike_thresholds", spike));
+    let stuck = get(|limits| &limits.stuck_tolerance);
+    let stuck_after =
+        own.and_then(|own| own.stuck_after.get(parameter)).or_else(|| detection.limits.stuck_after.get(parameter));
+    if stuck.is_some() != stuck_after.is_some() {
+        problems.add(
+            format!("{section}.stuck_tolerance.{parameter}"),
+            "stuck_tolerance and stuck_after go together: set both, or neither",
+        );
+    }
+}
+
+fn check_ingest(config: &Config, problems: &mut Problems) {
+    let ingest = &config.ingest;
+    if !(1..=MAX_SENSORS).contains(&ingest.max_sensors) {
+        problems.add("ingest.max_sensors", format!("must be from 1 to {MAX_SENSORS} (got {})", ingest.max_sensors));
+    }
+    if config.sensors.ids.len() > ingest.max_sensors {
+        problems.add(
+            "sensors.ids",
+            format!(
+                "lists {} sensors, more than ingest.max_sensors ({})",
+                config.sensors.ids.len(),
+                ingest.max_sensors
+            ),
+        );
+    }
+    if ingest.max_clock_skew > Duration::from_secs(3600) {
+        problems.add("ingest.max_clock_skew", "must be at most an hour");
+    }
+    if !(1024..=64 * 1024 * 1024).contains(&ingest.max_body) {
+        problems.add("ingest.max_body", format!("must be from 1 KiB to 64 MiB (got {} bytes)", ingest.max_body));
+    }
+    if !(16..=1_000_000).contains(&ingest.queue_capacity) {
+        problems.add("ingest.queue_capacity", format!("must be from 16 to 1,000,000 (got {})", ingest.queue_capacity));
+    }
+    let line_protocol = &ingest.line_protocol;
+    if line_protocol.sensor_tag.is_empty() || line_protocol.sensor_tag.len() > 64 {
+        problems.add("ingest.line_protocol.sensor_tag", "must name a tag (1 to 64 characters)");
+    }
+}
+
+fn check_auth(config: &Config, problems: &mut Problems) {
+    let mut names = BTreeSet::new();
+    let mut secrets = BTreeSet::new();
+    for (index, token) in config.auth.tokens.iter().enumerate() {
+        let key = format!("auth.tokens[{index}]");
+        if !is_safe_identifier(&token.name) {
+            problems.add(format!("{key}.name"), "must be a name of letters, digits, '-', '_', '.' (at most 64)");
+        }
+        if !names.insert(token.name.as_str()) {
+            problems.add(format!("{key}.name"), format!("{:?} is used by another token", token.name));
+        }
+        match crate::auth::read_secret(token) {
+            Ok(secret) => {
+                if secret.chars().count() < crate::auth::MIN_TOKEN_CHARS {
+                    problems.add(
+                        format!("{key}.token"),
+                        format!("must be at least {} characters", crate::auth::MIN_TOKEN_CHARS),
+                    );
+                }
+                if !secrets.insert(secret) {
+                    problems.add(format!("{key}.token"), "is the same as another token's");
+                }
+            }
+            Err(why) => problems.add(format!("{key}.token"), why),
         }
     }
 }

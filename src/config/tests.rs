@@ -43,8 +43,8 @@ fn defaults_match_the_specification() {
     assert_eq!(config.sensors.ids, ["wtf-pipe-1", "wtf-pipe-2", "wtf-pipe-3"]);
     assert_eq!(config.detection.drift_duration, Duration::from_secs(15));
     assert_eq!(config.detection.dropout_timeout, Duration::from_secs(10));
-    assert_eq!(config.detection.spike_thresholds.pressure, 4.0);
-    assert_eq!(config.detection.drift_thresholds.flow, 110.0);
+    assert_eq!(config.detection.limits.spike_thresholds["pressure"], 4.0);
+    assert_eq!(config.detection.limits.drift_thresholds["flow"], 110.0);
     assert_eq!(config.llm.model, "llama3.2:1b");
     assert_eq!(config.llm.max_context, 128_000);
     assert_eq!(config.redis.key_prefix, "wtf:");
@@ -61,8 +61,8 @@ fn environment_variables_override_the_file_with_double_underscores_nesting() {
         let config = Config::load(&repo_config()).expect("loads");
         assert_eq!(config.api.listen.to_string(), "127.0.0.1:18000");
         assert_eq!(config.redis.url, "");
-        assert_eq!(config.detection.spike_thresholds.pressure, 4.2);
-        assert_eq!(config.detection.spike_thresholds.flow, 120.0, "siblings keep their values");
+        assert_eq!(config.detection.limits.spike_thresholds["pressure"], 4.2);
+        assert_eq!(config.detection.limits.spike_thresholds["flow"], 120.0, "siblings keep their values");
         assert_eq!(config.sensors.ids, ["a-1", "b-2"]);
         assert_eq!(config.llm.interval, Duration::from_secs(30));
         Ok(())
@@ -129,8 +129,8 @@ fn validation_names_every_bad_key() {
     let mut config = Config::default();
     config.sensors.ids = vec!["wtf-pipe-1".into(), "wtf-pipe-1".into(), "bad id;rm".into()];
     config.sensors.interval = Duration::ZERO;
-    config.detection.drift_thresholds.pressure = 4.5;
-    config.detection.spike_thresholds.flow = f64::NAN;
+    config.detection.limits.drift_thresholds.insert("pressure".into(), 4.5);
+    config.detection.limits.spike_thresholds.insert("flow".into(), f64::NAN);
     config.detection.drift_duration = Duration::ZERO;
     config.llm.interval = Duration::from_secs(600);
     config.llm.temperature = 7.0;

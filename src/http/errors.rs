@@ -29,8 +29,17 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error("the request took longer than {} and was abandoned", humantime::format_duration(*.0))]
     Timeout(Duration),
-    #[error("request body larger than {0} bytes; this API takes no request bodies")]
+    #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The body as a whole cannot be read (nothing of it was taken).
+    #[error("{0}")]
+    BadBody(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
     /// An error answer made outside the handlers (e.g. an axum extractor's rejection), kept with
@@ -65,6 +74,10 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Other { status, .. } => *status,
         }
@@ -81,7 +94,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(self.body())).into_response()
+        let challenge = matches!(self, ApiError::Unauthorized(_));
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

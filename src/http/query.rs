@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 
 use super::errors::ApiError;
+use crate::config::Config;
 use crate::domain::{AnomalyKind, Parameter};
 use crate::store::AnomalyQuery;
 
@@ -68,27 +69,47 @@ pub fn no_params(raw: Option<&str>) -> Result<(), ApiError> {
     Params::parse(raw, &[]).map(drop)
 }
 
-/// The filters of `GET /anomalies`.
-pub fn anomaly_query(raw: Option<&str>) -> Result<AnomalyQuery, ApiError> {
+/// The filters of `GET /anomalies`. `known_sensor` says whether a sensor id is one the daemon
+/// watches or holds anomalies of: an unknown one is a 400 naming it, like an unknown parameter.
+pub fn anomaly_query(
+    raw: Option<&str>,
+    config: &Config,
+    known_sensor: impl Fn(&str) -> bool,
+) -> Result<AnomalyQuery, ApiError> {
     let params = Params::parse(raw, &ANOMALY_PARAMETERS)?;
-    let parameter = params.get("parameter").map(parse_parameter).transpose()?;
+    let parameter = params.get("parameter").map(|name| parse_parameter(name, config)).transpose()?;
     let kind = params.get("type").map(parse_kind).transpose()?;
     let since = params.get("since").map(parse_since).transpose()?;
-    Ok(AnomalyQuery {
-        limit: params.limit()?,
-        sensor_id: params.get("sensor_id").map(str::to_owned),
-        parameter,
-        kind,
-        since,
-    })
+    let sensor_id = params.get("sensor_id").map(|id| parse_sensor(id, &known_sensor)).transpose()?;
+    Ok(AnomalyQuery { limit: params.limit()?, sensor_id, parameter, kind, since })
 }
 
-fn parse_parameter(name: &str) -> Result<Parameter, ApiError> {
-    name.parse().map_err(|_| ApiError::bad("parameter", format!("must be {}, got {name:?}", one_of(Parameter::ALL))))
+/// A sensor the daemon knows of.
+pub fn parse_sensor(id: &str, known: impl Fn(&str) -> bool) -> Result<String, ApiError> {
+    if known(id) {
+        return Ok(id.to_owned());
+    }
+    Err(ApiError::bad(
+        "sensor_id",
+        format!("no sensor {:?} is watched or has anomalies", crate::ingress::bounded(id, 64)),
+    ))
+}
+
+/// A configured parameter.
+pub fn parse_parameter(name: &str, config: &Config) -> Result<Parameter, ApiError> {
+    if config.parameters.contains_key(name) {
+        return Ok(Parameter::new(name));
+    }
+    let names = config.parameters.keys();
+    Err(ApiError::bad("parameter", format!("must be {}, got {:?}", one_of(names), crate::ingress::bounded(name, 64))))
 }
 
 fn parse_kind(name: &str) -> Result<AnomalyKind, ApiError> {
-    name.parse().map_err(|_| ApiError::bad("type", format!("must be {}, got {name:?}", one_of(AnomalyKind::ALL))))
+    use strum::VariantArray;
+    let names = AnomalyKind::VARIANTS.iter().map(|kind| kind.as_str());
+    name.parse().map_err(|_| {
+        ApiError::bad("type", format!("must be {}, got {:?}", one_of(names), crate::ingress::bounded(name, 64)))
+    })
 }
 
 fn parse_since(text: &str) -> Result<DateTime<Utc>, ApiError> {

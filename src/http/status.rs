@@ -8,22 +8,37 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{Reading, SensorId};
+use crate::actors::supervisor::simulator_name;
+use crate::domain::Reading;
 use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, RedisHealth};
+use crate::ingress::{IngestStatus, Ingress, SensorLane};
 use crate::store::Store;
+
+/// Sensors `/status` lists one by one; past this it lists the first ones by id and the inactive
+/// ones, and `GET /sensors` pages through all of them.
+pub const STATUS_SENSORS: usize = 100;
 
 /// One sensor as `/status` shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SensorStatus {
-    /// Reporting: its simulator runs (when simulated) and its last reading is no older than the
-    /// dropout timeout.
+    /// Reporting: it has reported, no parameter of it is silent (a dropout in progress), and its
+    /// simulator runs when it is simulated.
     pub active: bool,
-    /// Null until the sensor's first reading.
+    /// Null until the sensor's first reading; each parameter's last value.
     pub last_reading: Option<Reading>,
+}
+
+impl SensorStatus {
+    pub fn of(lane: &SensorLane, simulated: bool, store: &Store) -> Self {
+        let last_reading = lane.last_reading();
+        let silent = lane.inboxes().iter().any(|(_, inbox)| inbox.lock().detector.is_silent());
+        let simulator_alive = !simulated || store.health.is_alive(&simulator_name(lane.id.as_str()));
+        SensorStatus { active: simulator_alive && last_reading.is_some() && !silent, last_reading }
+    }
 }
 
 /// The state of every part of the daemon.
@@ -77,50 +92,72 @@ pub struct StatusBody {
     #[schema(value_type = String, format = DateTime)]
     pub started_at: DateTime<Utc>,
     pub uptime_seconds: f64,
-    /// Every configured sensor by name.
+    /// The sensors by name: all of them up to 100; past that the first 100 by id and every
+    /// inactive one up to another 100. `GET /sensors` lists them all, page by page.
     pub sensors: BTreeMap<String, SensorStatus>,
-    /// Every actor by name, with its liveness and restart count.
+    /// How many sensors are watched (configured and registered); how many are active.
+    pub sensors_total: usize,
+    pub sensors_active: usize,
+    /// Readings accepted and refused per source, and the last refusal.
+    pub ingest: IngestStatus,
+    /// The actors by name, with their liveness and restart counts: all of them up to 100; past
+    /// that the ones that are down or were restarted, and those that are not a sensor's.
     pub actors: BTreeMap<String, ActorHealth>,
+    pub actors_total: usize,
     pub llm: LlmHealth,
     pub redis: RedisHealth,
     pub config: ConfigHealth,
 }
 
 /// Builds `/status` from live state at `now`.
-pub fn status_now(store: &Store, now: DateTime<Utc>) -> StatusBody {
+pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> StatusBody {
     let config = store.config();
     let health = &store.health;
-    let dropout = TimeDelta::from_std(config.detection.dropout_timeout).unwrap_or(TimeDelta::MAX);
-    let mut last_readings = store.last_readings();
-    // Every configured sensor is listed, also one that has not reported yet: its absence is news.
-    let sensors: BTreeMap<String, SensorStatus> = config
-        .sensors
-        .ids
-        .iter()
-        .map(|sensor_id| {
-            let last_reading = last_readings.remove(&SensorId::new(sensor_id)).flatten();
-            let simulator_alive = !config.simulation.enabled || health.is_alive(&format!("simulator:{sensor_id}"));
-            let recent = last_reading.as_ref().is_some_and(|reading| now - reading.timestamp <= dropout);
-            (sensor_id.clone(), SensorStatus { active: simulator_alive && recent, last_reading })
-        })
-        .collect();
-    let last_reading_time =
-        sensors.values().filter_map(|sensor| sensor.last_reading.as_ref().map(|reading| reading.timestamp)).max();
-    let (anomalies_held, anomalies_evicted_early) = store.anomaly_holdings();
+    let simulated = config.simulation.enabled;
+    // Every sensor watched is looked at, also one that has not reported yet: its absence is news.
+    let mut sensors = BTreeMap::new();
+    let (mut total, mut active, mut inactive_listed) = (0, 0, 0);
+    let mut last_reading_time: Option<DateTime<Utc>> = None;
+    for lane in ingress.lanes() {
+        let status = SensorStatus::of(&lane, simulated && !lane.registered, store);
+        total += 1;
+        if status.active {
+            active += 1;
+        }
+        if let Some(reading) = &status.last_reading {
+            last_reading_time = last_reading_time.max(Some(reading.timestamp));
+        }
+        let listed = if sensors.len() < STATUS_SENSORS {
+            true
+        } else if !status.active && inactive_listed < STATUS_SENSORS {
+            inactive_listed += 1;
+            true
+        } else {
+            false
+        };
+        if listed {
+            sensors.insert(lane.id.to_string(), status);
+        }
+    }
+    let (anomalies_held, anomalies_evicted_early) = store.anomalies.holdings();
     let llm = health.llm();
     StatusBody {
-        sensor_active: !sensors.is_empty() && sensors.values().all(|sensor| sensor.active),
+        sensor_active: total > 0 && active == total,
         detector_active: health.all_alive(Component::Detector),
         llm_active: llm.state.is_answering(),
         api_active: health.all_alive(Component::Api),
         last_reading_time,
-        anomaly_count_24h: store.anomaly_count_24h(now),
+        anomaly_count_24h: store.anomalies.count_24h(now),
         anomalies_held,
         anomalies_evicted_early,
         started_at: health.started_at(),
         uptime_seconds: (now - health.started_at()).num_milliseconds() as f64 / 1000.0,
         sensors,
-        actors: health.actors(),
+        sensors_total: total,
+        sensors_active: active,
+        ingest: ingress.status(),
+        actors_total: health.actor_count(),
+        actors: health.notable_actors(STATUS_SENSORS),
         llm,
         redis: health.redis(),
         config: health.config(),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::domain::{AnomalyKind, Parameter, SensorId, SummaryAuthor};
+use crate::domain::{AnomalyKind, EpisodeKey, Parameter, SensorId, SummaryAuthor, Wording};
 use chrono::TimeZone;
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -7,15 +7,13 @@ fn at(seconds: i64) -> DateTime<Utc> {
 }
 
 fn spike(seconds: i64) -> Arc<Anomaly> {
-    Arc::new(Anomaly::new(
-        AnomalyKind::Spike,
-        at(seconds),
-        "wtf-pipe-1".into(),
-        Parameter::Pressure,
-        Some(4.5),
-        4.0,
-        None,
-    ))
+    let episode = EpisodeKey {
+        sensor_id: "wtf-pipe-1".into(),
+        parameter: "pressure".into(),
+        kind: AnomalyKind::Spike,
+        started: at(seconds),
+    };
+    Arc::new(Anomaly::new(&episode, at(seconds), Some(4.5), 4.0, None, &Wording::new("Pressure", "bar")))
 }
 
 fn summary(seconds: i64) -> Arc<Summary> {
@@ -159,9 +157,10 @@ fn readings_replace_the_last_reading_hash_and_append_to_the_stream() {
     let reading = Reading {
         sensor_id: SensorId::new("wtf-pipe-2"),
         timestamp: at(3),
-        temperature: 21.5,
-        pressure: 2.0,
-        flow: 55.0,
+        values: [("temperature", 21.5), ("pressure", 2.0), ("flow", 55.0)]
+            .into_iter()
+            .map(|(name, value)| (Parameter::new(name), value))
+            .collect(),
     };
     let batch =
         Batch { last_readings: Some(vec![reading.clone()]), new_readings: vec![reading.clone()], ..Batch::default() };

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use chrono::TimeZone;
 
 use super::*;
+use crate::config::{Config, SimulationConfig};
 
 const DAY: u64 = 24 * 3600;
 
@@ -11,7 +12,38 @@ fn start() -> DateTime<Utc> {
 }
 
 fn default_settings() -> SimulationSettings {
-    SimulationSettings::from_config(Duration::from_secs(1), &SimulationConfig::default(), &DetectionConfig::default())
+    SimulationSettings::from_config(&Config::default(), "wtf-pipe-1")
+}
+
+/// The default parameters.
+fn parameters() -> Vec<Parameter> {
+    Config::default().parameter_list()
+}
+
+fn behaviour(parameter: &Parameter) -> NormalBehaviour {
+    let settings = default_settings();
+    NormalBehaviour::of(settings.parameters.iter().find(|simulated| simulated.parameter == *parameter).unwrap())
+}
+
+/// The spike and drift thresholds of the defaults.
+fn spike_threshold(parameter: &Parameter) -> f64 {
+    Config::default().detection.limits.spike_thresholds[parameter.as_str()]
+}
+
+fn drift_threshold(parameter: &Parameter) -> f64 {
+    Config::default().detection.limits.drift_thresholds[parameter.as_str()]
+}
+
+/// Settings with every parameter's spike and drift thresholds replaced.
+fn with_thresholds(settings: SimulationSettings, thresholds: &[(&str, f64, f64)]) -> SimulationSettings {
+    let mut settings = settings;
+    for simulated in &mut settings.parameters {
+        if let Some((_, spike, drift)) = thresholds.iter().find(|(name, ..)| *name == simulated.parameter.as_str()) {
+            simulated.spike = Some(*spike);
+            simulated.drift = Some(*drift);
+        }
+    }
+    settings
 }
 
 fn quiet_settings() -> SimulationSettings {
@@ -46,10 +78,10 @@ fn episodes(steps: &[Step]) -> Vec<(DateTime<Utc>, Injection)> {
     let mut previous = None;
     let mut found = Vec::new();
     for step in steps {
-        if let (None, Some(injection)) = (previous, step.injection) {
-            found.push((step.at, injection));
+        if let (None, Some(injection)) = (&previous, &step.injection) {
+            found.push((step.at, injection.clone()));
         }
-        previous = step.injection;
+        previous = step.injection.clone();
     }
     found
 }
@@ -63,9 +95,9 @@ enum Kind {
 }
 
 fn kind_of(injection: &Injection) -> (Kind, Option<Parameter>) {
-    match *injection {
-        Injection::Spike { parameter, .. } => (Kind::Spike, Some(parameter)),
-        Injection::Drift { parameter, .. } => (Kind::Drift, Some(parameter)),
+    match injection {
+        Injection::Spike { parameter, .. } => (Kind::Spike, Some(parameter.clone())),
+        Injection::Drift { parameter, .. } => (Kind::Drift, Some(parameter.clone())),
         Injection::Dropout { .. } => (Kind::Dropout, None),
     }
 }
@@ -100,12 +132,12 @@ fn a_clone_continues_the_same_stream() {
 
 #[test]
 fn different_sensors_and_seeds_get_different_streams() {
-    let values = |global_seed: u64, sensor: &str| -> Vec<(f64, f64, f64)> {
+    let values = |global_seed: u64, sensor: &str| -> Vec<(Option<f64>, Option<f64>, Option<f64>)> {
         let mut simulator = simulator(global_seed, sensor, quiet_settings());
         run(&mut simulator, 60)
             .into_iter()
             .map(|step| step.reading.unwrap())
-            .map(|reading| (reading.temperature, reading.pressure, reading.flow))
+            .map(|reading| (reading.value("temperature"), reading.value("pressure"), reading.value("flow")))
             .collect()
     };
     let pipe_1 = values(42, "wtf-pipe-1");
@@ -131,9 +163,9 @@ fn without_injections_a_day_wanders_inside_the_normal_ranges() {
     let steps = run(&mut simulator, DAY);
     assert!(steps.iter().all(|step| step.injection.is_none()));
     let readings: Vec<Reading> = steps.into_iter().map(|step| step.reading.expect("no dropouts")).collect();
-    for parameter in Parameter::ALL {
-        let behaviour = NormalBehaviour::of(parameter);
-        let values: Vec<f64> = readings.iter().map(|reading| reading.value(parameter)).collect();
+    for parameter in parameters() {
+        let behaviour = behaviour(&parameter);
+        let values: Vec<f64> = readings.iter().map(|reading| reading.value(parameter.as_str()).unwrap()).collect();
         let low = values.iter().copied().fold(f64::INFINITY, f64::min);
         let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         assert!(low > behaviour.low && high < behaviour.high, "{parameter}: {low}..{high} leaves the range");
@@ -155,26 +187,26 @@ fn without_injections_a_day_wanders_inside_the_normal_ranges() {
 
 #[test]
 fn a_day_at_the_default_rates_injects_every_kind_by_its_rules() {
-    let detection = DetectionConfig::default();
     let mut found = Vec::new();
     for sensor in ["wtf-pipe-1", "wtf-pipe-2", "wtf-pipe-3"] {
         let mut simulator = simulator(42, sensor, default_settings());
         let steps = run(&mut simulator, DAY);
         for step in &steps {
-            match step.injection {
+            match &step.injection {
                 Some(Injection::Dropout { .. }) => assert!(step.reading.is_none()),
                 _ => assert!(step.reading.is_some()),
             }
         }
         for drift in steps.chunk_by(|a, b| a.injection == b.injection) {
-            let Some(Injection::Drift { parameter, .. }) = drift[0].injection else {
+            let Some(Injection::Drift { parameter, .. }) = &drift[0].injection else {
                 continue;
             };
-            let values: Vec<f64> = drift.iter().map(|step| step.reading.as_ref().unwrap().value(parameter)).collect();
-            assert!(values.iter().all(|value| *value < detection.spike_thresholds.get(parameter)));
+            let values: Vec<f64> =
+                drift.iter().map(|step| step.reading.as_ref().unwrap().value(parameter.as_str()).unwrap()).collect();
+            assert!(values.iter().all(|value| *value < spike_threshold(parameter)));
             // Above the drift threshold in one unbroken run of at least 20 s: one drift, never two.
             let above: Vec<usize> =
-                (0..values.len()).filter(|index| values[*index] > detection.drift_thresholds.get(parameter)).collect();
+                (0..values.len()).filter(|index| values[*index] > drift_threshold(parameter)).collect();
             let (first, last) = (above[0], above[above.len() - 1]);
             assert_eq!(above.len(), last - first + 1, "{parameter} dipped during a drift: {values:?}");
             assert!(last - first >= 20, "{parameter} above the drift threshold only {} s", last - first);
@@ -182,22 +214,22 @@ fn a_day_at_the_default_rates_injects_every_kind_by_its_rules() {
         found.extend(episodes(&steps));
     }
     for (_, injection) in &found {
-        match *injection {
+        match injection {
             Injection::Spike { parameter, value } => {
-                assert!(value > detection.spike_thresholds.get(parameter), "{injection:?}");
+                assert!(*value > spike_threshold(parameter), "{injection:?}");
             }
             Injection::Drift { parameter, level, hold } => {
-                assert!(level > detection.drift_thresholds.get(parameter), "{injection:?}");
-                assert!(level < detection.spike_thresholds.get(parameter), "{injection:?}");
+                assert!(*level > drift_threshold(parameter), "{injection:?}");
+                assert!(*level < spike_threshold(parameter), "{injection:?}");
                 assert!((20..=45).contains(&hold.as_secs()), "{injection:?}");
             }
             Injection::Dropout { length } => assert!((12..=30).contains(&length.as_secs()), "{injection:?}"),
         }
     }
     let counts = count_by_kind(&found);
-    for parameter in Parameter::ALL {
-        assert!(counts.get(&(Kind::Spike, Some(parameter))).is_some_and(|n| *n > 0), "no {parameter} spike");
-        assert!(counts.get(&(Kind::Drift, Some(parameter))).is_some_and(|n| *n > 0), "no {parameter} drift");
+    for parameter in parameters() {
+        assert!(counts.get(&(Kind::Spike, Some(parameter.clone()))).is_some_and(|n| *n > 0), "no {parameter} spike");
+        assert!(counts.get(&(Kind::Drift, Some(parameter.clone()))).is_some_and(|n| *n > 0), "no {parameter} drift");
     }
     assert!(counts.contains_key(&(Kind::Dropout, None)));
 }
@@ -262,60 +294,54 @@ fn the_first_spike_comes_within_minutes() {
 #[derive(Default)]
 struct ReferenceChecker {
     last_reading_at: Option<DateTime<Utc>>,
-    spike_armed: [bool; 3],
-    above_drift_since: [Option<DateTime<Utc>>; 3],
-    drift_raised: [bool; 3],
+    spike_raised: BTreeMap<Parameter, bool>,
+    above_drift_since: BTreeMap<Parameter, DateTime<Utc>>,
+    drift_raised: BTreeMap<Parameter, bool>,
     found: BTreeMap<(Kind, Option<Parameter>), usize>,
 }
 
 impl ReferenceChecker {
-    fn new() -> Self {
-        Self { spike_armed: [true; 3], ..Self::default() }
-    }
-
     fn raise(&mut self, kind: Kind, parameter: Option<Parameter>) {
         *self.found.entry((kind, parameter)).or_default() += 1;
     }
 
-    fn observe(&mut self, reading: &Reading, detection: &DetectionConfig) {
+    fn observe(&mut self, reading: &Reading, settings: &SimulationSettings) {
+        let dropout_timeout = Duration::from_secs(10);
         if let Some(last) = self.last_reading_at {
-            if (reading.timestamp - last).to_std().unwrap() > detection.dropout_timeout {
+            if (reading.timestamp - last).to_std().unwrap() > dropout_timeout {
                 self.raise(Kind::Dropout, None);
-                self.above_drift_since = [None; 3];
-                self.drift_raised = [false; 3];
+                self.above_drift_since.clear();
+                self.drift_raised.clear();
             }
         }
         self.last_reading_at = Some(reading.timestamp);
-        for parameter in Parameter::ALL {
-            let index = parameter.index();
-            let value = reading.value(parameter);
-            if value > detection.spike_thresholds.get(parameter) {
-                if std::mem::replace(&mut self.spike_armed[index], false) {
-                    self.raise(Kind::Spike, Some(parameter));
+        for simulated in &settings.parameters {
+            let parameter = simulated.parameter.clone();
+            let value = reading.value(parameter.as_str()).unwrap();
+            if simulated.spike.is_some_and(|spike| value > spike) {
+                if !self.spike_raised.insert(parameter.clone(), true).unwrap_or(false) {
+                    self.raise(Kind::Spike, Some(parameter.clone()));
                 }
             } else {
-                self.spike_armed[index] = true;
+                self.spike_raised.insert(parameter.clone(), false);
             }
-            if value > detection.drift_thresholds.get(parameter) {
-                let since = *self.above_drift_since[index].get_or_insert(reading.timestamp);
+            if simulated.drift.is_some_and(|drift| value > drift) {
+                let since = *self.above_drift_since.entry(parameter.clone()).or_insert(reading.timestamp);
                 let above = (reading.timestamp - since).to_std().unwrap();
-                if above > detection.drift_duration && !std::mem::replace(&mut self.drift_raised[index], true) {
+                if above > Duration::from_secs(15)
+                    && !self.drift_raised.insert(parameter.clone(), true).unwrap_or(false)
+                {
                     self.raise(Kind::Drift, Some(parameter));
                 }
             } else {
-                self.above_drift_since[index] = None;
-                self.drift_raised[index] = false;
+                self.above_drift_since.remove(&parameter);
+                self.drift_raised.remove(&parameter);
             }
         }
     }
 }
 
 fn check_against_reference(global_seed: u64, settings: SimulationSettings, steps: u64) -> usize {
-    let detection = DetectionConfig {
-        spike_thresholds: settings.spike_thresholds,
-        drift_thresholds: settings.drift_thresholds,
-        ..DetectionConfig::default()
-    };
     let mut total = 0;
     for sensor in ["wtf-pipe-1", "wtf-pipe-2", "wtf-pipe-3"] {
         let mut simulator = simulator(global_seed, sensor, settings.clone());
@@ -326,9 +352,9 @@ fn check_against_reference(global_seed: u64, settings: SimulationSettings, steps
             let reading = simulator.step(at);
             steps.push(Step { at, reading, injection: simulator.injection() });
         }
-        let mut checker = ReferenceChecker::new();
+        let mut checker = ReferenceChecker::default();
         for reading in steps.iter().filter_map(|step| step.reading.as_ref()) {
-            checker.observe(reading, &detection);
+            checker.observe(reading, &settings);
         }
         let injected = episodes(&steps);
         assert_eq!(checker.found, count_by_kind(&injected), "{sensor}");
@@ -357,13 +383,11 @@ fn a_coarse_interval_and_high_rates_still_give_one_episode_per_injection() {
 
 #[test]
 fn close_thresholds_are_still_respected_after_rounding() {
-    let settings = SimulationSettings {
-        spike_thresholds: PerParameter { temperature: 38.004, pressure: 3.5004, flow: 110.001 },
-        drift_thresholds: PerParameter { temperature: 38.0, pressure: 3.5, flow: 110.0 },
-        spikes_per_hour: 400.0,
-        drifts_per_hour: 100.0,
-        ..default_settings()
-    };
+    let settings = SimulationSettings { spikes_per_hour: 400.0, drifts_per_hour: 100.0, ..default_settings() };
+    let settings = with_thresholds(
+        settings,
+        &[("temperature", 38.004, 38.0), ("pressure", 3.5004, 3.5), ("flow", 110.001, 110.0)],
+    );
     check_against_reference(5, settings, 4 * 3600);
 }
 
@@ -387,13 +411,15 @@ fn zero_rates_inject_nothing_and_extreme_settings_never_panic() {
     }
     // Nonsense thresholds give nonsense values, but no panic.
     let settings = SimulationSettings {
-        spike_thresholds: PerParameter { temperature: f64::NAN, pressure: -1.0, flow: f64::MAX },
-        drift_thresholds: PerParameter { temperature: 50.0, pressure: 2.0, flow: f64::INFINITY },
         spikes_per_hour: 3600.0,
         drifts_per_hour: 3600.0,
         dropouts_per_hour: 3600.0,
         ..default_settings()
     };
+    let settings = with_thresholds(
+        settings,
+        &[("temperature", f64::NAN, 50.0), ("pressure", -1.0, 2.0), ("flow", f64::MAX, f64::INFINITY)],
+    );
     run(&mut simulator(1, "wtf-pipe-1", settings), 2000);
 }
 
@@ -407,31 +433,68 @@ fn new_settings_apply_live_and_the_injection_in_progress_finishes() {
     };
     let mut simulator = simulator(42, "wtf-pipe-1", only_drifts);
     let first = run(&mut simulator, 10);
-    let Some(Injection::Drift { parameter, level, hold }) = first.last().unwrap().injection else {
+    let Some(running @ Injection::Drift { .. }) = first.last().unwrap().injection.clone() else {
         panic!("a drift should be running");
     };
     simulator.set_settings(quiet_settings());
     let rest = run(&mut simulator, 600);
     let drift_steps = rest.iter().take_while(|step| step.injection.is_some()).count();
     assert!(drift_steps > 10, "the drift was cut short after {drift_steps} more steps");
-    assert!(rest[..drift_steps].iter().all(|step| step.injection == Some(Injection::Drift { parameter, level, hold })));
+    assert!(rest[..drift_steps].iter().all(|step| step.injection.as_ref() == Some(&running)));
     assert!(rest[drift_steps..].iter().all(|step| step.injection.is_none() && step.reading.is_some()));
 }
 
 #[test]
-fn settings_come_from_the_config() {
-    let simulation = SimulationConfig {
-        spikes_per_hour: 1.0,
-        drifts_per_hour: 2.0,
-        dropouts_per_hour: 3.0,
-        ..SimulationConfig::default()
-    };
-    let detection = DetectionConfig::default();
-    let settings = SimulationSettings::from_config(Duration::from_millis(500), &simulation, &detection);
+fn settings_come_from_the_config_and_follow_the_sensors_own_limits() {
+    let mut config = Config::default();
+    config.sensors.interval = Duration::from_millis(500);
+    config.simulation.spikes_per_hour = 1.0;
+    config.simulation.drifts_per_hour = 2.0;
+    config.simulation.dropouts_per_hour = 3.0;
+    config.detection.sensors.entry("wtf-pipe-2".into()).or_default().spike_thresholds.insert("flow".into(), 130.0);
+    let settings = SimulationSettings::from_config(&config, "wtf-pipe-2");
     assert_eq!(settings.interval, Duration::from_millis(500));
     assert_eq!((settings.spikes_per_hour, settings.drifts_per_hour, settings.dropouts_per_hour), (1.0, 2.0, 3.0));
-    assert_eq!(settings.spike_thresholds, detection.spike_thresholds);
-    assert_eq!(settings.drift_thresholds, detection.drift_thresholds);
+    let flow = settings.parameters.iter().find(|simulated| simulated.parameter.as_str() == "flow").unwrap();
+    assert_eq!((flow.spike, flow.drift, flow.low_spike), (Some(130.0), Some(110.0), None));
+    assert_eq!(flow.normal, [20.0, 100.0]);
+}
+
+#[test]
+fn a_parameter_the_plant_adds_is_simulated_inside_its_range_and_spikes_past_its_limits() {
+    let mut config = Config::default();
+    config.parameters.insert(
+        "turbidity".into(),
+        crate::config::ParameterSpec { unit: "NTU".into(), normal: [0.1, 1.0], label: None },
+    );
+    config.detection.limits.spike_thresholds.insert("turbidity".into(), 4.0);
+    config.detection.limits.low_spike_thresholds.insert("pressure".into(), 0.5);
+    config.simulation.spikes_per_hour = 600.0;
+    let settings = SimulationSettings::from_config(&config, "wtf-pipe-1");
+    let mut simulator = simulator(9, "wtf-pipe-1", settings);
+    let steps = run(&mut simulator, 6 * 3600);
+    let readings: Vec<&Reading> = steps.iter().filter_map(|step| step.reading.as_ref()).collect();
+    assert!(readings.iter().all(|reading| reading.value("turbidity").is_some()));
+    let mut turbidity_spikes = 0;
+    let mut low_spikes = 0;
+    for (_, injection) in episodes(&steps) {
+        match injection {
+            Injection::Spike { parameter, value } if parameter.as_str() == "turbidity" => {
+                assert!(value > 4.0);
+                turbidity_spikes += 1;
+            }
+            Injection::Spike { parameter, value } if parameter.as_str() == "pressure" && value < 1.0 => {
+                assert!(value < 0.5);
+                low_spikes += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(turbidity_spikes > 10 && low_spikes > 10, "{turbidity_spikes} turbidity, {low_spikes} low pressure");
+    for step in steps.iter().filter(|step| step.injection.is_none()) {
+        let value = step.reading.as_ref().unwrap().value("turbidity").unwrap();
+        assert!(value > 0.1 && value < 1.0, "{value}");
+    }
 }
 
 #[test]
@@ -440,8 +503,8 @@ fn with_seed_42_every_kind_shows_up_within_ten_minutes() {
     for sensor in ["wtf-pipe-1", "wtf-pipe-2", "wtf-pipe-3"] {
         let mut simulator = simulator(42, sensor, default_settings());
         for (second, step) in run(&mut simulator, 3600).into_iter().enumerate() {
-            if let Some(injection) = step.injection {
-                let seen = first_seen.entry(kind_of(&injection).0).or_insert(u64::MAX);
+            if let Some(injection) = &step.injection {
+                let seen = first_seen.entry(kind_of(injection).0).or_insert(u64::MAX);
                 *seen = (*seen).min(second as u64);
             }
         }

@@ -2,6 +2,8 @@ use chrono::{TimeDelta, TimeZone};
 
 use super::*;
 use crate::config::Config;
+use crate::domain::{Anomaly, AnomalyKind, EpisodeKey, Parameter, Wording};
+use crate::journal::Event;
 
 fn opening() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap()
@@ -10,11 +12,18 @@ fn opening() -> DateTime<Utc> {
 fn store_with(edit: impl FnOnce(&mut Config)) -> Store {
     let mut config = Config::default();
     edit(&mut config);
-    Store::new(config.validate().expect("valid"), opening())
+    Store::new(config.validate().expect("valid"), Clock::starting_at(opening()))
 }
 
-fn spike(sensor: &str, parameter: Parameter, at: DateTime<Utc>) -> Anomaly {
-    Anomaly::new(AnomalyKind::Spike, at, sensor.into(), parameter, Some(99.0), 4.0, None)
+fn spike(sensor: &str, parameter: &str, at: DateTime<Utc>) -> Anomaly {
+    let episode =
+        EpisodeKey { sensor_id: sensor.into(), parameter: parameter.into(), kind: AnomalyKind::Spike, started: at };
+    Anomaly::new(&episode, at, Some(99.0), 4.0, None, &Wording::new("Flow", "L/min"))
+}
+
+fn record(store: &Store, anomaly: Anomaly) -> u64 {
+    let at = anomaly.timestamp;
+    store.record(Transition::Raised(anomaly), at)
 }
 
 fn minutes(count: i64) -> TimeDelta {
@@ -26,9 +35,9 @@ fn anomalies_come_back_newest_first_and_filtered() {
     let store = store_with(|_| {});
     for minute in 0..10 {
         let sensor = if minute % 2 == 0 { "wtf-pipe-1" } else { "wtf-pipe-2" };
-        store.record_anomaly(spike(sensor, Parameter::Flow, opening() + minutes(minute)), opening() + minutes(minute));
+        record(&store, spike(sensor, "flow", opening() + minutes(minute)));
     }
-    let newest = store.anomalies(&AnomalyQuery::newest(3));
+    let newest = store.anomalies.query(&AnomalyQuery::newest(3));
     let times: Vec<_> = newest.iter().map(|anomaly| anomaly.timestamp).collect();
     assert_eq!(times, [opening() + minutes(9), opening() + minutes(8), opening() + minutes(7)]);
 
@@ -38,70 +47,87 @@ fn anomalies_come_back_newest_first_and_filtered() {
         since: Some(opening() + minutes(4)),
         ..AnomalyQuery::default()
     };
-    let filtered = store.anomalies(&query);
+    let filtered = store.anomalies.query(&query);
     assert_eq!(filtered.len(), 3, "minutes 5, 7 and 9");
     assert!(filtered.iter().all(|anomaly| anomaly.sensor_id.as_str() == "wtf-pipe-2"));
+    assert!(store.anomalies.holds_sensor("wtf-pipe-2"));
+    assert!(!store.anomalies.holds_sensor("wtf-pipe-3"));
+}
+
+#[test]
+fn a_query_over_many_chunks_sees_every_anomaly_in_order() {
+    let store = store_with(|_| {});
+    for second in 0..1000 {
+        record(&store, spike("wtf-pipe-1", "flow", opening() + TimeDelta::seconds(second)));
+    }
+    let all = store.anomalies.query(&AnomalyQuery::newest(1000));
+    assert_eq!(all.len(), 1000);
+    assert!(all.windows(2).all(|pair| pair[0].timestamp > pair[1].timestamp));
 }
 
 #[test]
 fn each_anomaly_expires_by_its_own_age() {
     let store = store_with(|_| {});
-    store.record_anomaly(spike("wtf-pipe-1", Parameter::Flow, opening()), opening());
-    store.record_anomaly(spike("wtf-pipe-1", Parameter::Flow, opening() + minutes(60)), opening() + minutes(60));
+    record(&store, spike("wtf-pipe-1", "flow", opening()));
+    record(&store, spike("wtf-pipe-1", "flow", opening() + minutes(60)));
     store.expire(opening() + TimeDelta::hours(24) + minutes(1));
-    let kept = store.anomalies(&AnomalyQuery::newest(10));
+    let kept = store.anomalies.query(&AnomalyQuery::newest(10));
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].timestamp, opening() + minutes(60));
-    assert_eq!(store.anomaly_count_24h(opening() + TimeDelta::hours(24) + minutes(1)), 1);
+    assert_eq!(store.anomalies.count_24h(opening() + TimeDelta::hours(24) + minutes(1)), 1);
 }
 
 #[test]
 fn the_24_hour_count_is_not_capped_by_the_memory_bound() {
     let store = store_with(|config| config.store.max_anomalies = 10);
-    for second in 0..250 {
-        let at = opening() + TimeDelta::seconds(second);
-        store.record_anomaly(spike("wtf-pipe-1", Parameter::Pressure, at), at);
+    for second in 0..600 {
+        record(&store, spike("wtf-pipe-1", "pressure", opening() + TimeDelta::seconds(second)));
     }
-    let now = opening() + TimeDelta::seconds(250);
-    assert_eq!(store.anomaly_count_24h(now), 250);
-    assert_eq!(store.anomaly_holdings(), (10, 240));
+    let now = opening() + TimeDelta::seconds(600);
+    assert_eq!(store.anomalies.count_24h(now), 600);
+    assert_eq!(store.anomalies.holdings(), (10, 590));
+    assert_eq!(store.anomalies.query(&AnomalyQuery::newest(100)).len(), 10);
 }
 
 #[test]
-fn metrics_describe_the_newest_hundred() {
-    let store = store_with(|_| {});
+fn metrics_describe_the_newest_hundred_and_every_configured_parameter() {
+    let store = store_with(|config| {
+        config.parameters.insert(
+            "turbidity".into(),
+            crate::config::ParameterSpec { unit: "NTU".into(), normal: [0.0, 1.0], label: None },
+        );
+    });
     for second in 0..150 {
-        let parameter = if second < 50 { Parameter::Temperature } else { Parameter::Flow };
-        let at = opening() + TimeDelta::seconds(second);
-        store.record_anomaly(spike("wtf-pipe-1", parameter, at), at);
+        let parameter = if second < 50 { "temperature" } else { "flow" };
+        record(&store, spike("wtf-pipe-1", parameter, opening() + TimeDelta::seconds(second)));
     }
-    let metrics = store.metrics();
+    let metrics = store.anomalies.metrics(&store.config().parameter_list());
     assert_eq!(metrics.total_anomalies, 100);
-    assert_eq!(metrics.anomalies_by_parameter[&Parameter::Flow], 100);
-    assert_eq!(metrics.anomalies_by_parameter[&Parameter::Temperature], 0);
+    assert_eq!(metrics.anomalies_by_parameter[&Parameter::new("flow")], 100);
+    assert_eq!(metrics.anomalies_by_parameter[&Parameter::new("temperature")], 0);
+    assert_eq!(metrics.anomalies_by_parameter[&Parameter::new("turbidity")], 0);
     assert_eq!(metrics.anomalies_by_type[&AnomalyKind::Spike], 100);
     assert_eq!(metrics.anomalies_by_type[&AnomalyKind::Drift], 0);
+    assert_eq!(metrics.anomalies_by_type[&AnomalyKind::Dropout], 0);
+    assert!(!metrics.anomalies_by_type.contains_key(&AnomalyKind::Stuck), "listed once it is raised");
     assert_eq!(metrics.last_update, Some(opening() + TimeDelta::seconds(149)));
 }
 
 #[test]
-fn followers_resume_after_their_cursor_and_learn_what_they_missed() {
-    let store = store_with(|config| config.store.max_anomalies = 5);
-    for second in 0..3 {
-        let at = opening() + TimeDelta::seconds(second);
-        store.record_anomaly(spike("wtf-pipe-1", Parameter::Flow, at), at);
-    }
-    let first = store.anomalies_after(0, 2);
-    assert_eq!(first.anomalies.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2]);
-    assert_eq!(first.missed, 0);
-    for second in 3..10 {
-        let at = opening() + TimeDelta::seconds(second);
-        store.record_anomaly(spike("wtf-pipe-1", Parameter::Flow, at), at);
-    }
-    let behind = store.anomalies_after(2, 100);
-    assert_eq!(behind.missed, 3, "3, 4 and 5 were evicted before being followed");
-    assert_eq!(behind.anomalies.first().map(|(seq, _)| *seq), Some(6));
-    assert_eq!(store.anomaly_seq(), 10);
+fn what_is_recorded_is_journalled_in_order() {
+    let store = store_with(|_| {});
+    let first = record(&store, spike("wtf-pipe-1", "flow", opening()));
+    let second = record(&store, spike("wtf-pipe-2", "flow", opening() + minutes(1)));
+    assert_eq!(second, first + 1);
+    let entries = store.journal.after(0, 10).entries;
+    let anomalies: Vec<&str> = entries
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::Anomaly(anomaly) => Some(anomaly.sensor_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(anomalies, ["wtf-pipe-1", "wtf-pipe-2"]);
 }
 
 #[test]
@@ -109,22 +135,22 @@ fn restoring_twice_does_not_duplicate_and_skips_the_expired() {
     let store = store_with(|_| {});
     let now = opening() + TimeDelta::hours(30);
     let restored = vec![
-        spike("wtf-pipe-1", Parameter::Flow, opening()),
-        spike("wtf-pipe-1", Parameter::Flow, now - minutes(5)),
-        spike("wtf-pipe-2", Parameter::Flow, now - minutes(3)),
+        spike("wtf-pipe-1", "flow", opening()),
+        spike("wtf-pipe-1", "flow", now - minutes(5)),
+        spike("wtf-pipe-2", "flow", now - minutes(3)),
     ];
-    assert_eq!(store.restore_anomalies(restored.clone(), now), 2);
-    assert_eq!(store.restore_anomalies(restored, now), 0);
-    assert_eq!(store.anomalies(&AnomalyQuery::newest(10)).len(), 2);
-    assert_eq!(store.anomaly_count_24h(now), 2);
+    assert_eq!(store.anomalies.restore(restored.clone(), now), 2);
+    assert_eq!(store.anomalies.restore(restored, now), 0);
+    assert_eq!(store.anomalies.query(&AnomalyQuery::newest(10)).len(), 2);
+    assert_eq!(store.anomalies.count_24h(now), 2);
 }
 
 #[test]
 fn summaries_are_bounded_and_newest_first() {
     let store = store_with(|config| config.store.max_summaries = 2);
-    assert!(store.latest_summary().is_none());
+    assert!(store.summaries.latest().is_none());
     for minute in 0..3 {
-        store.record_summary(Summary {
+        let summary = Summary {
             summary: format!("summary {minute}"),
             timestamp: opening() + minutes(minute),
             generated_by: crate::domain::SummaryAuthor::Fallback,
@@ -132,19 +158,10 @@ fn summaries_are_bounded_and_newest_first() {
             anomaly_count: 0,
             window_start: opening(),
             window_end: opening() + minutes(minute),
-        });
+        };
+        store.record_summary(summary, opening() + minutes(minute));
     }
-    let texts: Vec<_> = store.summaries(10).iter().map(|summary| summary.summary.clone()).collect();
+    let texts: Vec<_> = store.summaries.recent(10).iter().map(|summary| summary.summary.clone()).collect();
     assert_eq!(texts, ["summary 2", "summary 1"]);
-    assert_eq!(store.latest_summary().unwrap().summary, "summary 2");
-}
-
-#[test]
-fn a_detectors_state_outlives_its_actor_and_goes_with_its_sensor() {
-    let store = store_with(|_| {});
-    let sensor = SensorId::new("wtf-pipe-1");
-    let slot = store.detector_slot(&sensor, Parameter::Flow, opening());
-    assert!(Arc::ptr_eq(&slot, &store.detector_slot(&sensor, Parameter::Flow, opening())));
-    store.remove_sensor(&sensor);
-    assert!(!Arc::ptr_eq(&slot, &store.detector_slot(&sensor, Parameter::Flow, opening())));
+    assert_eq!(store.summaries.latest().map(|summary| summary.summary.clone()), Some("summary 2".into()));
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Facts, Severity, facts_text};
+use super::{Facts, Severity, Units, facts_text};
 use crate::domain::{Parameter, SensorId};
 
 /// Longest model text accepted, in characters: a short operator note is a few sentences.
@@ -157,13 +157,15 @@ const SEVERITY_WORDS: &[(&str, Severity)] = &[
 /// What makes text more than plain: tags, markdown links, code, and addresses.
 const MARKUP: &[&str] = &["<", ">", "[", "]", "{", "}", "`", "://", "www."];
 
-fn parameter_word(word: &str) -> Option<Parameter> {
-    match word {
-        "temperature" | "temperatures" | "temp" | "temps" => Some(Parameter::Temperature),
-        "pressure" | "pressures" => Some(Parameter::Pressure),
-        "flow" | "flows" | "flowrate" | "flowrates" => Some(Parameter::Flow),
-        _ => None,
-    }
+/// The configured parameter a word names: its name (`_` as a space is not a word), a plural,
+/// or a common short form (`temp`, `flowrate`).
+fn parameter_word(word: &str, parameters: &Units) -> Option<Parameter> {
+    let base = match word {
+        "temp" | "temps" => "temperature",
+        "flowrate" | "flowrates" => "flow",
+        _ => word.strip_suffix('s').filter(|base| parameters.contains_key(*base)).unwrap_or(word),
+    };
+    parameters.keys().find(|parameter| parameter.as_str().eq_ignore_ascii_case(base)).cloned()
 }
 
 /// Accepts the text only if every sensor, parameter and number it names appears in the facts,
@@ -223,10 +225,11 @@ pub fn check_grounded(text: &str, facts: &Facts, known_sensors: &[SensorId]) -> 
     if let Some(unknown) = mentioned.iter().find(|name| !reference_sensors.contains(&name.to_ascii_lowercase())) {
         return Err(Ungrounded::UnknownSensor(unknown.clone()));
     }
-    let named: BTreeSet<Parameter> = words(&reference).filter_map(|word| parameter_word(&word)).collect();
+    let named: BTreeSet<Parameter> = words(&reference).filter_map(|word| parameter_word(&word, &facts.units)).collect();
     for word in words(&text) {
-        let known = parameter_word(&word).is_none_or(|parameter| named.contains(&parameter));
-        if !known || UNMEASURED.contains(&word.as_str()) {
+        let parameter = parameter_word(&word, &facts.units);
+        let known = parameter.as_ref().is_none_or(|parameter| named.contains(parameter));
+        if !known || (parameter.is_none() && UNMEASURED.contains(&word.as_str())) {
             return Err(Ungrounded::UnknownParameter(word));
         }
     }

@@ -75,7 +75,8 @@ fn advice(facts: &Facts) -> String {
         let named: Vec<&str> = silent.into_iter().take(NOTED).collect();
         checks.push(format!("power and link of {}{more} (no readings)", named.join(", ")));
     }
-    if let Some(peak) = facts.peaks.iter().find(|peak| peak.kind == AnomalyKind::Spike) {
+    if let Some(peak) = facts.peaks.iter().find(|peak| matches!(peak.kind, AnomalyKind::Spike | AnomalyKind::LowSpike))
+    {
         checks.push(format!("{} {} on site", peak.sensor_id, peak.parameter));
     }
     if let Some(Condition::Drifting { sensor_id, parameter, .. }) =

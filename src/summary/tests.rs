@@ -2,54 +2,68 @@ use chrono::TimeZone;
 use proptest::prelude::*;
 
 use super::*;
+use crate::domain::EpisodeKey;
 
 /// Seconds after 2025-05-19T10:15:00Z.
 pub(super) fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_747_649_700 + seconds, 0).single().expect("a valid instant")
 }
 
-pub(super) fn spike_threshold(parameter: Parameter) -> f64 {
-    PerParameter { temperature: 45.0, pressure: 4.0, flow: 120.0 }.get(parameter)
+pub(super) fn spike_threshold(parameter: &str) -> f64 {
+    crate::config::Config::default().detection.limits.spike_thresholds[parameter]
 }
 
-pub(super) fn drift_threshold(parameter: Parameter) -> f64 {
-    PerParameter { temperature: 38.0, pressure: 3.5, flow: 110.0 }.get(parameter)
+pub(super) fn drift_threshold(parameter: &str) -> f64 {
+    crate::config::Config::default().detection.limits.drift_thresholds[parameter]
 }
 
-pub(super) fn spike(sensor: &str, parameter: Parameter, value: f64, seconds: i64) -> Anomaly {
-    Anomaly::new(
-        AnomalyKind::Spike,
-        at(seconds),
-        sensor.into(),
-        parameter,
-        Some(value),
-        spike_threshold(parameter),
-        None,
-    )
+pub(super) fn anomaly(
+    kind: AnomalyKind,
+    sensor: &str,
+    parameter: &str,
+    value: f64,
+    threshold: f64,
+    seconds: i64,
+    lasted: Option<f64>,
+) -> Anomaly {
+    let episode = EpisodeKey { sensor_id: sensor.into(), parameter: parameter.into(), kind, started: at(seconds) };
+    let wording = crate::config::Config::default().wording(parameter);
+    Anomaly::new(&episode, at(seconds), Some(value), threshold, lasted, &wording)
 }
 
-pub(super) fn drift(sensor: &str, parameter: Parameter, value: f64, seconds: i64, lasted: f64) -> Anomaly {
-    let threshold = drift_threshold(parameter);
-    Anomaly::new(AnomalyKind::Drift, at(seconds), sensor.into(), parameter, Some(value), threshold, Some(lasted))
+pub(super) fn spike(sensor: &str, parameter: &str, value: f64, seconds: i64) -> Anomaly {
+    anomaly(AnomalyKind::Spike, sensor, parameter, value, spike_threshold(parameter), seconds, None)
 }
 
-pub(super) fn dropout(sensor: &str, parameter: Parameter, last_value: f64, seconds: i64) -> Anomaly {
-    Anomaly::new(AnomalyKind::Dropout, at(seconds), sensor.into(), parameter, Some(last_value), 10.0, Some(10.5))
+pub(super) fn drift(sensor: &str, parameter: &str, value: f64, seconds: i64, lasted: f64) -> Anomaly {
+    anomaly(AnomalyKind::Drift, sensor, parameter, value, drift_threshold(parameter), seconds, Some(lasted))
 }
 
-pub(super) fn silent(sensor: &str, parameter: Parameter, seconds: i64) -> Condition {
-    Condition::Silent { sensor_id: sensor.into(), parameter, since: at(seconds) }
+pub(super) fn dropout(sensor: &str, parameter: &str, last_value: f64, seconds: i64) -> Anomaly {
+    anomaly(AnomalyKind::Dropout, sensor, parameter, last_value, 10.0, seconds, Some(10.0))
 }
 
-pub(super) fn drifting(sensor: &str, parameter: Parameter, value: f64, seconds: i64) -> Condition {
-    Condition::Drifting { sensor_id: sensor.into(), parameter, since: at(seconds), value }
+pub(super) fn silent(sensor: &str, parameter: &str, seconds: i64) -> Condition {
+    Condition::Silent { sensor_id: sensor.into(), parameter: parameter.into(), since: at(seconds) }
 }
+
+pub(super) fn drifting(sensor: &str, parameter: &str, value: f64, seconds: i64) -> Condition {
+    Condition::Drifting { sensor_id: sensor.into(), parameter: parameter.into(), since: at(seconds), value }
+}
+
+/// The default parameters by position, as the generators below pick them.
+pub(super) const PARAMETERS: [&str; 3] = ["temperature", "pressure", "flow"];
 
 pub(super) fn sensors(ids: &[&str]) -> Vec<SensorId> {
     ids.iter().map(|id| SensorId::from(*id)).collect()
 }
 
-use Parameter::{Flow, Pressure, Temperature};
+#[allow(non_upper_case_globals)]
+pub(super) const Temperature: &str = "temperature";
+#[allow(non_upper_case_globals)]
+pub(super) const Pressure: &str = "pressure";
+#[allow(non_upper_case_globals)]
+pub(super) const Flow: &str = "flow";
 
 /// Seven anomalies between 10:22 and 10:25, a sensor still silent and a drift still going.
 pub(super) fn busy_window() -> Facts {
@@ -74,12 +88,18 @@ pub(super) fn busy_window() -> Facts {
 fn facts_count_by_type_parameter_and_sensor_with_first_and_last() {
     let facts = busy_window();
     assert_eq!(facts.anomaly_count, 7);
-    assert_eq!(facts.by_kind, KindCounts { spike: 2, drift: 2, dropout: 3 });
-    assert_eq!(facts.by_parameter, PerParameter { temperature: 2, pressure: 3, flow: 2 });
+    let by_kind: Vec<(AnomalyKind, u64)> = facts.by_kind.iter().collect();
+    assert_eq!(by_kind, [(AnomalyKind::Spike, 2), (AnomalyKind::Drift, 2), (AnomalyKind::Dropout, 3)]);
+    let by_parameter: Vec<(&str, u64)> =
+        facts.by_parameter.iter().map(|(parameter, count)| (parameter.as_str(), *count)).collect();
+    assert_eq!(by_parameter, [("flow", 2), ("pressure", 3), ("temperature", 2)]);
     let by_sensor: Vec<(&str, u64)> =
         facts.by_sensor.iter().map(|sensor| (sensor.sensor_id.as_str(), sensor.total)).collect();
     assert_eq!(by_sensor, [("wtf-pipe-1", 3), ("wtf-pipe-2", 3), ("wtf-pipe-3", 1)]);
-    assert_eq!(facts.by_sensor[0].by_kind, KindCounts { spike: 2, drift: 1, dropout: 0 });
+    assert_eq!(
+        facts.by_sensor[0].by_kind.iter().collect::<Vec<_>>(),
+        [(AnomalyKind::Spike, 2), (AnomalyKind::Drift, 1)]
+    );
     assert_eq!(facts.first_anomaly, Some(at(434)));
     assert_eq!(facts.last_anomaly, Some(at(590)));
     assert_eq!((facts.window_start, facts.window_end), (at(420), at(600)));
@@ -88,10 +108,10 @@ fn facts_count_by_type_parameter_and_sensor_with_first_and_last() {
 #[test]
 fn peaks_keep_the_highest_value_per_sensor_and_parameter_spikes_first() {
     let facts = busy_window();
-    let peaks: Vec<(&str, Parameter, AnomalyKind, f64, f64)> = facts
+    let peaks: Vec<(&str, &str, AnomalyKind, f64, f64)> = facts
         .peaks
         .iter()
-        .map(|peak| (peak.sensor_id.as_str(), peak.parameter, peak.kind, peak.value, peak.threshold))
+        .map(|peak| (peak.sensor_id.as_str(), peak.parameter.as_str(), peak.kind, peak.value, peak.threshold))
         .collect();
     assert_eq!(
         peaks,
@@ -126,8 +146,8 @@ fn ongoing_conditions_are_kept_silences_first_then_oldest() {
     assert_eq!(
         facts.ongoing,
         [
-            silent("wtf-pipe-2", Temperature, 509),
             silent("wtf-pipe-2", Flow, 509),
+            silent("wtf-pipe-2", Temperature, 509),
             drifting("wtf-pipe-3", Flow, 113.1, 574)
         ]
     );
@@ -142,7 +162,7 @@ fn the_builder_counts_as_it_goes_and_keeps_one_tally_per_sensor_parameter_and_ty
     assert_eq!(builder.anomaly_count(), 10_000);
     assert_eq!(builder.tallies.len(), 2);
     let facts = builder.finish(at(60), &[]);
-    assert_eq!(facts.by_kind.spike, 10_000);
+    assert_eq!(facts.by_kind.get(AnomalyKind::Spike), 10_000);
     let top = 4.0 + 6.0 / 10.0;
     assert_eq!(facts.peaks.iter().map(|peak| peak.value).collect::<Vec<_>>(), [top, top]);
     assert_eq!(facts, {
@@ -188,7 +208,7 @@ fn severity_table() {
 pub(super) fn any_anomaly() -> impl Strategy<Value = Anomaly> {
     (0..3usize, 0..3usize, 0..3usize, 0..60i64).prop_map(|(sensor, parameter, kind, seconds)| {
         let sensor = ["s-1", "s-2", "s-3"][sensor];
-        let parameter = Parameter::ALL[parameter];
+        let parameter = PARAMETERS[parameter];
         match kind {
             0 => spike(sensor, parameter, spike_threshold(parameter) + 1.0, seconds),
             1 => drift(sensor, parameter, drift_threshold(parameter) + 1.0, seconds, 16.0),
@@ -201,9 +221,9 @@ pub(super) fn any_condition() -> impl Strategy<Value = Condition> {
     (0..3usize, 0..3usize, any::<bool>()).prop_map(|(sensor, parameter, is_silent)| {
         let sensor = ["s-1", "s-2", "s-3"][sensor];
         if is_silent {
-            silent(sensor, Parameter::ALL[parameter], 0)
+            silent(sensor, PARAMETERS[parameter], 0)
         } else {
-            drifting(sensor, Parameter::ALL[parameter], 50.0, 0)
+            drifting(sensor, PARAMETERS[parameter], 50.0, 0)
         }
     })
 }
@@ -263,7 +283,7 @@ pub(super) fn flood(count: usize) -> Facts {
     let mut builder = FactsBuilder::new(at(0));
     for i in 0..count {
         let sensor = format!("wtf-pipe-{}", i % sensors + 1);
-        let parameter = Parameter::ALL[(i / 7) % 3];
+        let parameter = PARAMETERS[(i / 7) % 3];
         let seconds = (i % 180) as i64;
         let anomaly = match i % 3 {
             0 => spike(&sensor, parameter, spike_threshold(parameter) + (i % 97) as f64 / 10.0, seconds),
@@ -309,12 +329,12 @@ fn the_prompt_carries_the_facts_and_the_instructions() {
         "Window: 2025-05-19 10:22:00 to 10:25:00 UTC",
         "Severity: critical",
         "Anomalies: 7 (2 spikes, 2 drifts, 3 dropouts)",
-        "By parameter: temperature 2, pressure 3, flow 2",
+        "By parameter: flow 2, pressure 3, temperature 2",
         "First anomaly at 10:22:14, last at 10:24:50",
         "- wtf-pipe-1: 3 anomalies (2 spikes, 1 drift)",
         "- wtf-pipe-1 pressure: spike to 4.8 bar (threshold 4 bar) at 10:22:50",
         "- wtf-pipe-1 temperature: drift to 39.2 °C (threshold 38 °C) for 16 s at 10:22:20",
-        "- wtf-pipe-2 silent since 10:23:29 (temperature, flow)",
+        "- wtf-pipe-2 silent since 10:23:29 (flow, temperature)",
         "- wtf-pipe-3 flow above its drift threshold since 10:24:34, now 113.1 L/min",
     ] {
         assert!(prompt.user.contains(expected), "missing {expected:?} in\n{}", prompt.user);
@@ -341,7 +361,7 @@ fn the_template_of_a_busy_window_gives_counts_peaks_severity_and_what_to_check()
         "7 anomalies between 10:22:00 and 10:25:00 UTC (2 spikes, 2 drifts, 3 dropouts) on 3 sensors",
         "First at 10:22:14, last at 10:24:50.",
         "wtf-pipe-1 pressure: spike to 4.8 bar (threshold 4 bar) at 10:22:50",
-        "Still in progress: wtf-pipe-2 silent since 10:23:29 (temperature, flow)",
+        "Still in progress: wtf-pipe-2 silent since 10:23:29 (flow, temperature)",
         "Severity: critical.",
         "Check power and link of wtf-pipe-2 (no readings); then wtf-pipe-1 pressure on site",
     ] {

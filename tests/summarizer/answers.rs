@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer};
-use wtf_monitor::domain::{Parameter, SummaryAuthor};
+use wtf_monitor::domain::SummaryAuthor;
 use wtf_monitor::health::LlmState;
 
 use super::{FillsInTheForm, Harness, ollama_answer, with_ollama};
@@ -57,9 +57,9 @@ async fn answered_with(response: &str) -> (MockServer, Harness) {
     let server = MockServer::start().await;
     Mock::given(method("POST")).and(path("/api/generate")).respond_with(ollama_answer(response)).mount(&server).await;
     let harness = with_ollama(&server).await;
-    harness.spikes_on("wtf-pipe-1", Parameter::Pressure, 5.12, 6);
-    harness.spikes_on("wtf-pipe-2", Parameter::Flow, 125.0, 5);
-    harness.spikes_on("wtf-pipe-3", Parameter::Temperature, 46.0, 4);
+    harness.spikes_on("wtf-pipe-1", "pressure", 5.12, 6);
+    harness.spikes_on("wtf-pipe-2", "flow", 125.0, 5);
+    harness.spikes_on("wtf-pipe-3", "temperature", 46.0, 4);
     harness.first_summary(Duration::from_secs(5)).await;
     (server, harness)
 }
@@ -90,7 +90,7 @@ async fn every_false_note_is_refused_whether_written_as_prose_or_slipped_into_th
     for run in runs.collect::<Vec<_>>() {
         let (answer, (_server, harness)) = run.await.expect("the run finished");
         // The first window's: with one-second windows, later ones may be out already.
-        let summaries = harness.store.summaries(1000);
+        let summaries = harness.store.summaries.recent(1000);
         let summary = summaries.last().expect("a summary");
         assert_eq!(summary.generated_by, SummaryAuthor::Fallback, "{answer} was published");
         assert_eq!(summary.anomaly_count, 15);
@@ -134,7 +134,7 @@ async fn refused_answers_are_counted_and_the_model_stays_active_while_it_answers
     assert!(llm.reason.as_deref().unwrap_or_default().contains("wtf-pipe-9"), "{llm:?}");
     // Refusals do not back off: the next windows ask again, and a good answer is used.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
-    while harness.store.latest_summary().is_some_and(|summary| summary.generated_by == SummaryAuthor::Fallback) {
+    while harness.store.summaries.latest().is_some_and(|summary| summary.generated_by == SummaryAuthor::Fallback) {
         assert!(tokio::time::Instant::now() < deadline, "the model was not asked again");
         harness.spikes(1);
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -74,7 +74,7 @@ async fn a_summarizer_restarted_in_a_crash_loop_keeps_its_backoff() {
     }
     assert_eq!(harness.summaries(), 4, "a window each");
     assert_eq!(ollama.connections.load(Ordering::SeqCst), 1, "the backoff outlived the restarts");
-    let unasked = harness.store.latest_summary().expect("a summary");
+    let unasked = harness.store.summaries.latest().expect("a summary");
     assert_eq!((unasked.generated_by, unasked.model.as_deref()), (SummaryAuthor::Fallback, None), "no model was asked");
     harness.actor.stop(None);
 }
@@ -88,12 +88,12 @@ async fn a_flush_publishes_the_open_window_and_takes_no_other() {
     harness.spikes(4);
     tokio::time::sleep(Duration::from_secs(2)).await;
     harness.actor.call(|reply| SummarizerMsg::Flush { reply }, Some(Duration::from_secs(5))).await.expect("flushed");
-    let summaries = harness.store.summaries(10);
+    let summaries = harness.store.summaries.recent(10);
     assert_eq!(summaries.len(), 2);
     assert_eq!(summaries[0].anomaly_count, 4, "the open window is summarised at the stop");
     assert_eq!(summaries[0].window_start, summaries[1].window_end);
     assert_eq!(summaries[0].window_end - summaries[0].window_start, chrono::TimeDelta::seconds(13));
-    assert_eq!(harness.store.summarized_through().map(|(_, end)| end), Some(summaries[0].window_end));
+    assert_eq!(harness.store.summaries.summarized_through().map(|(_, end)| end), Some(summaries[0].window_end));
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(harness.summaries(), 2, "no window after the flush");
     harness.actor.stop(None);
@@ -118,7 +118,7 @@ async fn a_flush_does_not_wait_for_a_silent_model_longer_than_its_budget() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "the flush took {took:?}");
     // The window in flight and the open one, both from the template, none lost.
-    let summaries = harness.store.summaries(10);
+    let summaries = harness.store.summaries.recent(10);
     let counts: Vec<u64> = summaries.iter().rev().map(|summary| summary.anomaly_count).collect();
     assert_eq!(counts, [3, 2]);
     assert!(summaries.iter().all(|summary| summary.generated_by == SummaryAuthor::Fallback));

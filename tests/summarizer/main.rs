@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use ractor::{Actor, ActorRef};
 use serde_json::json;
 use wiremock::matchers::{method, path};
@@ -22,13 +22,29 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use wtf_monitor::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
 use wtf_monitor::clock::Clock;
 use wtf_monitor::config::{Config, LlmConfig};
-use wtf_monitor::domain::{Anomaly, AnomalyKind, Parameter, SummaryAuthor};
+use wtf_monitor::domain::{Anomaly, AnomalyKind, SensorId, SummaryAuthor};
 use wtf_monitor::health::LlmState;
+use wtf_monitor::ingress::Ingress;
 use wtf_monitor::store::Store;
+
+/// An anomaly as a detector raises it, with the default wording of its parameter.
+pub fn anomaly(
+    kind: AnomalyKind,
+    at: DateTime<Utc>,
+    sensor: SensorId,
+    parameter: &str,
+    value: Option<f64>,
+    threshold: f64,
+    duration: Option<f64>,
+) -> Anomaly {
+    let episode = wtf_monitor::domain::EpisodeKey { sensor_id: sensor, parameter: parameter.into(), kind, started: at };
+    Anomaly::new(&episode, at, value, threshold, duration, &Config::default().wording(parameter))
+}
 
 pub struct Harness {
     pub actor: ActorRef<SummarizerMsg>,
     pub store: Arc<Store>,
+    pub ingress: Arc<Ingress>,
     pub clock: Clock,
 }
 
@@ -39,42 +55,53 @@ impl Harness {
         edit(&mut config.llm);
         let config = config.validate().expect("valid");
         let clock = Clock::starting_at(Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap());
-        let store = Arc::new(Store::new(config.clone(), clock.now()));
-        let args = SummarizerArgs { config: config.llm.clone(), store: Arc::clone(&store), clock };
+        let store = Arc::new(Store::new(config.clone(), clock));
+        let ingress = Arc::new(Ingress::new(&config, clock));
+        let args = SummarizerArgs {
+            config: config.llm.clone(),
+            store: Arc::clone(&store),
+            ingress: Arc::clone(&ingress),
+            clock,
+        };
         let (actor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer starts");
-        Self { actor, store, clock }
+        Self { actor, store, ingress, clock }
     }
 
     /// A new summarizer on the same store (a restart), configured by `edit`.
     pub async fn restart(&mut self, edit: impl FnOnce(&mut LlmConfig)) {
         let mut config = self.store.config().llm.clone();
         edit(&mut config);
-        let args = SummarizerArgs { config, store: Arc::clone(&self.store), clock: self.clock };
+        let args = SummarizerArgs {
+            config,
+            store: Arc::clone(&self.store),
+            ingress: Arc::clone(&self.ingress),
+            clock: self.clock,
+        };
         let (actor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer restarts");
         self.actor = actor;
     }
 
     pub fn spikes(&self, count: usize) {
-        self.spikes_on("wtf-pipe-1", Parameter::Pressure, 4.5, count);
+        self.spikes_on("wtf-pipe-1", "pressure", 4.5, count);
     }
 
-    pub fn spikes_on(&self, sensor: &str, parameter: Parameter, value: f64, count: usize) {
+    pub fn spikes_on(&self, sensor: &str, parameter: &str, value: f64, count: usize) {
         for _ in 0..count {
             let now = self.clock.now();
-            let anomaly = Anomaly::new(AnomalyKind::Spike, now, sensor.into(), parameter, Some(value), 4.0, None);
+            let anomaly = anomaly(AnomalyKind::Spike, now, sensor.into(), parameter, Some(value), 4.0, None);
             self.store.record_anomaly(anomaly, now);
         }
     }
 
     pub fn summaries(&self) -> usize {
-        self.store.summaries(1000).len()
+        self.store.summaries.recent(1000).len()
     }
 
     /// Waits (real time) until a summary exists, at most `limit`.
     pub async fn first_summary(&self, limit: Duration) -> Arc<wtf_monitor::domain::Summary> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Some(summary) = self.store.latest_summary() {
+            if let Some(summary) = self.store.summaries.latest() {
                 return summary;
             }
             assert!(tokio::time::Instant::now() < deadline, "no summary within {limit:?}");
@@ -99,7 +126,7 @@ async fn the_first_summary_comes_within_30_seconds_then_every_interval() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(harness.summaries(), 2, "at 75 s");
 
-    let summary = harness.store.latest_summary().unwrap();
+    let summary = harness.store.summaries.latest().unwrap();
     assert_eq!(summary.generated_by, SummaryAuthor::Fallback);
     assert_eq!(summary.anomaly_count, 0);
     assert!(summary.summary.contains("No anomalies"), "{}", summary.summary);
@@ -130,13 +157,13 @@ async fn a_model_that_never_answers_does_not_delay_summaries() {
     .await;
     let start = harness.clock.now();
     tokio::time::sleep(Duration::from_secs(31)).await;
-    let first = harness.store.latest_summary().expect("a summary within 30 s");
+    let first = harness.store.summaries.latest().expect("a summary within 30 s");
     assert_eq!(first.generated_by, SummaryAuthor::Fallback);
     assert!(first.timestamp - start <= chrono::TimeDelta::seconds(30), "{}", first.timestamp - start);
 
     // However long the configured timeout, operators get a summary at least every 3 minutes.
     tokio::time::sleep(Duration::from_secs(20 * 60)).await;
-    let mut times: Vec<_> = harness.store.summaries(1000).iter().map(|summary| summary.timestamp).collect();
+    let mut times: Vec<_> = harness.store.summaries.recent(1000).iter().map(|summary| summary.timestamp).collect();
     times.reverse();
     assert!(times.len() >= 7, "{} summaries in 20 minutes", times.len());
     for pair in times.windows(2) {
@@ -158,11 +185,12 @@ async fn a_restarted_summarizer_summarises_what_its_predecessor_had_not() {
     let args = SummarizerArgs {
         config: harness.store.config().llm.clone(),
         store: Arc::clone(&harness.store),
+        ingress: Arc::new(Ingress::new(&harness.store.config(), harness.clock)),
         clock: harness.clock,
     };
     let (successor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer restarts");
     tokio::time::sleep(Duration::from_secs(16)).await;
-    let summaries = harness.store.summaries(10);
+    let summaries = harness.store.summaries.recent(10);
     assert_eq!(summaries.len(), 2);
     assert_eq!(summaries[0].anomaly_count, 5, "the spikes raised before the restart are summarised");
     assert_eq!(summaries[0].window_start, summaries[1].window_end, "windows follow each other");
@@ -182,14 +210,14 @@ async fn many_anomalies_bring_a_summary_forward_but_never_closer_than_the_floor(
     harness.spikes(60);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(harness.summaries(), 2, "the burst came before the 75 s summary was due");
-    assert_eq!(harness.store.latest_summary().unwrap().anomaly_count, 60);
+    assert_eq!(harness.store.summaries.latest().unwrap().anomaly_count, 60);
 
     harness.spikes(60);
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(harness.summaries(), 2, "not within 15 s of the previous one");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(harness.summaries(), 3);
-    assert_eq!(harness.store.latest_summary().unwrap().anomaly_count, 60);
+    assert_eq!(harness.store.summaries.latest().unwrap().anomaly_count, 60);
 }
 
 /// Ollama's answer to a non-streaming `/api/generate`, its `response` being `text`.
@@ -363,7 +391,7 @@ async fn the_model_is_used_again_once_it_recovers() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     loop {
         harness.spikes(1);
-        let latest = harness.store.latest_summary().unwrap();
+        let latest = harness.store.summaries.latest().unwrap();
         if latest.generated_by == SummaryAuthor::LlmSummarizer {
             break;
         }

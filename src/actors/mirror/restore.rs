@@ -129,10 +129,10 @@ pub async fn restore(
 
     // Redis may hold more of the last 24 hours than the store keeps; `/status` counts them all.
     let more_than_read = offset == wanted && wanted > 0;
-    restored.anomalies = store.restore_anomalies(anomalies, now);
+    restored.anomalies = store.anomalies.restore(anomalies, now);
     if more_than_read && restored.incomplete.is_none() {
         match count_per_minute(&link, &keys, now, remaining()).await {
-            Ok(counts) => store.restore_minute_counts(counts),
+            Ok(counts) => store.anomalies.restore_minute_counts(counts),
             Err(err) => {
                 restored.incomplete.get_or_insert(format!("24-hour count not read: {err}"));
             }
@@ -140,7 +140,7 @@ pub async fn restore(
     }
     restored.summaries = summaries.len();
     if !summaries.is_empty() {
-        store.restore_summaries(summaries);
+        store.summaries.restore(summaries);
     }
     Ok(restored)
 }

@@ -2,9 +2,9 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::domain::Parameter::{Flow, Pressure, Temperature};
 use crate::summary::tests::{
-    KNOWN, any_anomaly, any_condition, at, busy_window, drift, dropout, flood, sensors, silent, spike,
+    Flow, KNOWN, Pressure, Temperature, any_anomaly, any_condition, at, busy_window, drift, dropout, flood, sensors,
+    silent, spike,
 };
 use crate::summary::{Severity, facts};
 
@@ -51,7 +51,7 @@ fn the_busy_window_offers_its_silent_sensor_as_the_most_urgent_and_lists_the_res
     );
     // Ranking is the daemon's: only the silent sensor may be chosen as the most urgent.
     assert_eq!(form.choices().len(), 1);
-    assert_eq!(form.findings[0].line, "wtf-pipe-2 silent since 10:23:29 (temperature, flow)");
+    assert_eq!(form.findings[0].line, "wtf-pipe-2 silent since 10:23:29 (flow, temperature)");
     assert_eq!(
         form.headlines,
         [
@@ -123,7 +123,7 @@ fn a_filled_in_form_becomes_a_note_in_the_daemons_words() {
     let note = note_from_answer(&text, &facts, &form, &sensors(&KNOWN)).expect("accepted");
     assert_eq!(
         note,
-        "wtf-pipe-2 has stopped reporting. Most urgent: wtf-pipe-2 silent since 10:23:29 (temperature, flow). Check \
+        "wtf-pipe-2 has stopped reporting. Most urgent: wtf-pipe-2 silent since 10:23:29 (flow, temperature). Check \
          first: the power supply and network link of wtf-pipe-2, which sends no readings. In all, 7 anomalies \
          between 10:22:00 and 10:25:00 UTC (2 spikes, 2 drifts, 3 dropouts) on 3 sensors. Also: wtf-pipe-1 \
          pressure: spike to 4.8 bar (threshold 4 bar) at 10:22:50; wtf-pipe-3 flow above its drift threshold since \
