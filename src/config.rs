@@ -40,6 +40,8 @@ pub struct Config {
     pub parameters: BTreeMap<String, ParameterSpec>,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
+    pub alarms: AlarmsConfig,
+    pub audit: AuditConfig,
     pub simulation: SimulationConfig,
     pub detection: DetectionConfig,
     pub store: StoreConfig,
@@ -51,12 +53,14 @@ pub struct Config {
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 15] = [
     "api",
     "sensors",
     "parameters",
     "ingest",
     "auth",
+    "alarms",
+    "audit",
     "simulation",
     "detection",
     "store",
@@ -75,6 +79,8 @@ impl Default for Config {
             parameters: default_parameters(),
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
+            alarms: AlarmsConfig::default(),
+            audit: AuditConfig::default(),
             simulation: SimulationConfig::default(),
             detection: DetectionConfig::default(),
             store: StoreConfig::default(),
@@ -282,6 +288,8 @@ fn extract(figment: &Figment) -> (Config, Vec<ConfigProblem>) {
     section(figment, "parameters", &mut config.parameters, &mut problems);
     section(figment, "ingest", &mut config.ingest, &mut problems);
     section(figment, "auth", &mut config.auth, &mut problems);
+    section(figment, "alarms", &mut config.alarms, &mut problems);
+    section(figment, "audit", &mut config.audit, &mut problems);
     section(figment, "simulation", &mut config.simulation, &mut problems);
     section(figment, "detection", &mut config.detection, &mut problems);
     section(figment, "store", &mut config.store, &mut problems);

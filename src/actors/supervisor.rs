@@ -3,7 +3,8 @@
 //! Messages: `Restart` from its own backoff timers; `Register` from the ingress when a sensor
 //! registers itself with its readings; `Reload` and `Shutdown` from the daemon's signal
 //! handling; `InjectFault` from the API when fault injection is enabled; `Expire` from its own
-//! timer, to drop anomalies past their retention when none arrive.
+//! timer, to drop anomalies past their retention when none arrive and to lift shelves that ran
+//! out.
 //!
 //! Failure policy: one-for-one. A failed child is restarted after an exponential backoff
 //! ([`crate::restart`]); more than `supervisor.max_restarts` failures of one child within
@@ -49,8 +50,9 @@ use crate::restart::{Decision, RestartHistory, RestartPolicy};
 use crate::simulation::{SensorSimulator, SimulationSettings, sensor_seed};
 use crate::store::{Store, lock};
 
-/// How often anomalies past their retention are dropped when nothing new arrives.
-const EXPIRY_PERIOD: Duration = Duration::from_secs(10);
+/// How often anomalies past their retention are dropped when nothing new arrives, and shelves
+/// that ran out are lifted (so a shelve ends within a second of its time).
+const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
 /// How long the stop path waits for each step (detectors draining, the mirror's last write, …).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -211,7 +213,11 @@ impl Actor for Supervisor {
                 let children = state.children.iter().map(|(name, child)| (name.clone(), child.running.is_some()));
                 let _ = reply.send(children.collect());
             }
-            SupervisorMsg::Expire => state.store.expire(state.clock.now()),
+            SupervisorMsg::Expire => {
+                let now = state.clock.now();
+                state.store.expire(now);
+                state.store.expire_shelves(now);
+            }
         }
         Ok(())
     }

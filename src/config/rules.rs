@@ -11,6 +11,7 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     check_parameters(config, &mut problems);
     check_ingest(config, &mut problems);
     check_auth(config, &mut problems);
+    check_alarms(config, &mut problems);
     check_simulation(config, &mut problems);
     check_detection(config, &mut problems);
     check_store(config, &mut problems);
@@ -257,6 +258,20 @@ fn check_ingest(config: &Config, problems: &mut Problems) {
     let line_protocol = &ingest.line_protocol;
     if line_protocol.sensor_tag.is_empty() || line_protocol.sensor_tag.len() > 64 {
         problems.add("ingest.line_protocol.sensor_tag", "must name a tag (1 to 64 characters)");
+    }
+}
+
+fn check_alarms(config: &Config, problems: &mut Problems) {
+    let shelve = config.alarms.max_shelve;
+    if shelve < Duration::from_secs(60) || shelve > Duration::from_secs(7 * 24 * 3600) {
+        problems.add("alarms.max_shelve", "must be from 1m to 7d: a shelved alarm is one nobody is told about");
+    }
+    let retention = config.audit.retention;
+    if retention < Duration::from_secs(24 * 3600) || retention > Duration::from_secs(10 * 366 * 24 * 3600) {
+        problems.add("audit.retention", "must be from 1d to 10 years");
+    }
+    if !(100..=10_000_000).contains(&config.audit.max_entries) {
+        problems.add("audit.max_entries", format!("must be from 100 to 10,000,000 (got {})", config.audit.max_entries));
     }
 }
 

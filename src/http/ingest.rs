@@ -232,7 +232,7 @@ fn influx_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// The token a request presents: `Authorization: Bearer <token>` or `Token <token>` (InfluxDB's
 /// scheme), else the v1 `p` query parameter.
-fn presented<'a>(headers: &'a HeaderMap, password: Option<&'a str>) -> Option<&'a str> {
+pub(super) fn presented<'a>(headers: &'a HeaderMap, password: Option<&'a str>) -> Option<&'a str> {
     let header = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let from_header = header.and_then(|value| {
         let (scheme, token) = value.trim().split_once(' ')?;
