@@ -45,6 +45,9 @@ enum Command {
         /// Mirror to this Redis (empty: in memory only).
         #[arg(long, default_value = "")]
         redis: String,
+        /// Configure every rule on every parameter (low limits, rate, stuck, deadband, off-delay).
+        #[arg(long)]
+        all_rules: bool,
     },
     /// Word windows of the seeded simulator with a real model, as the daemon does, and report
     /// how many notes were accepted, refused (by reason) or timed out, latency and tokens.
@@ -78,8 +81,8 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config(cli.config),
         Some(Command::Healthcheck { url }) => healthcheck(&url),
-        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis }) => {
-            load(sensors, &rate, duration, spikes_per_hour, redis)
+        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules }) => {
+            load(sensors, &rate, duration, spikes_per_hour, redis, all_rules)
         }
         Some(Command::LlmBench { url, model, windows, seed, sensors, window, timeout, show_notes }) => {
             let plan =
@@ -147,7 +150,14 @@ fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, redis_url: String) -> ExitCode {
+fn load(
+    sensors: usize,
+    rate: &str,
+    duration: Duration,
+    spikes_per_hour: f64,
+    redis_url: String,
+    all_rules: bool,
+) -> ExitCode {
     let rate = match rate {
         "max" => None,
         number => match number.parse::<f64>() {
@@ -162,7 +172,7 @@ fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, re
             }
         },
     };
-    let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url };
+    let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url, all_rules };
     let runtime = match runtime(tokio::runtime::Builder::new_multi_thread(), "load") {
         Ok(runtime) => runtime,
         Err(code) => return code,

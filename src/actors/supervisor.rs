@@ -12,8 +12,8 @@
 //! everything the same way a shutdown does (nothing accepted is lost on the way out), and stops;
 //! the daemon exits non-zero so systemd or Docker restarts the process whole.
 //!
-//! **One stop path**, for a shutdown and a give-up alike: the ingress closes (sources are
-//! refused from then on), simulators stop, detectors handle every value queued, the summarizer
+//! **One stop path**, for a shutdown and a give-up alike: simulators stop, the ingress closes
+//! (other sources are refused from then on), detectors handle every value queued, the summarizer
 //! words its open window, the mirror writes what is left to Redis, then the API stops — each
 //! step bounded in time.
 //!
@@ -568,7 +568,7 @@ impl SupervisorState {
         }
     }
 
-    /// The stop path: the ingress closes; simulators stop; detectors handle every value queued
+    /// The stop path: simulators stop; the ingress closes; detectors handle every value queued
     /// and stop; the summarizer publishes its open window (`Flush`); the mirror writes what is
     /// left; the API
     /// stops last, so `/health` answers until the end. Each step is bounded by [`DRAIN_TIMEOUT`].
@@ -577,11 +577,13 @@ impl SupervisorState {
             return;
         }
         self.stopping = true;
-        self.ingress.close();
         let running: Vec<ChildRef> = self.children.values().filter_map(|child| child.running.clone()).collect();
         let step = |wanted: fn(&ChildRef) -> bool| running.iter().filter(move |child| wanted(child)).cloned();
 
         stop_together(step(|child| matches!(child, ChildRef::Simulator(_))).map(|child| child.cell())).await;
+        // The other sources are refused from here on (HTTP answers 503), so nothing new slips in
+        // behind the drain.
+        self.ingress.close();
         let detectors: Vec<_> = step(|child| matches!(child, ChildRef::Detector(_))).collect();
         let drains = detectors.iter().filter_map(|child| match child {
             ChildRef::Detector(actor) => Some(actor.clone()),
