@@ -546,8 +546,9 @@ pub struct TokenConfig {
 
 /// What a token may do; each role may do what the roles before it may, except `ingest`, which
 /// may only send readings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// Reads, when `auth.read = "token"`.
     Viewer,
@@ -557,6 +558,12 @@ pub enum Role {
     Ingest,
     /// Everything.
     Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// A credential: read from the file, never printed. `check-config` and logs show `"***"`.
