@@ -54,6 +54,31 @@ enum Command {
         #[arg(long)]
         all_rules: bool,
     },
+    /// Word windows of the seeded simulator with a real model, as the daemon does, and report
+    /// how many notes were accepted, refused (by reason) or timed out, latency and tokens.
+    LlmBench {
+        /// Ollama's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:11434")]
+        url: String,
+        #[arg(long, default_value = "llama3.2:1b")]
+        model: String,
+        /// Windows to word, one call each.
+        #[arg(long, default_value_t = 20)]
+        windows: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 3)]
+        sensors: usize,
+        /// Length of a window (the summarizer's interval).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// Per call, as the daemon gives it (3 minutes less the interval).
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Print each accepted note.
+        #[arg(long)]
+        show_notes: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,7 +89,29 @@ fn main() -> ExitCode {
         Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules }) => {
             load(sensors, &rate, duration, spikes_per_hour, redis, all_rules)
         }
+        Some(Command::LlmBench { url, model, windows, seed, sensors, window, timeout, show_notes }) => {
+            let plan =
+                wtf_monitor::llm_bench::BenchPlan { url, model, windows, seed, sensors, window, timeout, show_notes };
+            llm_bench(&plan)
+        }
         None => run(cli.config),
+    }
+}
+
+fn llm_bench(plan: &wtf_monitor::llm_bench::BenchPlan) -> ExitCode {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread(), "llm-bench") {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(wtf_monitor::llm_bench::run(plan)) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("llm-bench: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -283,7 +283,8 @@ pub struct LlmConfig {
     pub model: String,
     /// Sampling temperature: low keeps the wording close to the facts.
     pub temperature: f64,
-    /// Most tokens the model may answer with (`num_predict`).
+    /// Most tokens the model may answer with (`num_predict`); a form needs far fewer, so requests
+    /// ask for at most [`crate::summary::form::FORM_ANSWER_TOKENS`].
     pub max_tokens: u32,
     /// Largest context window ever requested (`num_ctx`); each request asks only for what it needs.
     pub max_context: u32,

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::actors::supervisor::simulator_name;
 use crate::domain::Reading;
-use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, LlmState, RedisHealth};
+use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, RedisHealth};
 use crate::ingress::{IngestStatus, Ingress, SensorLane};
 use crate::store::Store;
 
@@ -73,7 +73,9 @@ pub struct HistoryStatus {
         "last_failure": "fault injected into detector:wtf-pipe-1:pressure",
         "last_failure_at": "2025-05-19T09:12:03.512Z"}},
     "llm": {"state": "inactive", "model": "llama3.2:1b",
-        "reason": "ollama unreachable: connection refused", "last_call": "2025-05-19T10:24:00.000Z"},
+        "reason": "ollama unreachable: connection refused", "last_call": "2025-05-19T10:24:00.000Z",
+        "answers_accepted": 41, "answers_refused": 3, "calls_failed": 2,
+        "last_refusal": "answer refused: the answer is not JSON: expected value at line 1 column 1: All quiet"},
     "redis": {"state": "disabled", "backlog": 0, "dropped": 0, "mirrored": 0, "last_error": null},
     "config": {"source": "/etc/wtf-monitor/wtf-monitor.toml", "loaded_at": "2025-05-19T08:00:00.000Z", "last_reload": null}
 }))]
@@ -82,7 +84,8 @@ pub struct StatusBody {
     pub sensor_active: bool,
     /// Every detector actor is running.
     pub detector_active: bool,
-    /// The last call to the model succeeded and its text was used.
+    /// The model is reachable and answering: its last call got an answer, whether that answer
+    /// was used or refused (`llm.state` tells which, `llm.answers_refused` how often).
     pub llm_active: bool,
     /// The API actor is running.
     pub api_active: bool,
@@ -156,7 +159,7 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
     StatusBody {
         sensor_active: total > 0 && active == total,
         detector_active: health.all_alive(Component::Detector),
-        llm_active: llm.state == LlmState::Active,
+        llm_active: llm.state.is_answering(),
         api_active: health.all_alive(Component::Api),
         last_reading_time,
         anomaly_count_24h: store.anomalies.count_24h(now),

@@ -6,6 +6,8 @@ Ollama's field names, and the client commands the compose file calls (`list`, `p
 talk to it as the real CLI does, through OLLAMA_HOST.
 
     ollama serve              GET /, /api/version, /api/tags; POST /api/show, /api/pull, /api/generate
+                              (a `format` schema is honoured as a grammar would: each property's
+                              first enum choice)
     ollama list               the pulled models
     ollama pull NAME          marks NAME pulled (kept under ~/.ollama, the image's model volume)
     ollama show NAME          exits 1 if NAME was not pulled
@@ -27,8 +29,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 VERSION = "0.12.6"
 MODELS = os.path.join(os.path.expanduser("~"), ".ollama", "models", "pulled.json")
 # Names no sensor, parameter or number, so a client that checks a summary against its facts
-# accepts it.
+# accepts it; the answer when a request asks for no format.
 ANSWER = "All anomalies of this window are listed; check the equipment they name."
+
+
+def answer_for(request):
+    """The response text: with `format` a JSON schema, what a grammar-constrained model may
+    write: an object with each property's first `enum` choice (or an empty string); with
+    `format: "json"`, an empty object; otherwise ANSWER."""
+    schema = request.get("format")
+    if isinstance(schema, dict):
+        properties = schema.get("properties") or {}
+        filled = {}
+        for name, spec in properties.items():
+            choices = spec.get("enum") if isinstance(spec, dict) else None
+            filled[name] = choices[0] if choices else ""
+        return json.dumps(filled)
+    if schema == "json":
+        return "{}"
+    return ANSWER
 
 
 def host_port():
@@ -137,15 +156,16 @@ class Handler(BaseHTTPRequestHandler):
             )
         elif self.path == "/api/generate":
             now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            answer = answer_for(request)
             self.send_json(
                 {
                     "model": name,
                     "created_at": now,
-                    "response": ANSWER,
+                    "response": answer,
                     "done": True,
                     "done_reason": "stop",
                     "total_duration": 1000000,
-                    "eval_count": len(ANSWER.split()),
+                    "eval_count": len(answer.split()),
                 }
             )
         else:
