@@ -44,6 +44,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub alarms: AlarmsConfig,
     pub audit: AuditConfig,
+    pub history: HistoryConfig,
     pub simulation: SimulationConfig,
     pub detection: DetectionConfig,
     pub store: StoreConfig,
@@ -56,7 +57,7 @@ pub struct Config {
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "api",
     "sensors",
     "parameters",
@@ -64,6 +65,7 @@ const SECTIONS: [&str; 16] = [
     "auth",
     "alarms",
     "audit",
+    "history",
     "simulation",
     "detection",
     "store",
@@ -85,6 +87,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             alarms: AlarmsConfig::default(),
             audit: AuditConfig::default(),
+            history: HistoryConfig::default(),
             simulation: SimulationConfig::default(),
             detection: DetectionConfig::default(),
             store: StoreConfig::default(),
@@ -295,6 +298,7 @@ fn extract(figment: &Figment) -> (Config, Vec<ConfigProblem>) {
     section(figment, "auth", &mut config.auth, &mut problems);
     section(figment, "alarms", &mut config.alarms, &mut problems);
     section(figment, "audit", &mut config.audit, &mut problems);
+    section(figment, "history", &mut config.history, &mut problems);
     section(figment, "simulation", &mut config.simulation, &mut problems);
     section(figment, "detection", &mut config.detection, &mut problems);
     section(figment, "store", &mut config.store, &mut problems);

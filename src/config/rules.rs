@@ -271,6 +271,13 @@ fn check_alarms(config: &Config, problems: &mut Problems) {
     if retention < Duration::from_secs(24 * 3600) || retention > Duration::from_secs(10 * 366 * 24 * 3600) {
         problems.add("audit.retention", "must be from 1d to 10 years");
     }
+    let history = &config.history;
+    if history.recent > Duration::from_secs(24 * 3600) || history.minutes > Duration::from_secs(7 * 24 * 3600) {
+        problems.add("history", "history.recent must be at most 24h and history.minutes at most 7d");
+    }
+    if !(1..=16_384).contains(&history.max_memory_mb) {
+        problems.add("history.max_memory_mb", format!("must be from 1 to 16384 (got {})", history.max_memory_mb));
+    }
     if !(100..=10_000_000).contains(&config.audit.max_entries) {
         problems.add("audit.max_entries", format!("must be from 100 to 10,000,000 (got {})", config.audit.max_entries));
     }

@@ -42,8 +42,6 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("no summary has been written yet; the first comes within 30 seconds of start")]
-    NoSummaryYet,
     #[error("{0}")]
     Unavailable(String),
     /// An error answer made outside the handlers (e.g. an axum extractor's rejection), kept with
@@ -82,7 +80,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::NoSummaryYet | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Other { status, .. } => *status,
         }
     }
