@@ -382,3 +382,27 @@ async fn a_daemon_restarted_while_readings_are_published_loses_none() {
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_crashed_mqtt_actor_leaves_nothing_running_and_its_successor_gets_what_came_meanwhile() {
+    let broker = Broker::start();
+    let drill = "[debug]\nfault_injection = true\n[supervisor]\nbackoff_initial = \"1s\"\n";
+    let daemon = Daemon::start(&format!("{}{drill}", config(&broker, "crash-drill", "10s"))).await;
+    wait_connected(&daemon).await;
+    let answer = daemon.request(reqwest::Method::POST, "/debug/fail/mqtt?fault=panic").await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    // Published while no MQTT actor runs (the crash seen, the restart in its 1 s backoff): the
+    // broker keeps it in the daemon's session.
+    daemon
+        .wait_for("the crash seen", WAIT, || async {
+            (daemon.get_json("/status").await.1["actors"]["mqtt"]["alive"] == false).then_some(())
+        })
+        .await;
+    broker.publish("wtf/wtf-pipe-1/pressure", b"5.5");
+    wait_for_anomaly(&daemon, "wtf-pipe-1", "pressure", "spike").await;
+    let (_, status) = daemon.get_json("/status").await;
+    assert_eq!(status["actors"]["mqtt"]["restarts"], 1, "{}", status["actors"]);
+    assert_eq!(status["actors"]["mqtt"]["alive"], true);
+    // The crashed actor's connection went with it: the successor did not have to push it out.
+    assert!(!broker.log().contains("already connected"), "{}", broker.log());
+}
