@@ -6,6 +6,7 @@
 //! Both collect every problem they find and name its key, so an operator fixes a file in one pass.
 
 pub mod diff;
+mod notify;
 mod rules;
 mod sections;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Parameter;
 
+pub use notify::*;
 pub use sections::*;
 
 /// Where the repository keeps its reference config; used when run from a checkout.
@@ -47,13 +49,15 @@ pub struct Config {
     pub store: StoreConfig,
     pub llm: LlmConfig,
     pub redis: RedisConfig,
+    /// Alarm notifications: Alertmanager and webhooks.
+    pub notify: NotifyConfig,
     pub supervisor: SupervisorConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "api",
     "sensors",
     "parameters",
@@ -66,6 +70,7 @@ const SECTIONS: [&str; 15] = [
     "store",
     "llm",
     "redis",
+    "notify",
     "supervisor",
     "log",
     "debug",
@@ -86,6 +91,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             llm: LlmConfig::default(),
             redis: RedisConfig::default(),
+            notify: NotifyConfig::default(),
             supervisor: SupervisorConfig::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),
@@ -295,6 +301,7 @@ fn extract(figment: &Figment) -> (Config, Vec<ConfigProblem>) {
     section(figment, "store", &mut config.store, &mut problems);
     section(figment, "llm", &mut config.llm, &mut problems);
     section(figment, "redis", &mut config.redis, &mut problems);
+    section(figment, "notify", &mut config.notify, &mut problems);
     section(figment, "supervisor", &mut config.supervisor, &mut problems);
     section(figment, "log", &mut config.log, &mut problems);
     section(figment, "debug", &mut config.debug, &mut problems);

@@ -173,6 +173,7 @@ async fn the_openapi_document_lists_every_route_with_examples() {
             "get /docs",
             "get /health",
             "get /metrics",
+            "get /metrics/prometheus",
             "get /openapi.json",
             "get /sensors",
             "get /status",
