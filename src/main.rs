@@ -48,6 +48,9 @@ enum Command {
         /// Configure every rule on every parameter (low limits, rate, stuck, deadband, off-delay).
         #[arg(long)]
         all_rules: bool,
+        /// Send every alarm transition to this webhook URL (empty: no notifications).
+        #[arg(long, default_value = "")]
+        webhook: String,
     },
 }
 
@@ -56,8 +59,17 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config(cli.config),
         Some(Command::Healthcheck { url }) => healthcheck(&url),
-        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules }) => {
-            load(sensors, &rate, duration, spikes_per_hour, redis, all_rules)
+        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules, webhook }) => {
+            let plan = wtf_monitor::load::LoadPlan {
+                sensors,
+                rate: None,
+                duration,
+                spikes_per_hour,
+                redis_url: redis,
+                all_rules,
+                webhook,
+            };
+            load(&rate, plan)
         }
         None => run(cli.config),
     }
@@ -103,14 +115,7 @@ fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-fn load(
-    sensors: usize,
-    rate: &str,
-    duration: Duration,
-    spikes_per_hour: f64,
-    redis_url: String,
-    all_rules: bool,
-) -> ExitCode {
+fn load(rate: &str, mut plan: wtf_monitor::load::LoadPlan) -> ExitCode {
     let rate = match rate {
         "max" => None,
         number => match number.parse::<f64>() {
@@ -125,7 +130,7 @@ fn load(
             }
         },
     };
-    let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url, all_rules };
+    plan.rate = rate;
     let runtime = match runtime(tokio::runtime::Builder::new_multi_thread(), "load") {
         Ok(runtime) => runtime,
         Err(code) => return code,
