@@ -385,3 +385,32 @@ async fn a_receiver_down_30s_and_a_sigkill_in_between_lose_nothing_and_repeat_no
     let status = receiver_status(&daemon, "pager").await;
     assert_eq!((status["state"].as_str(), status["backlog"].as_u64()), (Some("ok"), Some(0)), "{status}");
 }
+
+#[tokio::test]
+async fn a_notifier_restarted_after_a_crash_carries_on_without_losing_or_repeating() {
+    let receiver = Receiver::start().await;
+    let notify = format!(
+        "[debug]\nfault_injection = true\n\n[[notify.webhook]]\nname = \"pager\"\nurl = \"{}\"\nevents = [\"raised\"]\n",
+        receiver.url("/pager")
+    );
+    let daemon = Daemon::start(&config(&notify)).await;
+    readings(&daemon, "wtf-pipe-1", "pressure", &[2.0, 4.6]).await;
+    eventually("the first notification", PATIENCE, || async { (receiver.received().len() == 1).then_some(()) }).await;
+    let answer = daemon.post("/debug/fail/notifier", "application/json", None, Vec::new()).await;
+    assert_eq!(answer.status, 202, "{}", answer.text());
+    readings(&daemon, "wtf-pipe-2", "pressure", &[2.0, 4.6]).await;
+    daemon
+        .wait_for("the notifier restarted", PATIENCE, || async {
+            let (_, status) = daemon.get_json("/status").await;
+            let notifier = &status["actors"]["notifier"];
+            (notifier["restarts"] == 1 && notifier["alive"] == true).then_some(())
+        })
+        .await;
+    readings(&daemon, "wtf-pipe-1", "flow", &[50.0, 130.0]).await;
+    eventually("three notifications", PATIENCE, || async { (receiver.received().len() >= 3).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let keys: Vec<String> =
+        receiver.received().iter().map(|got| got.body["idempotency_key"].as_str().unwrap().to_owned()).collect();
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+    assert_eq!((keys.len(), distinct.len()), (3, 3), "{keys:?}");
+}

@@ -11,6 +11,7 @@
 //! and none twice. The figures are for BENCHMARKS.md.
 
 mod peers;
+mod redis_support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -42,6 +43,21 @@ async fn a_flood_of_alarms_neither_slows_detection_nor_grows_memory_without_boun
     let with = tokio::task::spawn_blocking(move || load(&["--webhook", &url])).await.unwrap();
     println!("--- with a webhook taking every transition ---\n{with}");
 
+    check(&receiver, &with);
+
+    // The same with the outbox in Redis (its own redis-server), the mirror writing too.
+    let Some(redis) = redis_support::redis_or_skip("notify_flood") else { return };
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/hook");
+    let redis_url = redis.url.clone();
+    let in_redis =
+        tokio::task::spawn_blocking(move || load(&["--webhook", &url, "--redis", &redis_url])).await.unwrap();
+    println!("--- with a webhook, the outbox in Redis ---\n{in_redis}");
+    check(&receiver, &in_redis);
+}
+
+/// The receiver got every notification the report counts, each once.
+fn check(receiver: &Receiver, report: &str) {
     let received = receiver.received();
     let mut keys: BTreeMap<String, usize> = BTreeMap::new();
     for got in &received {
@@ -49,7 +65,7 @@ async fn a_flood_of_alarms_neither_slows_detection_nor_grows_memory_without_boun
     }
     println!("receiver           {} notifications, {} distinct keys", received.len(), keys.len());
     assert!(keys.values().all(|count| *count == 1), "a notification arrived twice");
-    let delivered: u64 = with
+    let delivered: u64 = report
         .lines()
         .find_map(|line| line.strip_prefix("notifications")?.split_whitespace().next()?.parse().ok())
         .expect("the report counts notifications");

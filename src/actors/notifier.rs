@@ -137,7 +137,11 @@ impl Actor for Notifier {
                     OutboxKeys::new(&redis.key_prefix, &receiver.name),
                     settings.clone(),
                 )),
-                (None, Some(memory)) => Outbox::Memory(memory),
+                (None, Some(memory)) => {
+                    // A predecessor that crashed mid-delivery left items taken: they go again.
+                    memory.recover(clock.now());
+                    Outbox::Memory(memory)
+                }
                 (None, None) => return Err(format!("no outbox for receiver {}", receiver.name).into()),
             };
             let kind = if in_redis { OutboxKind::Redis } else { OutboxKind::Memory };

@@ -280,6 +280,7 @@ impl SummarizerState {
         elapsed: Duration,
     ) {
         self.in_flight = false;
+        self.store.telemetry.llm_request_finished(elapsed);
         let now = self.clock.now();
         let text = outcome.map_err(|err| err.to_string()).and_then(|text| {
             let text = summary::clean(&text);

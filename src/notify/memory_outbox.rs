@@ -129,6 +129,18 @@ impl MemoryOutbox {
         self.forget_old(&mut queue, now);
     }
 
+    /// Puts back what a courier had taken and not settled when it ended (its notifier crashed),
+    /// due at `now`: sent again rather than lost. Returns how many.
+    pub fn recover(&self, now: DateTime<Utc>) -> usize {
+        let mut queue = lock(&self.queue);
+        let taken: Vec<(Arc<Item>, u64)> = queue.in_flight.drain().map(|(_, taken)| taken).collect();
+        let count = taken.len();
+        for (item, arrival) in taken {
+            queue.requeue(item, arrival, now);
+        }
+        count
+    }
+
     /// Items waiting or on their way.
     pub fn backlog(&self) -> usize {
         let queue = lock(&self.queue);

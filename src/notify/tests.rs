@@ -280,3 +280,13 @@ fn receivers_are_named_by_position_unless_named() {
     assert_eq!(receivers[0].url(), "http://a:9093", "the API path is added to a base without its slash");
     assert!(matches!(&receivers[3].kind, ReceiverKind::Webhook { token: Some(token), .. } if token == "t0ken"));
 }
+
+#[test]
+fn what_a_crashed_courier_had_taken_goes_again() {
+    let outbox = MemoryOutbox::new(10, Duration::from_secs(3600));
+    outbox.push(item(0, Transition::Raised), at(0));
+    outbox.push(item(1, Transition::Raised), at(0));
+    assert_eq!(outbox.take_due(at(0), 10).len(), 2);
+    assert_eq!(outbox.recover(at(3)), 2);
+    assert_eq!(outbox.take_due(at(3), 10).len(), 2);
+}
