@@ -13,7 +13,9 @@
 //!             ├─ detector:<sensor>:<parameter>   one per sensor × parameter; dropout timer
 //!             ├─ summarizer                      facts → Ollama (or the template) → summary
 //!             ├─ mirror                          the single writer to Redis
-//!             └─ api                             owns the HTTP server (reads, ingestion)
+//!             ├─ notifier                        alarm notifications: Alertmanager, webhooks
+//!             │    └─ courier:<receiver> tasks   delivery from the outbox, retries with backoff
+//!             └─ api                             owns the HTTP server (reads, ingestion, metrics)
 //! ```
 //!
 //! ## Who talks to whom
@@ -35,7 +37,12 @@
 //! - readers follow the journal by sequence number (the mirror, the summarizer), so none can
 //!   stall detection and a restarted one picks up where it left off; the API answers from the
 //!   store's parts without a message round trip;
-//! - the mirror is the only writer to Redis: it follows the journal, writes in pipelines laid
+//! - the notifier follows the journal's alarm events and queues each transition a receiver wants
+//!   in that receiver's outbox ([`notify`]: in Redis, keyed by alarm and transition, so a restart
+//!   or an outage loses nothing and sends nothing twice); its couriers deliver them;
+//! - `/metrics/prometheus` ([`exposition`]) reads the live state at each scrape; the totals no
+//!   other part keeps are in [`telemetry`];
+//! - the mirror is the only writer to Redis (the outboxes excepted): it follows the journal, writes in pipelines laid
 //!   out by [`redis_layout`], keeps a bounded backlog while Redis is away, and at start the
 //!   daemon restores the last 24 h from Redis before any actor runs;
 //! - the supervisor restarts failed children (one-for-one, exponential backoff), starts the

@@ -47,8 +47,8 @@ async fn counters_are_totals_since_start_and_gauges_the_state_now() {
     assert_eq!(value("wtf_readings_total{source=\"http\"}"), 1.0);
     assert_eq!(value("wtf_summaries_total{generated_by=\"fallback\"}"), 1.0);
     assert_eq!(value("wtf_llm_request_duration_seconds_count"), 2.0);
-    assert_eq!(value("wtf_llm_request_duration_seconds_bucket{le=\"2.0\"}"), 1.0);
-    assert_eq!(value("wtf_llm_request_duration_seconds_bucket{le=\"60.0\"}"), 2.0);
+    assert_eq!(value("wtf_llm_request_duration_seconds_bucket{le=\"2\"}"), 1.0);
+    assert_eq!(value("wtf_llm_request_duration_seconds_bucket{le=\"60\"}"), 2.0);
     assert_eq!(value("wtf_sse_clients"), 1.0);
     assert_eq!(value("wtf_mqtt_connected"), 0.0);
     assert_eq!(value("wtf_sensors"), 3.0);
