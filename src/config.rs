@@ -45,6 +45,8 @@ pub struct Config {
     pub parameters: BTreeMap<String, ParameterSpec>,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
+    pub alarms: AlarmsConfig,
+    pub audit: AuditConfig,
     pub simulation: SimulationConfig,
     pub detection: DetectionConfig,
     pub store: StoreConfig,
@@ -56,12 +58,14 @@ pub struct Config {
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 15] = [
     "api",
     "sensors",
     "parameters",
     "ingest",
     "auth",
+    "alarms",
+    "audit",
     "simulation",
     "detection",
     "store",
@@ -80,6 +84,8 @@ impl Default for Config {
             parameters: default_parameters(),
             ingest: IngestConfig::default(),
             auth: AuthConfig::default(),
+            alarms: AlarmsConfig::default(),
+            audit: AuditConfig::default(),
             simulation: SimulationConfig::default(),
             detection: DetectionConfig::default(),
             store: StoreConfig::default(),

@@ -13,8 +13,9 @@ use tokio::sync::mpsc;
 
 use crate::actors::simulator::Pace;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdict};
+use crate::audit::{AuditAction, AuditEntry};
 use crate::clock::Clock;
-use crate::config::diff::{diff, live_part};
+use crate::config::diff::{describe, diff, live_part};
 use crate::config::{ConfigSource, ValidConfig, load_valid};
 use crate::health::ReloadOutcome;
 use crate::ingress::Ingress;
@@ -189,16 +190,15 @@ async fn reload(
                 tracing::error!(component = %"supervisor", key = %problem.key, "reload refused: {}", problem.message);
             }
             tracing::error!(component = %"supervisor", config = %source, "reload refused; the previous configuration stays in force");
-            ReloadOutcome {
-                at: clock.now(),
-                applied: false,
-                details: error.problems.iter().map(ToString::to_string).collect(),
-            }
+            let details: Vec<String> = error.problems.iter().map(ToString::to_string).collect();
+            audit_reload(store, clock, source, format!("refused: {}", details.join("; ")));
+            ReloadOutcome { at: clock.now(), applied: false, details }
         }
         Ok(config) => {
             let level = config.log.level.clone();
             // The full diff is reported; only the live part goes into force.
             let changes = diff(store.config().as_ref(), &config);
+            let described = describe(store.config().as_ref(), &config, 50);
             let live = live_part(store.config().as_ref(), config.into_inner()).validate();
             let config = match live {
                 Ok(config) => config,
@@ -233,6 +233,8 @@ async fn reload(
                         tracing::warn!(component = %"supervisor", key = %key, "changed, but applies only after a restart");
                     }
                     tracing::info!(component = %"supervisor", changed = ?changes.changed, "configuration reloaded");
+                    let detail = if described.is_empty() { "no change".to_owned() } else { described.join("; ") };
+                    audit_reload(store, clock, source, detail);
                     let mut details: Vec<String> =
                         changes.changed.iter().map(|key| format!("changed: {key}")).collect();
                     details.extend(changes.needs_restart.iter().map(|key| format!("needs a restart: {key}")));
@@ -248,6 +250,18 @@ async fn reload(
         health.last_reload = Some(outcome);
     });
     notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// Records a reload in the audit trail, as the system's (a signal carries no name).
+fn audit_reload(store: &Store, clock: &Clock, source: &ConfigSource, detail: String) {
+    let entry = AuditEntry {
+        at: clock.now(),
+        actor: "system".into(),
+        action: AuditAction::Reload,
+        target: source.to_string(),
+        detail: crate::ingress::bounded(&detail, 4000),
+    };
+    store.audit(entry);
 }
 
 /// Pings systemd's watchdog while the supervisor answers; a wedged supervisor stops the pings

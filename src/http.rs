@@ -13,6 +13,7 @@
 //!   `routes!`), so `/openapi.json` and the offline Swagger UI at `/docs` cannot drift from what
 //!   is served.
 
+mod alarms;
 mod docs;
 mod errors;
 mod ingest;
@@ -150,6 +151,7 @@ impl<K: PartialEq> BodyCache<K> {
     tags(
         (name = "monitoring", description = "What the plant is doing"),
         (name = "ingestion", description = "Readings from the plant's equipment, gateways and SCADA"),
+        (name = "alarms", description = "Alarms to acknowledge and shelve, and the audit trail"),
         (name = "operations", description = "What the daemon is doing"),
         (name = "documentation", description = "This document and its interactive page"),
     )
@@ -165,6 +167,12 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(summaries))
         .routes(routes!(status))
         .routes(routes!(sensors::sensors))
+        .routes(routes!(alarms::alarms))
+        .routes(routes!(alarms::alarm))
+        .routes(routes!(alarms::ack))
+        .routes(routes!(alarms::shelve))
+        .routes(routes!(alarms::unshelve))
+        .routes(routes!(alarms::audit))
         .routes(routes!(metrics))
         .routes(routes!(health));
     if state.inner.supervisor.is_some() {
@@ -177,7 +185,10 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(ingest::write_v2))
         .routes(routes!(ingest::write_v1))
         .layer(axum::extract::DefaultBodyLimit::disable());
-    let api = api.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)).merge(ingestion);
+    let api = api
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), reads_allowed))
+        .merge(ingestion);
     let (routes, mut openapi) = api.with_state(state).split_for_parts();
     document_docs(&mut openapi);
     // Serialised once: the document cannot change while the server runs.
@@ -189,6 +200,26 @@ pub fn router(state: AppState) -> Router {
         // After every route, the documentation's included: it applies to the routes already there.
         .method_not_allowed_fallback(errors::method_not_allowed);
     harden(app, &api_config)
+}
+
+/// With `auth.read = "token"`, every read needs a token of any role; `/health` stays open for
+/// probes. Writes check their own roles.
+async fn reads_allowed(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !is_read || request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    match state.inner.store.auth().check(ingest::presented(request.headers(), None), crate::auth::Action::Read) {
+        Ok(_) => next.run(request).await,
+        Err(_) => {
+            ApiError::Unauthorized("reads need a token (auth.read = \"token\"): Authorization: Bearer <token>".into())
+                .into_response()
+        }
+    }
 }
 
 /// The layers every route, fallback and documentation page goes through.

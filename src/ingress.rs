@@ -38,7 +38,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
-pub use lane::{Inbox, InboxState, Sample, SensorLane};
+pub use lane::{Inbox, InboxState, Sample, SensorLane, record};
 
 use crate::clock::Clock;
 use crate::config::{Config, UnknownSensors};

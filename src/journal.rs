@@ -17,6 +17,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
+use crate::alarms::Alarm;
+use crate::audit::AuditEntry;
 use crate::domain::{Anomaly, Cleared, Summary};
 use crate::store::lock;
 
@@ -30,6 +32,10 @@ pub enum Event {
     Summary(Arc<Summary>),
     /// A component or a sensor changed state.
     Status(Arc<StatusChange>),
+    /// An alarm changed state (raised, acknowledged, cleared, shelved, suppressed, …).
+    Alarm(Arc<Alarm>),
+    /// An operator or the daemon did something the audit trail records.
+    Audit(Arc<AuditEntry>),
 }
 
 impl Event {
@@ -40,6 +46,8 @@ impl Event {
             Event::Cleared(_) => "cleared",
             Event::Summary(_) => "summary",
             Event::Status(_) => "status",
+            Event::Alarm(_) => "alarm",
+            Event::Audit(_) => "audit",
         }
     }
 
@@ -50,6 +58,8 @@ impl Event {
             Event::Cleared(cleared) => serde_json::to_string(cleared.as_ref()),
             Event::Summary(summary) => serde_json::to_string(summary.as_ref()),
             Event::Status(change) => serde_json::to_string(change.as_ref()),
+            Event::Alarm(alarm) => serde_json::to_string(alarm.as_ref()),
+            Event::Audit(entry) => serde_json::to_string(entry.as_ref()),
         };
         // Plain data with string keys always serialises.
         json.unwrap_or_else(|_| "null".to_owned())

@@ -48,6 +48,8 @@
 //! plain functions.
 
 pub mod actors;
+pub mod alarms;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -35,6 +35,9 @@ pub struct LoadPlan {
     pub spikes_per_hour: f64,
     /// Mirror to this Redis; empty for none.
     pub redis_url: String,
+    /// Configure every rule (low limits, rate, stuck, deadband, off-delay) on every parameter,
+    /// not just the defaults' spike, drift and dropout: what the full rule set costs per reading.
+    pub all_rules: bool,
 }
 
 /// What was measured.
@@ -97,6 +100,20 @@ impl LoadPlan {
         config.llm.url = String::new();
         config.redis.url = self.redis_url.clone();
         config.store.max_anomalies = 1_000_000;
+        if self.all_rules {
+            // Limits a normal reading never reaches, so the rules run on every reading but raise
+            // only what the injected spikes raise.
+            let limits = &mut config.detection.limits;
+            for (parameter, low) in [("temperature", 5.0), ("pressure", 0.5), ("flow", 10.0)] {
+                limits.low_spike_thresholds.insert(parameter.into(), low);
+                limits.low_drift_thresholds.insert(parameter.into(), low * 1.5);
+                limits.rate_limits.insert(parameter.into(), 1_000.0);
+                limits.stuck_tolerance.insert(parameter.into(), 1e-9);
+                limits.stuck_after.insert(parameter.into(), Duration::from_secs(3600));
+                limits.deadband.insert(parameter.into(), 0.1);
+                limits.off_delay.insert(parameter.into(), Duration::from_secs(1));
+            }
+        }
         config.validate().map_err(|problems| {
             anyhow::anyhow!(
                 "invalid load plan: {}",

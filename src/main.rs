@@ -1,5 +1,6 @@
 //! `wtf-monitor`: parse the command line, load the config, run.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,9 +25,13 @@ enum Command {
     /// Validate the configuration and print it as the daemon would use it; start nothing.
     CheckConfig,
     /// Exit 0 if a running daemon answers /health, non-zero otherwise (for container healthchecks).
+    ///
+    /// Asks where the daemon listens: api.listen from the config it would load (the file, then
+    /// WTF_* variables such as WTF_API__LISTEN), on loopback when that is all interfaces.
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8000/health")]
-        url: String,
+        /// Ask this URL instead, e.g. http://127.0.0.1:8000/health.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Run the real actor tree under load and report throughput, latency, CPU and memory.
     Load {
@@ -45,6 +50,9 @@ enum Command {
         /// Mirror to this Redis (empty: in memory only).
         #[arg(long, default_value = "")]
         redis: String,
+        /// Configure every rule on every parameter (low limits, rate, stuck, deadband, off-delay).
+        #[arg(long)]
+        all_rules: bool,
     },
 }
 
@@ -52,9 +60,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig) => check_config(cli.config),
-        Some(Command::Healthcheck { url }) => healthcheck(&url),
-        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis }) => {
-            load(sensors, &rate, duration, spikes_per_hour, redis)
+        Some(Command::Healthcheck { url }) => healthcheck(cli.config, url),
+        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules }) => {
+            load(sensors, &rate, duration, spikes_per_hour, redis, all_rules)
         }
         None => run(cli.config),
     }
@@ -97,7 +105,20 @@ fn complain(text: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
-fn healthcheck(url: &str) -> ExitCode {
+fn healthcheck(path: Option<PathBuf>, url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        // The same loading as the daemon's, so the probe follows a port moved by --config or by
+        // WTF_API__LISTEN. A config the daemon would refuse gives no address to ask: unhealthy.
+        None => match Config::locate(path.as_deref()).and_then(|source| load_valid(&source)) {
+            Ok(config) => health_url(config.api.listen),
+            Err(error) => {
+                eprintln!("healthcheck: no address to ask: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let url = url.as_str();
     let runtime = match runtime(tokio::runtime::Builder::new_current_thread(), "healthcheck") {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -121,7 +142,25 @@ fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, redis_url: String) -> ExitCode {
+/// Where a daemon listening on `listen` answers `/health`: one listening on all interfaces
+/// (0.0.0.0 or ::) answers on the loopback address of the same family.
+fn health_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/health", SocketAddr::new(ip, listen.port()))
+}
+
+fn load(
+    sensors: usize,
+    rate: &str,
+    duration: Duration,
+    spikes_per_hour: f64,
+    redis_url: String,
+    all_rules: bool,
+) -> ExitCode {
     let rate = match rate {
         "max" => None,
         number => match number.parse::<f64>() {
@@ -136,7 +175,7 @@ fn load(sensors: usize, rate: &str, duration: Duration, spikes_per_hour: f64, re
             }
         },
     };
-    let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url };
+    let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url, all_rules };
     let runtime = match runtime(tokio::runtime::Builder::new_multi_thread(), "load") {
         Ok(runtime) => runtime,
         Err(code) => return code,

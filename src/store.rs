@@ -1,5 +1,6 @@
 //! The process's shared state, in parts that each keep their own lock: the [`Journal`] readers
-//! follow, the [`AnomalyLog`] `/anomalies` serves, the [`SummaryLog`], and [`Health`].
+//! follow, the [`AnomalyLog`] `/anomalies` serves, the alarms ([`AlarmBook`]) and the audit
+//! trail, the [`SummaryLog`], and [`Health`].
 //!
 //! Writers (detectors, the summarizer, the supervisor) and readers (the API, the summarizer, the
 //! Redis mirror) meet here instead of exchanging messages, so a reader never waits on an actor
@@ -21,6 +22,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use anomalies::{AnomalyLog, AnomalyQuery, METRICS_WINDOW, Metrics};
 pub use summaries::SummaryLog;
 
+use crate::alarms::{Alarm, AlarmBook, AlarmRefusal};
+use crate::audit::{AuditAction, AuditEntry, AuditLog};
 use crate::auth::Auth;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
@@ -36,6 +39,8 @@ pub struct Store {
     pub journal: Arc<Journal>,
     pub anomalies: AnomalyLog,
     pub summaries: SummaryLog,
+    alarms: Mutex<AlarmBook>,
+    audit: Mutex<AuditLog>,
     /// Liveness, restarts and the state of Redis and the model: what `/status` reports.
     pub health: Health,
 }
@@ -46,6 +51,8 @@ impl Store {
         Self {
             anomalies: AnomalyLog::new(&config.store),
             summaries: SummaryLog::new(config.store.max_summaries),
+            alarms: Mutex::new(AlarmBook::default()),
+            audit: Mutex::new(AuditLog::new(config.audit.retention, config.audit.max_entries)),
             health: Health::new(clock, Arc::clone(&journal)),
             journal,
             auth: ArcSwap::from_pointee(Auth::from_config(&config.auth)),
@@ -63,6 +70,7 @@ impl Store {
         self.anomalies.set_limits(&config.store);
         self.summaries.set_max(config.store.max_summaries);
         self.journal.set_limits(journal_limits(&config));
+        lock(&self.audit).set_limits(config.audit.retention, config.audit.max_entries);
         self.auth.store(Arc::new(Auth::from_config(&config.auth)));
         self.config.store(Arc::new(config));
     }
@@ -72,16 +80,114 @@ impl Store {
         self.auth.load_full()
     }
 
-    /// Records what a detector produced: an anomaly goes to the log `/anomalies` serves and to
-    /// the journal, a clear to the journal. Returns the journal's sequence number.
+    /// Records what a detector produced: an anomaly goes to the log `/anomalies` serves, to the
+    /// journal, and raises its alarm; a clear goes to the journal and clears its alarm. Every
+    /// alarm that changed is journalled after the transition. Returns the transition's sequence
+    /// number in the journal.
     pub fn record(&self, transition: Transition, now: DateTime<Utc>) -> u64 {
-        match transition {
+        let config = self.config();
+        // The alarm book's lock is held across the appends, so alarm events are journalled in
+        // the order the book changed.
+        let mut alarms = lock(&self.alarms);
+        let (seq, changed) = match transition {
             Transition::Raised(anomaly) => {
                 let anomaly = Arc::new(anomaly);
                 self.anomalies.push(Arc::clone(&anomaly), now);
-                self.journal.append(now, Event::Anomaly(anomaly))
+                let priority = config.alarms.priority(anomaly.kind);
+                let changed = alarms.raise(&anomaly, priority, config.unit(anomaly.parameter.as_str()));
+                (self.journal.append(now, Event::Anomaly(anomaly)), changed)
             }
-            Transition::Cleared(cleared) => self.journal.append(now, Event::Cleared(Arc::new(cleared))),
+            Transition::Cleared(cleared) => {
+                let changed = alarms.clear(&cleared);
+                (self.journal.append(now, Event::Cleared(Arc::new(cleared))), changed)
+            }
+        };
+        for alarm in changed {
+            self.journal.append(now, Event::Alarm(Arc::new(alarm)));
+        }
+        seq
+    }
+
+    /// The current alarms, newest first.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        lock(&self.alarms).list()
+    }
+
+    pub fn alarm(&self, id: &str) -> Option<Alarm> {
+        lock(&self.alarms).get(id).cloned()
+    }
+
+    /// An operator acknowledged an alarm; journalled and audited (a second acknowledgement changes
+    /// nothing and leaves no entry).
+    pub fn ack(&self, id: &str, by: &str, comment: Option<&str>, now: DateTime<Utc>) -> Result<Alarm, AlarmRefusal> {
+        let (alarm, changed) = lock(&self.alarms).ack(id, by, comment, now)?;
+        if changed {
+            let detail = alarm.ack_comment.clone().unwrap_or_default();
+            self.changed_by(by, AuditAction::Ack, &alarm, detail, now);
+        }
+        Ok(alarm)
+    }
+
+    /// An operator shelved an alarm for `duration`; journalled and audited.
+    pub fn shelve(
+        &self,
+        id: &str,
+        by: &str,
+        duration: std::time::Duration,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Alarm, AlarmRefusal> {
+        let most = self.config().alarms.max_shelve;
+        let alarm = lock(&self.alarms).shelve(id, by, duration, most, reason, now)?;
+        let detail = format!(
+            "for {}{}",
+            humantime::format_duration(duration),
+            alarm.shelve_reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default()
+        );
+        self.changed_by(by, AuditAction::Shelve, &alarm, detail, now);
+        Ok(alarm)
+    }
+
+    pub fn unshelve(&self, id: &str, by: &str, now: DateTime<Utc>) -> Result<Alarm, AlarmRefusal> {
+        let alarm = lock(&self.alarms).unshelve(id)?;
+        self.changed_by(by, AuditAction::Unshelve, &alarm, String::new(), now);
+        Ok(alarm)
+    }
+
+    /// Unshelves the alarms whose shelve ran out; each is journalled and audited as the system's.
+    pub fn expire_shelves(&self, now: DateTime<Utc>) {
+        let expired = lock(&self.alarms).expire_shelves(now);
+        for alarm in expired {
+            self.changed_by("system", AuditAction::UnshelveExpired, &alarm, String::new(), now);
+        }
+    }
+
+    fn changed_by(&self, actor: &str, action: AuditAction, alarm: &Alarm, detail: String, now: DateTime<Utc>) {
+        self.journal.append(now, Event::Alarm(Arc::new(alarm.clone())));
+        self.audit(AuditEntry { at: now, actor: actor.to_owned(), action, target: alarm.id.to_string(), detail });
+    }
+
+    /// Adds an entry to the audit trail, and journals it.
+    pub fn audit(&self, entry: AuditEntry) {
+        lock(&self.audit).push(entry.clone());
+        self.journal.append(entry.at, Event::Audit(Arc::new(entry)));
+    }
+
+    /// The audit trail, newest first.
+    pub fn audit_entries(&self, limit: usize, since: Option<DateTime<Utc>>) -> Vec<AuditEntry> {
+        lock(&self.audit).newest(limit, since)
+    }
+
+    /// Puts back alarms and audit entries restored from Redis at start.
+    pub fn restore_alarms(&self, alarms: Vec<Alarm>, audit: Vec<AuditEntry>) {
+        let mut book = lock(&self.alarms);
+        for alarm in alarms {
+            book.restore(alarm);
+        }
+        drop(book);
+        let mut trail = lock(&self.audit);
+        for entry in audit {
+            trail.push(entry);
         }
     }
 

@@ -55,7 +55,11 @@ struct LoneDetector {
 
 impl LoneDetector {
     async fn start(parameter: &'static str) -> Self {
-        let config = test_config(|_| {});
+        Self::start_with(parameter, |_| {}).await
+    }
+
+    async fn start_with(parameter: &'static str, edit: impl FnOnce(&mut Config)) -> Self {
+        let config = test_config(edit);
         let clock = Clock::starting_at(plant_opening());
         let store = Arc::new(Store::new(config.clone(), clock));
         let ingress = Arc::new(Ingress::new(&config, clock));
@@ -133,6 +137,23 @@ async fn a_dropout_fires_once_just_after_ten_seconds_of_silence_and_rearms() {
     assert_eq!(clears, 1, "the returning reading ends the dropout");
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert_eq!(detector.kinds(), [AnomalyKind::Dropout, AnomalyKind::Dropout]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_hovering_at_its_limit_for_ten_minutes_raises_one_alarm() {
+    let detector = LoneDetector::start_with("pressure", |config| {
+        config.detection.limits.deadband.insert("pressure".into(), 0.1);
+        config.detection.limits.off_delay.insert("pressure".into(), Duration::from_secs(30));
+    })
+    .await;
+    // 4 bar ± 0.01, once a second for ten minutes; the drift rule (above 3.5 bar) sees it too.
+    for second in 0..600 {
+        detector.reading_then_a_second(if second % 2 == 0 { 4.01 } else { 3.99 }).await;
+    }
+    let alarms = detector.store.alarms();
+    let spikes: Vec<_> = alarms.iter().filter(|alarm| alarm.kind == AnomalyKind::Spike).collect();
+    assert_eq!(spikes.len(), 1, "one alarm, not a chatter of them: {alarms:?}");
+    assert_eq!(spikes[0].state, wtf_monitor::alarms::AlarmState::ActiveUnack);
 }
 
 #[tokio::test(start_paused = true)]

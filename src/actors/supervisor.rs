@@ -3,7 +3,8 @@
 //! Messages: `Restart` from its own backoff timers; `Register` from the ingress when a sensor
 //! registers itself with its readings; `Reload` and `Shutdown` from the daemon's signal
 //! handling; `InjectFault` from the API when fault injection is enabled; `Expire` from its own
-//! timer, to drop anomalies past their retention when none arrive.
+//! timer, to drop anomalies past their retention when none arrive and to lift shelves that ran
+//! out.
 //!
 //! Failure policy: one-for-one. A failed child is restarted after an exponential backoff
 //! ([`crate::restart`]); more than `supervisor.max_restarts` failures of one child within
@@ -11,8 +12,8 @@
 //! everything the same way a shutdown does (nothing accepted is lost on the way out), and stops;
 //! the daemon exits non-zero so systemd or Docker restarts the process whole.
 //!
-//! **One stop path**, for a shutdown and a give-up alike: the ingress closes (sources are
-//! refused from then on), simulators stop, detectors handle every value queued, the summarizer
+//! **One stop path**, for a shutdown and a give-up alike: simulators stop, the ingress closes
+//! (other sources are refused from then on), detectors handle every value queued, the summarizer
 //! words its open window, the mirror writes what is left to Redis, then the API stops — each
 //! step bounded in time.
 //!
@@ -49,8 +50,9 @@ use crate::restart::{Decision, RestartHistory, RestartPolicy};
 use crate::simulation::{SensorSimulator, SimulationSettings, sensor_seed};
 use crate::store::{Store, lock};
 
-/// How often anomalies past their retention are dropped when nothing new arrives.
-const EXPIRY_PERIOD: Duration = Duration::from_secs(10);
+/// How often anomalies past their retention are dropped when nothing new arrives, and shelves
+/// that ran out are lifted (so a shelve ends within a second of its time).
+const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
 /// How long the stop path waits for each step (detectors draining, the mirror's last write, …).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -211,7 +213,11 @@ impl Actor for Supervisor {
                 let children = state.children.iter().map(|(name, child)| (name.clone(), child.running.is_some()));
                 let _ = reply.send(children.collect());
             }
-            SupervisorMsg::Expire => state.store.expire(state.clock.now()),
+            SupervisorMsg::Expire => {
+                let now = state.clock.now();
+                state.store.expire(now);
+                state.store.expire_shelves(now);
+            }
         }
         Ok(())
     }
@@ -562,7 +568,7 @@ impl SupervisorState {
         }
     }
 
-    /// The stop path: the ingress closes; simulators stop; detectors handle every value queued
+    /// The stop path: simulators stop; the ingress closes; detectors handle every value queued
     /// and stop; the summarizer words its open window; the mirror writes what is left; the API
     /// stops last, so `/health` answers until the end. Each step is bounded by [`DRAIN_TIMEOUT`].
     async fn stop_all(&mut self) {
@@ -570,11 +576,13 @@ impl SupervisorState {
             return;
         }
         self.stopping = true;
-        self.ingress.close();
         let running: Vec<ChildRef> = self.children.values().filter_map(|child| child.running.clone()).collect();
         let step = |wanted: fn(&ChildRef) -> bool| running.iter().filter(move |child| wanted(child)).cloned();
 
         stop_together(step(|child| matches!(child, ChildRef::Simulator(_))).map(|child| child.cell())).await;
+        // The other sources are refused from here on (HTTP answers 503), so nothing new slips in
+        // behind the drain.
+        self.ingress.close();
         let detectors: Vec<_> = step(|child| matches!(child, ChildRef::Detector(_))).collect();
         let drains = detectors.iter().filter_map(|child| match child {
             ChildRef::Detector(actor) => Some(actor.clone()),

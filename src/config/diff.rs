@@ -3,7 +3,7 @@
 //!
 //! Pure; the supervisor applies the live part and the daemon reports the rest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -98,6 +98,49 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     changes
 }
 
+/// What changed, key by key, as `key: old → new` (at most `most` lines, then a count), for the
+/// audit trail. Secrets serialise as `***`, so a changed token shows only as its key changing.
+pub fn describe(old: &Config, new: &Config, most: usize) -> Vec<String> {
+    let (mut old_values, mut new_values) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", &serde_json::to_value(old).unwrap_or_default(), &mut old_values);
+    flatten("", &serde_json::to_value(new).unwrap_or_default(), &mut new_values);
+    let keys: BTreeSet<&String> = old_values.keys().chain(new_values.keys()).collect();
+    let missing = serde_json::Value::Null;
+    let mut lines: Vec<String> = keys
+        .into_iter()
+        .filter_map(|key| {
+            let (before, after) = (old_values.get(key).unwrap_or(&missing), new_values.get(key).unwrap_or(&missing));
+            (before != after).then(|| format!("{key}: {} → {}", short(before), short(after)))
+        })
+        .collect();
+    if lines.len() > most {
+        let more = lines.len() - most;
+        lines.truncate(most);
+        lines.push(format!("and {more} more"));
+    }
+    lines
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (key, inner) in map {
+                let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                flatten(&key, inner, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned(), value.clone());
+        }
+    }
+}
+
+/// A value as a line shows it: short enough to read, never a page of sensor ids.
+fn short(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.chars().count() > 120 { format!("{}…", text.chars().take(120).collect::<String>()) } else { text }
+}
+
 /// The config to put in force on reload: `new`, except for the settings that apply only after a
 /// restart, which keep their values in force so that what `/status` shows is what runs.
 pub fn live_part(in_force: &Config, new: Config) -> Config {
@@ -133,6 +176,15 @@ mod tests {
         assert_eq!(live.simulation.seed, None);
         assert_eq!(live.simulation.spikes_per_hour, 1.0);
         assert_eq!(live.detection.drift_duration, std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_change_is_described_as_old_to_new() {
+        let mut new = Config::default();
+        new.detection.limits.spike_thresholds.insert("pressure".into(), 4.2);
+        new.llm.interval = std::time::Duration::from_secs(30);
+        let lines = describe(&Config::default(), &new, 10);
+        assert_eq!(lines, ["detection.spike_thresholds.pressure: 4.0 → 4.2", "llm.interval: \"1m\" → \"30s\""]);
     }
 
     #[test]

@@ -80,6 +80,8 @@ fn extract(figment: &Figment) -> Loaded {
     reader.section("parameters", &mut config.parameters);
     reader.section("ingest", &mut config.ingest);
     reader.section("auth", &mut config.auth);
+    reader.section("alarms", &mut config.alarms);
+    reader.section("audit", &mut config.audit);
     reader.section("simulation", &mut config.simulation);
     reader.section("detection", &mut config.detection);
     reader.section("store", &mut config.store);

@@ -11,6 +11,7 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     check_parameters(config, &mut problems);
     check_ingest(config, &mut problems);
     check_auth(config, &mut problems);
+    check_alarms(config, &mut problems);
     check_simulation(config, &mut problems);
     check_detection(config, &mut problems);
     check_llm(config, &mut problems);
@@ -49,8 +50,9 @@ fn check_sensors(config: &Config, problems: &mut Problems) {
     if sensors.ids.is_empty() {
         problems.add("sensors.ids", "must name at least one sensor");
     }
-    // Ids are compared case-insensitively everywhere (the ingress, grounding of summaries), so
-    // two that differ only in case would be one sensor to an operator and two to the daemon.
+    // Ids are kept as written, but the ingress and the grounding of summaries match them
+    // case-insensitively: two that differ only in case would be one sensor to an operator and
+    // two to the daemon.
     let mut seen = BTreeMap::new();
     for id in &sensors.ids {
         if !is_safe_identifier(id) {
@@ -61,10 +63,9 @@ fn check_sensors(config: &Config, problems: &mut Problems) {
         }
         match seen.insert(id.to_ascii_lowercase(), id) {
             Some(earlier) if earlier == id => problems.add("sensors.ids", format!("{id:?} is listed twice")),
-            Some(earlier) => problems.add(
-                "sensors.ids",
-                format!("{id:?} and {earlier:?} differ only in case; sensor ids are compared case-insensitively"),
-            ),
+            Some(earlier) => {
+                problems.add("sensors.ids", format!("{id:?} and {earlier:?} differ only in case; one of them must go"))
+            }
             None => {}
         }
     }
@@ -144,12 +145,7 @@ fn check_detection(config: &Config, problems: &mut Problems) {
             );
         }
         if let Some(earlier) = overrides.insert(folded, sensor_id) {
-            problems.add(
-                &key,
-                format!(
-                    "{sensor_id:?} and {earlier:?} differ only in case; sensor ids are compared case-insensitively"
-                ),
-            );
+            problems.add(&key, format!("{sensor_id:?} and {earlier:?} differ only in case; one of them must go"));
         }
         check_limits(config, &key, limits, problems);
     }
@@ -251,6 +247,20 @@ fn check_ingest(config: &Config, problems: &mut Problems) {
     let line_protocol = &ingest.line_protocol;
     if line_protocol.sensor_tag.is_empty() || line_protocol.sensor_tag.len() > 64 {
         problems.add("ingest.line_protocol.sensor_tag", "must name a tag (1 to 64 characters)");
+    }
+}
+
+fn check_alarms(config: &Config, problems: &mut Problems) {
+    let shelve = config.alarms.max_shelve;
+    if shelve < Duration::from_secs(60) || shelve > Duration::from_secs(7 * 24 * 3600) {
+        problems.add("alarms.max_shelve", "must be from 1m to 7d: a shelved alarm is one nobody is told about");
+    }
+    let retention = config.audit.retention;
+    if retention < Duration::from_secs(24 * 3600) || retention > Duration::from_secs(10 * 366 * 24 * 3600) {
+        problems.add("audit.retention", "must be from 1d to 10 years");
+    }
+    if !(100..=10_000_000).contains(&config.audit.max_entries) {
+        problems.add("audit.max_entries", format!("must be from 100 to 10,000,000 (got {})", config.audit.max_entries));
     }
 }
 

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alarms::Priority;
+use crate::domain::AnomalyKind;
+
 /// One measured quantity: its unit and the range it normally stays in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -412,6 +415,57 @@ pub struct DebugConfig {
     pub fault_injection: bool,
 }
 
+/// Alarms: how urgent each kind is, and how long one may be shelved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlarmsConfig {
+    /// The longest an alarm may be shelved.
+    #[serde(with = "humantime_serde")]
+    pub max_shelve: Duration,
+    /// The priority of each kind of alarm: `low`, `medium`, `high` or `critical`.
+    pub priorities: BTreeMap<AnomalyKind, Priority>,
+}
+
+impl Default for AlarmsConfig {
+    fn default() -> Self {
+        Self {
+            max_shelve: Duration::from_secs(8 * 3600),
+            priorities: BTreeMap::from([
+                (AnomalyKind::Spike, Priority::High),
+                (AnomalyKind::Drift, Priority::Medium),
+                (AnomalyKind::Dropout, Priority::High),
+                (AnomalyKind::LowSpike, Priority::Critical),
+                (AnomalyKind::LowDrift, Priority::Medium),
+                (AnomalyKind::Rate, Priority::High),
+                (AnomalyKind::Stuck, Priority::Low),
+            ]),
+        }
+    }
+}
+
+impl AlarmsConfig {
+    pub fn priority(&self, kind: AnomalyKind) -> Priority {
+        self.priorities.get(&kind).copied().unwrap_or(Priority::Medium)
+    }
+}
+
+/// The audit trail of what operators and the daemon did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long an entry is kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Most entries kept in memory (and in Redis); the oldest go first.
+    pub max_entries: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention: Duration::from_secs(400 * 24 * 3600), max_entries: 100_000 }
+    }
+}
+
 /// Readings from outside: what is accepted, from whom, and how much.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -501,8 +555,9 @@ pub struct TokenConfig {
 
 /// What a token may do; each role may do what the roles before it may, except `ingest`, which
 /// may only send readings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// Reads, when `auth.read = "token"`.
     Viewer,
@@ -512,6 +567,12 @@ pub enum Role {
     Ingest,
     /// Everything.
     Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// A credential: read from the file, never printed. `check-config` and logs show `"***"`.

@@ -283,6 +283,12 @@ impl AnomalyId {
     }
 }
 
+impl std::borrow::Borrow<str> for AnomalyId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for AnomalyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -25,6 +25,8 @@ pub enum ApiError {
     BadQuery { parameter: String, message: String },
     #[error("no such endpoint: {0}")]
     NotFound(String),
+    #[error("no alarm {0:?}: never raised, or cleared and acknowledged")]
+    NoSuchAlarm(String),
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed { method: String, path: String },
     #[error("the request took longer than {} and was abandoned", humantime::format_duration(*.0))]
@@ -90,7 +92,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadQuery { .. } => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoSuchAlarm(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

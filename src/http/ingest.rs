@@ -232,7 +232,7 @@ fn influx_error(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// The token a request presents: `Authorization: Bearer <token>` or `Token <token>` (InfluxDB's
 /// scheme), else the v1 `p` query parameter.
-fn presented<'a>(headers: &'a HeaderMap, password: Option<&'a str>) -> Option<&'a str> {
+pub(super) fn presented<'a>(headers: &'a HeaderMap, password: Option<&'a str>) -> Option<&'a str> {
     let header = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
     let from_header = header.and_then(|value| {
         let (scheme, token) = value.trim().split_once(' ')?;
@@ -255,9 +255,9 @@ fn authorize(state: &AppState, headers: &HeaderMap, password: Option<&str>) -> R
         Err(AuthRefusal::Unauthenticated) => {
             Err(ApiError::Unauthorized("a valid token is needed: Authorization: Bearer <token>".to_owned()))
         }
-        Err(AuthRefusal::Forbidden(role)) => Err(ApiError::Forbidden(format!(
+        Err(AuthRefusal::Forbidden(principal)) => Err(ApiError::Forbidden(format!(
             "this token's role ({}) may not send readings; it takes {}",
-            serde_json::to_value(role).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default(),
+            principal.role.as_str(),
             Action::Ingest.roles()
         ))),
     }

@@ -112,7 +112,7 @@ fn parse_kind(name: &str) -> Result<AnomalyKind, ApiError> {
     })
 }
 
-fn parse_since(text: &str) -> Result<DateTime<Utc>, ApiError> {
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, ApiError> {
     let parse = |text: &str| DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc));
     // A `+` in an unescaped offset (`…T10:00:00+02:00`) arrives decoded as a space; put it back
     // rather than refuse what the client plainly meant.

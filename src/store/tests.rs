@@ -118,16 +118,20 @@ fn what_is_recorded_is_journalled_in_order() {
     let store = store_with(|_| {});
     let first = record(&store, spike("wtf-pipe-1", "flow", opening()));
     let second = record(&store, spike("wtf-pipe-2", "flow", opening() + minutes(1)));
-    assert_eq!(second, first + 1);
+    assert_eq!(second, first + 2, "each anomaly, then its alarm");
     let entries = store.journal.after(0, 10).entries;
-    let anomalies: Vec<&str> = entries
+    let told: Vec<(&str, &str)> = entries
         .iter()
         .filter_map(|entry| match &entry.event {
-            Event::Anomaly(anomaly) => Some(anomaly.sensor_id.as_str()),
+            Event::Anomaly(anomaly) => Some(("anomaly", anomaly.sensor_id.as_str())),
+            Event::Alarm(alarm) => Some(("alarm", alarm.sensor_id.as_str())),
             _ => None,
         })
         .collect();
-    assert_eq!(anomalies, ["wtf-pipe-1", "wtf-pipe-2"]);
+    assert_eq!(
+        told,
+        [("anomaly", "wtf-pipe-1"), ("alarm", "wtf-pipe-1"), ("anomaly", "wtf-pipe-2"), ("alarm", "wtf-pipe-2")]
+    );
 }
 
 #[test]

@@ -238,6 +238,20 @@ impl Daemon {
         self.request(reqwest::Method::GET, path).await
     }
 
+    /// POSTs `body` to `path` with `content_type` and an optional `Authorization` header value.
+    pub async fn post(&self, path: &str, content_type: &str, authorization: Option<&str>, body: Vec<u8>) -> Answer {
+        let mut request =
+            self.client.post(self.url(path)).header(reqwest::header::CONTENT_TYPE, content_type).body(body);
+        if let Some(authorization) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let response = request.send().await.unwrap_or_else(|err| panic!("POST {path}: {err}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap_or_else(|err| panic!("POST {path}: {err}")).to_vec();
+        Answer { status, headers, body }
+    }
+
     /// GETs `path` and parses the answer as JSON, whatever its status.
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let answer = self.get(path).await;
@@ -317,4 +331,19 @@ impl Drop for Daemon {
             eprintln!("--- wtf-monitor output (port {}) ---\n{}", self.port, self.logs());
         }
     }
+}
+
+/// A Python interpreter that can import `module`: `$WTF_TEST_PYTHON` (the one `.ci/run` prepares),
+/// else `python3` from `PATH`; None when neither can.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidates =
+        std::env::var_os("WTF_TEST_PYTHON").map(PathBuf::from).into_iter().chain([PathBuf::from("python3")]);
+    candidates.into_iter().find(|python| {
+        Command::new(python)
+            .args(["-c", &format!("import {module}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    })
 }

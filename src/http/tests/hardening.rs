@@ -166,7 +166,10 @@ async fn the_openapi_document_lists_every_route_with_examples() {
     assert_eq!(
         listed,
         [
+            "get /alarms",
+            "get /alarms/{id}",
             "get /anomalies",
+            "get /audit",
             "get /docs",
             "get /health",
             "get /metrics",
@@ -175,6 +178,9 @@ async fn the_openapi_document_lists_every_route_with_examples() {
             "get /status",
             "get /summaries",
             "get /summary",
+            "post /alarms/{id}/ack",
+            "post /alarms/{id}/shelve",
+            "post /alarms/{id}/unshelve",
             "post /api/v2/write",
             "post /readings",
             "post /write",
