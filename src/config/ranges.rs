@@ -44,7 +44,7 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
     problems.count("llm.max_tokens", llm.max_tokens as usize, 1, 32_768);
     problems.count("llm.max_context", llm.max_context as usize, 256, 1_048_576);
     problems.duration("llm.interval", llm.interval, SECOND, 3 * MINUTE);
-    problems.duration("llm.timeout", llm.timeout, SECOND, 10 * MINUTE);
+    problems.duration("llm.timeout", llm.timeout, 100 * MS, 10 * MINUTE);
     problems.count("llm.burst_anomalies", usize::try_from(llm.burst_anomalies).unwrap_or(usize::MAX), 1, 100_000);
     problems.duration("llm.min_interval", llm.min_interval, Duration::ZERO, 3 * MINUTE);
 
@@ -143,7 +143,7 @@ mod tests {
         );
         let anomalies = &problems[3];
         assert_eq!(anomalies.message, "must be from 1 to 10,000,000 (got 9,223,372,036,854,775,807)");
-        assert_eq!(problems[6].message, "must be from 1s to 10m (got 273785years 28days 18h)");
+        assert_eq!(problems[6].message, "must be from 100ms to 10m (got 273785years 28days 18h)");
     }
 
     #[test]

@@ -309,3 +309,20 @@ fn a_misspelt_section_in_the_environment_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn a_string_choice_outside_its_set_is_refused_by_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_LOG__FORMAT", "xml");
+        jail.set_env("WTF_INGEST__UNKNOWN_SENSORS", "accept");
+        jail.set_env("WTF_AUTH__READ", "closed");
+        let error = Config::load(&repo_config()).expect_err("unknown choices");
+        let keys = keys(&error.problems);
+        for expected in ["log.format", "ingest.unknown_sensors", "auth.read"] {
+            assert!(keys.contains(&expected), "missing {expected} in {error}");
+        }
+        let format = error.problems.iter().find(|problem| problem.key == "log.format").unwrap();
+        assert!(format.message.contains("text") && format.message.contains("json"), "{format}");
+        Ok(())
+    });
+}
