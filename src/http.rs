@@ -20,7 +20,10 @@ mod events;
 mod history;
 mod ingest;
 mod query;
+mod request_head;
+mod security;
 mod sensors;
+pub mod server;
 mod status;
 
 use std::sync::Arc;
@@ -233,11 +236,13 @@ fn harden(app: Router, config: &ApiConfig) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
         // Outside the two layers above, so their 408 and 413 get a JSON body too.
         .layer(middleware::from_fn_with_state(context, errors::json_errors));
-    match cors(config) {
-        // Outermost, so error answers carry the CORS headers and a browser can read them.
+    let app = match cors(config) {
+        // Outside the layers above, so error answers carry the CORS headers and a browser can read them.
         Some(cors) => app.layer(cors),
         None => app,
-    }
+    };
+    // Outermost: every answer, CORS preflights included, carries them.
+    app.layer(middleware::from_fn(security::security_headers))
 }
 
 /// CORS only for the configured origins; with none configured, no CORS headers at all, so a

@@ -116,19 +116,40 @@ fn llm_bench(plan: &wtf_monitor::llm_bench::BenchPlan) -> ExitCode {
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
+    for stray in wtf_monitor::config::stray_variables().into_iter().filter(|stray| !stray.refused) {
+        complain(&format!("warning: {}: {}", stray.name, stray.message));
+    }
     let loaded = Config::locate(path.as_deref()).and_then(|source| load_valid(&source).map(|config| (source, config)));
     match loaded {
-        Ok((source, config)) => {
-            println!("# configuration is valid (from {source})\n{}", config.to_toml());
-            ExitCode::SUCCESS
-        }
+        Ok((source, config)) => print(&format!("# configuration is valid (from {source})\n{}", config.to_toml())),
         Err(error) => report(&error),
     }
 }
 
+/// Writes `text` to stdout. A reader that stopped early (`check-config | head`) is not an error:
+/// what it wanted it got, so a broken pipe ends the command quietly and successfully.
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cannot write to stdout: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn report(error: &ConfigError) -> ExitCode {
-    eprintln!("{error}");
+    complain(&error.to_string());
     ExitCode::from(2)
+}
+
+/// Writes a line to stderr; one that cannot be written (a closed pipe) is dropped, not a panic.
+fn complain(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 fn healthcheck(path: Option<PathBuf>, url: Option<String>) -> ExitCode {
@@ -210,10 +231,7 @@ fn load(
         let _logging =
             wtf_monitor::logging::init(&wtf_monitor::config::LogConfig { level: "warn".into(), ..Default::default() });
         match wtf_monitor::load::run(plan).await {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
+            Ok(report) => print(&report.to_string()),
             Err(err) => {
                 eprintln!("load: {err:#}");
                 ExitCode::FAILURE

@@ -55,9 +55,17 @@ pub fn default_parameters() -> BTreeMap<String, ParameterSpec> {
 pub struct ApiConfig {
     /// Address and port the HTTP server listens on. Needs a restart to change.
     pub listen: SocketAddr,
-    /// A request that takes longer is answered 408.
+    /// A request that takes longer is answered 408. Covers the handler, not a streamed answer's body.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A client must send a request's whole header within this long, counted from the moment the
+    /// server waits for it: after connecting, and after each answer on a kept-alive connection (so
+    /// an idle kept-alive connection is closed after it too). Needs a restart.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; one more is answered 503 and closed, and the log says so
+    /// (at most once a minute). Keep it below the process's file limit. Needs a restart.
+    pub max_connections: usize,
     /// Browser origins allowed to call the API (CORS). Empty: none, the safe default.
     pub cors_allowed_origins: Vec<String>,
 }
@@ -67,6 +75,8 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 512,
             cors_allowed_origins: Vec::new(),
         }
     }
