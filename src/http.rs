@@ -25,6 +25,7 @@ mod security;
 mod sensors;
 pub mod server;
 mod status;
+mod write_stall;
 
 use std::sync::Arc;
 use std::time::Duration;

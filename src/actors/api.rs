@@ -72,6 +72,7 @@ impl Actor for Api {
         let address = listener.local_addr().unwrap_or(listen);
         let limits = ServerLimits {
             header_read_timeout: args.config.api.header_read_timeout,
+            write_timeout: args.config.api.write_timeout,
             max_connections: args.config.api.max_connections,
         };
         let state = AppState::new(args.config, args.store, args.ingress, args.clock, args.supervisor);

@@ -25,6 +25,7 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
     let api = &config.api;
     problems.duration("api.request_timeout", api.request_timeout, 100 * MS, 5 * MINUTE);
     problems.duration("api.header_read_timeout", api.header_read_timeout, SECOND, 5 * MINUTE);
+    problems.duration("api.write_timeout", api.write_timeout, SECOND, 10 * MINUTE);
     problems.count("api.max_connections", api.max_connections, 1, 65_536);
 
     problems.duration("sensors.interval", config.sensors.interval, MS, HOUR);

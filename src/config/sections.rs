@@ -63,6 +63,10 @@ pub struct ApiConfig {
     /// an idle kept-alive connection is closed after it too). Needs a restart.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A write to a client that makes no progress for this long (the client stopped reading, e.g.
+    /// a live stream left open in a frozen browser) closes the connection. Needs a restart.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// Most connections served at once; one more is answered 503 and closed, and the log says so
     /// (at most once a minute). Keep it below the process's file limit. Needs a restart.
     pub max_connections: usize,
@@ -76,6 +80,7 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             request_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             max_connections: 512,
             cors_allowed_origins: Vec::new(),
         }

@@ -12,6 +12,8 @@
 //! - `api.max_connections` is the most connections served at once; one more is answered 503
 //!   with the API's JSON error and closed, and the log says so, at most once a minute;
 //! - every head passes [`RequestHeadGuard`] first, so even the HTTP layer's own refusals are JSON;
+//! - a write that makes no progress for `api.write_timeout` closes the connection
+//!   ([`WriteStallGuard`]): a client that stopped reading a live stream lets go of it;
 //! - on shutdown, idle connections close at once and busy ones after their current answer; the
 //!   caller bounds how long that may take by dropping (aborting) the server's task, which aborts
 //!   every connection with it.
@@ -33,11 +35,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::request_head::{Handback, RequestHeadGuard, error_answer};
+use super::write_stall::WriteStallGuard;
 
 /// The limits a server runs with, from `[api]`.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
+    /// A write that makes no progress this long (the client stopped reading) closes the connection.
+    pub write_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -85,7 +90,12 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
                 };
                 match Arc::clone(&slots).try_acquire_owned() {
                     Ok(slot) => {
-                        let connection = Connection { builder: builder.clone(), app: app.clone(), closed: closed.clone() };
+                        let connection = Connection {
+                            builder: builder.clone(),
+                            app: app.clone(),
+                            closed: closed.clone(),
+                            write_timeout: limits.write_timeout,
+                        };
                         connections.spawn(connection.serve(stream, slot));
                     }
                     Err(_) => {
@@ -132,6 +142,7 @@ struct Connection {
     builder: http1::Builder,
     app: Router,
     closed: watch::Receiver<bool>,
+    write_timeout: Duration,
 }
 
 impl Connection {
@@ -140,7 +151,8 @@ impl Connection {
         let service = TowerToHyperService::new(self.app);
         // Boxed rather than pinned in place: it is dropped below, which drops the guard, which
         // hands the socket back.
-        let mut connection = Box::pin(self.builder.serve_connection(TokioIo::new(guard), service));
+        let io = TokioIo::new(WriteStallGuard::new(guard, self.write_timeout));
+        let mut connection = Box::pin(self.builder.serve_connection(io, service));
         let mut closed = self.closed;
         let closing = async move {
             let _ = closed.wait_for(|closed| *closed).await;

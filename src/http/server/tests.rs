@@ -45,7 +45,11 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel();
-        let limits = ServerLimits { header_read_timeout: HEADER_TIMEOUT, max_connections };
+        let limits = ServerLimits {
+            header_read_timeout: HEADER_TIMEOUT,
+            write_timeout: Duration::from_secs(30),
+            max_connections,
+        };
         let task = tokio::spawn(serve(listener, app, limits, async move {
             let _ = stopped.await;
         }));
