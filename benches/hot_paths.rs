@@ -9,7 +9,7 @@ use wtf_monitor::config::Config;
 use wtf_monitor::detection::{ParameterDetector, Rules};
 use wtf_monitor::domain::{Anomaly, AnomalyKind, EpisodeKey, Parameter};
 use wtf_monitor::simulation::{SensorSimulator, SimulationSettings};
-use wtf_monitor::summary::{self, FactsBuilder};
+use wtf_monitor::summary::{self, FactsBuilder, Form, form};
 
 fn detector_step(c: &mut Criterion) {
     let start = Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap();
@@ -89,7 +89,10 @@ fn summary_facts(c: &mut Criterion) {
     });
     let facts = summary::facts(start, end, &anomalies, &[]);
     group.bench_function("prompt from the facts of 100,000 anomalies", |b| {
-        b.iter(|| black_box(summary::prompt(&facts)))
+        b.iter(|| {
+            let form = Form::new(&facts);
+            black_box((form::prompt(&facts, &form), form::schema(&form)))
+        })
     });
     // The summarizer adds anomalies to its window as they arrive; at the window's end only this
     // remains before the summary is stored (or the model is asked).
@@ -100,7 +103,8 @@ fn summary_facts(c: &mut Criterion) {
     group.bench_function("window end to summary text (finish, prompt, template), 100,000 anomalies", |b| {
         b.iter(|| {
             let facts = window.finish(end, &[]);
-            black_box((summary::prompt(&facts), summary::template(&facts)))
+            let form = Form::new(&facts);
+            black_box((form::prompt(&facts, &form), form::schema(&form), summary::template(&facts)))
         })
     });
     group.finish();

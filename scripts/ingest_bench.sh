@@ -13,7 +13,7 @@ seconds=${1:-10}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --release --quiet --bin wtf-monitor --example bare_ingest
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --bin wtf-monitor --example bare_ingest
 daemon_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 bare_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 token=bench-token-0123456789

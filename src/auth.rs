@@ -52,12 +52,12 @@ impl Action {
 }
 
 /// Why a request was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// No token, or one that no configured token matches: 401.
     Unauthenticated,
-    /// A valid token whose role may not do this: 403.
-    Forbidden(Role),
+    /// A valid token whose role may not do this: 403. Whose it is, for the audit trail.
+    Forbidden(Principal),
 }
 
 /// The tokens in force.
@@ -97,7 +97,7 @@ impl Auth {
         if action.allowed(principal.role) {
             Ok(Some(principal.clone()))
         } else {
-            Err(Refusal::Forbidden(principal.role))
+            Err(Refusal::Forbidden(principal.clone()))
         }
     }
 
@@ -165,11 +165,12 @@ mod tests {
         let auth = auth(ReadAccess::Open);
         let ingest = auth.check(Some("ingest-secret-0123456789"), Action::Ingest).unwrap().unwrap();
         assert_eq!(&*ingest.name, "gateway");
-        assert_eq!(
-            auth.check(Some("ingest-secret-0123456789"), Action::Operate),
-            Err(Refusal::Forbidden(Role::Ingest))
-        );
-        assert_eq!(auth.check(Some("viewer-secret-0123456789"), Action::Ingest), Err(Refusal::Forbidden(Role::Viewer)));
+        let forbidden = |secret, action| match auth.check(Some(secret), action) {
+            Err(Refusal::Forbidden(principal)) => Some((principal.name.to_string(), principal.role)),
+            _ => None,
+        };
+        assert_eq!(forbidden("ingest-secret-0123456789", Action::Operate), Some(("gateway".into(), Role::Ingest)));
+        assert_eq!(forbidden("viewer-secret-0123456789", Action::Ingest), Some(("viewer".into(), Role::Viewer)));
         assert!(auth.check(Some("operator-secret-0123456789"), Action::Operate).is_ok());
         assert_eq!(auth.check(None, Action::Ingest), Err(Refusal::Unauthenticated));
         assert_eq!(auth.check(Some("ingest-secret-012345678"), Action::Ingest), Err(Refusal::Unauthenticated));

@@ -232,8 +232,10 @@ pub struct Summary {
     #[schema(value_type = String, format = DateTime)]
     pub timestamp: DateTime<Utc>,
     pub generated_by: SummaryAuthor,
-    /// The model asked (also for a fallback, which names the model that was unavailable).
-    pub model: String,
+    /// The model asked for this window (also for a fallback, which names the model whose answer
+    /// did not come or was refused); null when no model was asked (disabled, or waiting out a
+    /// backoff).
+    pub model: Option<String>,
     /// Anomalies in the window.
     pub anomaly_count: u64,
     #[serde(with = "rfc3339")]

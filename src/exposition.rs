@@ -314,7 +314,7 @@ impl Collector for Exposition {
             enc,
             "wtf_sse_clients",
             "Live streams (GET /events) open now.",
-            one(store.telemetry.sse_clients() as f64),
+            one(health.sse_clients.load(std::sync::atomic::Ordering::Relaxed) as f64),
         )?;
 
         // Notifications.

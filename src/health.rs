@@ -55,28 +55,48 @@ pub struct ActorHealth {
 }
 
 /// The summarizer's view of the model.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LlmState {
     /// `llm.url` is empty: every summary comes from the template.
     Disabled,
     /// No call made yet.
+    #[default]
     NotYetContacted,
-    /// The last call answered with a text that was used.
+    /// The last call answered, and its answer became the summary.
     Active,
-    /// The last call failed or its text was refused; the template is in use.
+    /// The last call answered, and its answer was refused (`reason` says why); the template
+    /// wrote that summary. The model is reachable: the next window asks it again.
+    Refused,
+    /// The last call got no answer: unreachable, too slow, model missing, or an error; the
+    /// template is in use and calls resume after a backoff.
     Inactive,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+impl LlmState {
+    /// Reachable and answering: the last call got an answer, used or refused.
+    pub fn is_answering(&self) -> bool {
+        matches!(self, LlmState::Active | LlmState::Refused)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, ToSchema)]
 pub struct LlmHealth {
     pub state: LlmState,
     pub model: String,
-    /// Why the model is not in use, when it is not.
+    /// Why the last call gave no summary, when it did not.
     pub reason: Option<String>,
     #[serde(with = "crate::domain::rfc3339_option")]
     #[schema(value_type = Option<String>)]
     pub last_call: Option<DateTime<Utc>>,
+    /// Calls whose answer became the summary, since start.
+    pub answers_accepted: u64,
+    /// Calls the model answered with something that was refused, since start.
+    pub answers_refused: u64,
+    /// Calls that got no answer (unreachable, timed out, model missing, error), since start.
+    pub calls_failed: u64,
+    /// Why the latest refused answer was refused, kept after later successes.
+    pub last_refusal: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
@@ -125,6 +145,8 @@ pub struct ConfigHealth {
 }
 
 pub struct Health {
+    /// Live-stream (`/events`) clients connected now.
+    pub sse_clients: std::sync::atomic::AtomicUsize,
     clock: Clock,
     /// Where state changes are told, for the live stream and the mirror.
     journal: Arc<Journal>,
@@ -145,18 +167,14 @@ impl Health {
     pub fn new(clock: Clock, journal: Arc<Journal>) -> Self {
         let started_at = clock.now();
         Self {
+            sse_clients: std::sync::atomic::AtomicUsize::new(0),
             clock,
             journal,
             started_at,
             version: AtomicU64::new(0),
             actors: Mutex::new(BTreeMap::new()),
             restarts: Mutex::new(BTreeMap::new()),
-            llm: Mutex::new(LlmHealth {
-                state: LlmState::NotYetContacted,
-                model: String::new(),
-                reason: None,
-                last_call: None,
-            }),
+            llm: Mutex::new(LlmHealth::default()),
             redis: Mutex::new(RedisHealth {
                 state: RedisState::Disabled,
                 backlog: 0,
@@ -294,9 +312,9 @@ impl Health {
 
     pub fn set_llm(&self, update: impl FnOnce(&mut LlmHealth)) {
         let mut llm = lock(&self.llm);
-        let before = llm.state.clone();
+        let before = llm.state;
         update(&mut llm);
-        let after = (llm.state != before).then(|| (llm.state.clone(), llm.reason.clone()));
+        let after = (llm.state != before).then(|| (llm.state, llm.reason.clone()));
         drop(llm);
         if let Some((state, reason)) = after {
             self.tell("llm", &state_name(&state), reason);

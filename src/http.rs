@@ -16,10 +16,16 @@
 mod alarms;
 mod docs;
 mod errors;
+mod events;
+mod history;
 mod ingest;
 mod query;
+mod request_head;
+mod security;
 mod sensors;
+pub mod server;
 mod status;
+mod write_stall;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,14 +47,18 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use chrono::{DateTime, Utc};
+
 use crate::actors::Fault;
+use crate::actors::summarizer::ongoing_conditions;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::clock::Clock;
 use crate::config::{ApiConfig, ValidConfig};
-use crate::domain::{Anomaly, AnomalyKind, Parameter, Summary};
+use crate::domain::{Anomaly, AnomalyKind, Parameter, Summary, SummaryAuthor};
 use crate::exposition::Exposition;
 use crate::ingress::Ingress;
 use crate::store::{AnomalyQuery, Metrics, Store};
+use crate::summary::{self, FactsBuilder};
 pub use errors::{ApiError, ErrorBody};
 use query::Params;
 pub use query::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -173,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(alarms::shelve))
         .routes(routes!(alarms::unshelve))
         .routes(routes!(alarms::audit))
+        .routes(routes!(events::events))
         .routes(routes!(metrics))
         .routes(routes!(prometheus))
         .routes(routes!(health));
@@ -182,14 +193,14 @@ pub fn router(state: AppState) -> Router {
     // Bodies of up to `ingest.max_body`, which the handlers bound themselves; every other route
     // takes at most `MAX_BODY_BYTES`.
     let ingestion = OpenApiRouter::new()
-        .routes(routes!(ingest::readings))
+        .routes(routes!(ingest::readings, history::readings))
         .routes(routes!(ingest::write_v2))
         .routes(routes!(ingest::write_v1))
         .layer(axum::extract::DefaultBodyLimit::disable());
     let api = api
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), reads_allowed))
-        .merge(ingestion);
+        .merge(ingestion)
+        .layer(middleware::from_fn_with_state(state.clone(), reads_allowed));
     let (routes, mut openapi) = api.with_state(state).split_for_parts();
     document_docs(&mut openapi);
     // Serialised once: the document cannot change while the server runs.
@@ -230,11 +241,13 @@ fn harden(app: Router, config: &ApiConfig) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
         // Outside the two layers above, so their 408 and 413 get a JSON body too.
         .layer(middleware::from_fn_with_state(context, errors::json_errors));
-    match cors(config) {
-        // Outermost, so error answers carry the CORS headers and a browser can read them.
+    let app = match cors(config) {
+        // Outside the layers above, so error answers carry the CORS headers and a browser can read them.
         Some(cors) => app.layer(cors),
         None => app,
-    }
+    };
+    // Outermost: every answer, CORS preflights included, carries them.
+    app.layer(middleware::from_fn(security::security_headers))
 }
 
 /// CORS only for the configured origins; with none configured, no CORS headers at all, so a
@@ -337,16 +350,49 @@ async fn anomalies(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
     path = "/summary",
     tag = "monitoring",
     responses(
-        (status = 200, description = "The latest summary", body = Summary),
+        (status = 200, description = "The latest summary; before the first window closes, a template summary of the \
+            state so far (`generated_by: fallback`, `model: null`, the window from start to now)", body = Summary),
         (status = 400, description = "This endpoint takes no query parameters", body = ErrorBody),
-        (status = 503, description = "No summary written yet (only in the first seconds after start)", body = ErrorBody,
-            example = json!({"error": "no summary has been written yet; the first comes within 30 seconds of start"})),
     )
 )]
 async fn summary(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     query::no_params(raw.as_deref())?;
-    let latest = state.inner.store.summaries.latest().ok_or(ApiError::NoSummaryYet)?;
-    Ok(json_body(to_bytes(&latest)))
+    let store = &state.inner.store;
+    let body = match store.summaries.latest() {
+        Some(latest) => to_bytes(&latest),
+        None => to_bytes(&summary_so_far(store, &state.inner.ingress, state.inner.clock.now())),
+    };
+    Ok(json_body(body))
+}
+
+/// Anomalies read for the summary before the first: the first window is seconds old, so more
+/// is a flood, and a count of the first ones says enough.
+const SO_FAR_MOST: usize = 10_000;
+
+/// Before the first summary: the daemon's state so far, from the store and the ingress.
+fn summary_so_far(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Summary {
+    let started_at = store.health.started_at();
+    let config = store.config();
+    let (mut watched, mut reporting) = (0, 0);
+    for lane in ingress.lanes() {
+        watched += 1;
+        if status::SensorStatus::of(&lane, config.simulation.enabled && !lane.registered, store).active {
+            reporting += 1;
+        }
+    }
+    let query = AnomalyQuery { limit: SO_FAR_MOST, since: Some(started_at), ..AnomalyQuery::default() };
+    let mut builder = FactsBuilder::with_units(started_at, summary::units_of(&config));
+    store.anomalies.query(&query).iter().rev().for_each(|anomaly| builder.add(anomaly));
+    let facts = builder.finish(now, &ongoing_conditions(ingress));
+    Summary {
+        summary: summary::so_far(started_at, reporting, watched, &facts),
+        timestamp: now,
+        generated_by: SummaryAuthor::Fallback,
+        model: None,
+        anomaly_count: facts.anomaly_count,
+        window_start: started_at,
+        window_end: now,
+    }
 }
 
 /// Recent summaries, newest first.

@@ -28,21 +28,23 @@ pub mod line_protocol;
 pub mod parse;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
-pub use lane::{Inbox, InboxState, Sample, SensorLane};
+pub use lane::{Inbox, InboxState, Sample, SensorLane, record};
 
 use crate::clock::Clock;
 use crate::config::{Config, UnknownSensors};
 use crate::domain::{Parameter, Reading, SensorId};
+use crate::history::{HistoryBounds, HistoryLimits};
 use crate::store::{lock, read, write};
 use lane::Blocked;
 
@@ -165,6 +167,8 @@ impl Refusal {
 #[derive(Clone, Debug)]
 struct Policy {
     unknown_sensors: UnknownSensors,
+    history: crate::config::HistoryConfig,
+    interval: Duration,
     max_sensors: usize,
     max_clock_skew: TimeDelta,
     capacity: usize,
@@ -175,6 +179,8 @@ impl Policy {
     fn from_config(config: &Config) -> Self {
         Self {
             unknown_sensors: config.ingest.unknown_sensors,
+            history: config.history.clone(),
+            interval: config.sensors.interval,
             max_sensors: config.ingest.max_sensors,
             max_clock_skew: TimeDelta::from_std(config.ingest.max_clock_skew).unwrap_or(TimeDelta::MAX),
             capacity: config.ingest.queue_capacity,
@@ -194,20 +200,30 @@ pub struct Ingress {
     policy: ArcSwap<Policy>,
     registrar: OnceLock<Registrar>,
     open: AtomicBool,
+    history_limits: Arc<HistoryLimits>,
+    /// The number of series the history bounds were last fitted for.
+    history_planned: AtomicUsize,
+    /// Readings for the live stream, thinned to one a second per sensor.
+    live: broadcast::Sender<Reading>,
     pub stats: IngestStats,
 }
 
 impl Ingress {
     pub fn new(config: &Config, clock: Clock) -> Self {
-        Self {
+        let ingress = Self {
             clock,
             lanes: RwLock::new(HashMap::new()),
             folded: Mutex::new(HashSet::new()),
             policy: ArcSwap::from_pointee(Policy::from_config(config)),
             registrar: OnceLock::new(),
             open: AtomicBool::new(true),
+            history_limits: Arc::new(HistoryLimits::default()),
+            history_planned: AtomicUsize::new(0),
+            live: broadcast::channel(LIVE_READINGS).0,
             stats: IngestStats::default(),
-        }
+        };
+        ingress.fit_history(config.sensors.ids.len(), true);
+        ingress
     }
 
     /// Who starts the detectors of a sensor registered live; set once, by the supervisor.
@@ -222,6 +238,36 @@ impl Ingress {
             lane.set_parameters(&policy.parameters, policy.capacity);
         }
         self.policy.store(Arc::new(policy));
+        let sensors = config.sensors.ids.len().max(self.sensor_count());
+        self.fit_history(sensors, true);
+    }
+
+    /// Fits the history bounds to `sensors` sensors' series: at once when `now`, else only when
+    /// the sensors outgrew the last fit twice over (registrations do not refit each time).
+    fn fit_history(&self, sensors: usize, now: bool) {
+        let policy = self.policy.load();
+        let series = sensors.max(1) * policy.parameters.len().max(1);
+        let planned = self.history_planned.load(Ordering::Relaxed);
+        if !now && series <= planned {
+            return;
+        }
+        let series = if now { series } else { series * 2 };
+        let history = &policy.history;
+        let budget = history.max_memory_mb.saturating_mul(1 << 20);
+        let bounds = HistoryBounds::fitting(history.recent, history.minutes, policy.interval, series, budget);
+        self.history_limits.set(bounds);
+        self.history_planned.store(series, Ordering::Relaxed);
+    }
+
+    /// Readings as they come, at most one a second per sensor (its last values), for the live
+    /// stream; a receiver that falls behind skips what it missed.
+    pub fn live_readings(&self) -> broadcast::Receiver<Reading> {
+        self.live.subscribe()
+    }
+
+    /// The history bounds in force, and the series they were fitted for.
+    pub fn history_bounds(&self) -> (HistoryBounds, usize) {
+        (self.history_limits.get(), self.history_planned.load(Ordering::Relaxed))
     }
 
     /// Starts watching a configured sensor (or returns the lane it already has).
@@ -233,7 +279,16 @@ impl Ingress {
         let policy = self.policy.load();
         let mut lanes = write(&self.lanes);
         let lane = lanes.entry(sensor_id.clone()).or_insert_with(|| {
-            Arc::new(SensorLane::new(sensor_id.clone(), &policy.parameters, policy.capacity, registered))
+            let limits = Arc::clone(&self.history_limits);
+            let lane = SensorLane::new(
+                sensor_id.clone(),
+                &policy.parameters,
+                policy.capacity,
+                registered,
+                limits,
+                self.live.clone(),
+            );
+            Arc::new(lane)
         });
         lock(&self.folded).insert(sensor_id.as_str().to_lowercase());
         Arc::clone(lane)
@@ -345,6 +400,7 @@ impl Ingress {
             }
         }
         let lane = self.insert_lane(sensor_id, true);
+        self.fit_history(self.sensor_count(), false);
         tracing::info!(component = %"ingress", %sensor_id, "sensor registered from its readings");
         if let Some(registrar) = self.registrar.get() {
             registrar(Arc::clone(&lane));
@@ -392,6 +448,9 @@ impl Ingress {
 
 const SOURCES: usize = <Source as strum::VariantArray>::VARIANTS.len();
 const REASONS: usize = <Reason as strum::VariantArray>::VARIANTS.len();
+
+/// Readings the live stream's channel holds for a reader that is behind.
+const LIVE_READINGS: usize = 4096;
 
 /// How often a sensor's refusals are logged: the first, then a count once a minute.
 const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(60);

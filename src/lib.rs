@@ -50,6 +50,11 @@
 //!   (shutdown and give-up alike); [`signals`] turns SIGHUP and SIGTERM into reload and
 //!   shutdown requests for it.
 //!
+//! - the summarizer closes a window of anomalies into [`summary::Facts`]; [`wording`] asks the
+//!   model to fill in a form of choices built from them (Ollama's structured outputs, through
+//!   [`llm`]) and the daemon writes the note; `wtf-monitor llm-bench` ([`llm_bench`]) measures
+//!   that same path against a real model.
+//!
 //! The business logic lives in plain modules without actors, clocks or I/O — [`detection`],
 //! [`simulation`], [`summary`], [`ingress::parse`] and [`config::diff`] — and is tested as
 //! plain functions.
@@ -65,10 +70,12 @@ pub mod detection;
 pub mod domain;
 pub mod exposition;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod ingress;
 pub mod journal;
 pub mod llm;
+pub mod llm_bench;
 pub mod load;
 pub mod logging;
 pub mod notify;
@@ -80,3 +87,4 @@ pub mod simulation;
 pub mod store;
 pub mod summary;
 pub mod telemetry;
+pub mod wording;

@@ -1,5 +1,6 @@
 //! `wtf-monitor`: parse the command line, load the config, run.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,9 +25,13 @@ enum Command {
     /// Validate the configuration and print it as the daemon would use it; start nothing.
     CheckConfig,
     /// Exit 0 if a running daemon answers /health, non-zero otherwise (for container healthchecks).
+    ///
+    /// Asks where the daemon listens: api.listen from the config it would load (the file, then
+    /// WTF_* variables such as WTF_API__LISTEN), on loopback when that is all interfaces.
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8000/health")]
-        url: String,
+        /// Ask this URL instead, e.g. http://127.0.0.1:8000/health.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Run the real actor tree under load and report throughput, latency, CPU and memory.
     Load {
@@ -52,13 +57,38 @@ enum Command {
         #[arg(long, default_value = "")]
         webhook: String,
     },
+    /// Word windows of the seeded simulator with a real model, as the daemon does, and report
+    /// how many notes were accepted, refused (by reason) or timed out, latency and tokens.
+    LlmBench {
+        /// Ollama's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:11434")]
+        url: String,
+        #[arg(long, default_value = "llama3.2:1b")]
+        model: String,
+        /// Windows to word, one call each.
+        #[arg(long, default_value_t = 20)]
+        windows: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 3)]
+        sensors: usize,
+        /// Length of a window (the summarizer's interval).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// Per call, as the daemon gives it (3 minutes less the interval).
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Print each accepted note.
+        #[arg(long)]
+        show_notes: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::CheckConfig) => check_config(cli.config),
-        Some(Command::Healthcheck { url }) => healthcheck(&url),
+        Some(Command::Healthcheck { url }) => healthcheck(cli.config, url),
         Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules, webhook }) => {
             let plan = wtf_monitor::load::LoadPlan {
                 sensors,
@@ -71,27 +101,83 @@ fn main() -> ExitCode {
             };
             load(&rate, plan)
         }
+        Some(Command::LlmBench { url, model, windows, seed, sensors, window, timeout, show_notes }) => {
+            let plan =
+                wtf_monitor::llm_bench::BenchPlan { url, model, windows, seed, sensors, window, timeout, show_notes };
+            llm_bench(&plan)
+        }
         None => run(cli.config),
     }
 }
 
-fn check_config(path: Option<PathBuf>) -> ExitCode {
-    let loaded = Config::locate(path.as_deref()).and_then(|source| load_valid(&source).map(|config| (source, config)));
-    match loaded {
-        Ok((source, config)) => {
-            println!("# configuration is valid (from {source})\n{}", config.to_toml());
+fn llm_bench(plan: &wtf_monitor::llm_bench::BenchPlan) -> ExitCode {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread(), "llm-bench") {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(wtf_monitor::llm_bench::run(plan)) {
+        Ok(report) => {
+            println!("{report}");
             ExitCode::SUCCESS
         }
+        Err(err) => {
+            eprintln!("llm-bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    for stray in wtf_monitor::config::stray_variables().into_iter().filter(|stray| !stray.refused) {
+        complain(&format!("warning: {}: {}", stray.name, stray.message));
+    }
+    let loaded = Config::locate(path.as_deref()).and_then(|source| load_valid(&source).map(|config| (source, config)));
+    match loaded {
+        Ok((source, config)) => print(&format!("# configuration is valid (from {source})\n{}", config.to_toml())),
         Err(error) => report(&error),
     }
 }
 
+/// Writes `text` to stdout. A reader that stopped early (`check-config | head`) is not an error:
+/// what it wanted it got, so a broken pipe ends the command quietly and successfully.
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cannot write to stdout: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn report(error: &ConfigError) -> ExitCode {
-    eprintln!("{error}");
+    complain(&error.to_string());
     ExitCode::from(2)
 }
 
-fn healthcheck(url: &str) -> ExitCode {
+/// Writes a line to stderr; one that cannot be written (a closed pipe) is dropped, not a panic.
+fn complain(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
+fn healthcheck(path: Option<PathBuf>, url: Option<String>) -> ExitCode {
+    let url = match url {
+        Some(url) => url,
+        // The same loading as the daemon's, so the probe follows a port moved by --config or by
+        // WTF_API__LISTEN. A config the daemon would refuse gives no address to ask: unhealthy.
+        None => match Config::locate(path.as_deref()).and_then(|source| load_valid(&source)) {
+            Ok(config) => health_url(config.api.listen),
+            Err(error) => {
+                eprintln!("healthcheck: no address to ask: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let url = url.as_str();
     let runtime = match runtime(tokio::runtime::Builder::new_current_thread(), "healthcheck") {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -113,6 +199,17 @@ fn healthcheck(url: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where a daemon listening on `listen` answers `/health`: one listening on all interfaces
+/// (0.0.0.0 or ::) answers on the loopback address of the same family.
+fn health_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/health", SocketAddr::new(ip, listen.port()))
 }
 
 fn load(rate: &str, mut plan: wtf_monitor::load::LoadPlan) -> ExitCode {
@@ -139,10 +236,7 @@ fn load(rate: &str, mut plan: wtf_monitor::load::LoadPlan) -> ExitCode {
         let _logging =
             wtf_monitor::logging::init(&wtf_monitor::config::LogConfig { level: "warn".into(), ..Default::default() });
         match wtf_monitor::load::run(plan).await {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
+            Ok(report) => print(&report.to_string()),
             Err(err) => {
                 eprintln!("load: {err:#}");
                 ExitCode::FAILURE

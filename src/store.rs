@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
 
 pub use anomalies::{AnomalyLog, AnomalyQuery, METRICS_WINDOW, Metrics};
-pub use summaries::SummaryLog;
+pub use summaries::{LlmRetry, SummaryLog};
 
 use crate::alarms::{Alarm, AlarmBook, AlarmCounts, AlarmRefusal};
 use crate::audit::{AuditAction, AuditEntry, AuditLog};

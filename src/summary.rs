@@ -2,13 +2,16 @@
 //!
 //! The daemon computes the facts of a window — counts by type, parameter and sensor, first and
 //! last times, peaks, conditions still in progress, a severity — and the model only words them.
-//! A 1B model is not asked to reason over raw lists: [`prompt`] is a few hundred tokens whatever
-//! the number of anomalies. When the model is down, slow or its text is refused, [`template`]
-//! writes the note from the same facts. Everything here is pure: no clock, no I/O, no logging.
+//! A 1B model is not asked to reason over raw lists, nor to write prose: it fills in a [`Form`]
+//! of choices built from the facts (see [`form`]), and the daemon writes the note from them. The
+//! prompt is a few hundred tokens whatever the number of anomalies. When the model is down, slow
+//! or its answer is refused, [`template`] writes the note from the same facts. Everything here is
+//! pure: no clock, no I/O, no logging.
 //!
 //! Flow: [`FactsBuilder::add`] each anomaly as it arrives (memory grows with the distinct
 //! sensor × parameter × type triples, not with the anomalies) → [`FactsBuilder::finish`] →
-//! [`prompt`] and [`context_size`] → the model → [`clean`] → [`check_grounded`] → or [`template`].
+//! [`Form::new`] → [`form::prompt`], [`form::schema`] and [`context_size`] → the model →
+//! [`form::note_from_answer`] (which ends with [`check_grounded`]) → or [`template`].
 //!
 //! # Severity
 //!
@@ -26,9 +29,10 @@
 //!
 //! # Grounding
 //!
-//! The model's text is used only if [`check_grounded`] finds every sensor, parameter and number
-//! it names in [`facts_text`], the facts block the prompt carried; the exact rule is on
-//! [`check_grounded`].
+//! A note is published only if [`check_grounded`] finds every sensor, parameter, number and time
+//! it names in [`facts_text`], the facts block the prompt carried, and no markup; the exact rule
+//! is on [`check_grounded`]. The notes [`form::render`] and [`template`] write pass it by
+//! construction; the check stays as the last guard.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
@@ -38,8 +42,12 @@ use serde::Serialize;
 
 use crate::domain::{Anomaly, AnomalyKind, Parameter, SensorId, rfc3339, round_for_display};
 
+pub mod form;
 mod grounding;
+mod template;
+pub use form::{Form, Refusal};
 pub use grounding::{MAX_SUMMARY_CHARS, Ungrounded, check_grounded, clean};
+pub use template::{so_far, template};
 
 /// This many spikes in one window make it critical, whatever else happened.
 pub const CRITICAL_SPIKES: u64 = 10;
@@ -47,8 +55,8 @@ pub const CRITICAL_SPIKES: u64 = 10;
 const LISTED: usize = 8;
 /// Lines per section of the template: a note is read at a glance.
 const NOTED: usize = 3;
-/// Tokens added to prompt + answer: the chat template's headers, and the chars/4 estimate's
-/// undercount on number-heavy text (digits and times tokenize densely).
+/// Tokens added to prompt + answer: the chat template's headers, and what [`estimate_tokens`]
+/// may still undercount.
 const CONTEXT_MARGIN: u32 = 256;
 const CONTEXT_STEP: u32 = 256;
 const MIN_CONTEXT: u32 = 512;
@@ -523,38 +531,22 @@ pub fn facts_text(facts: &Facts) -> String {
     text
 }
 
-/// A request to the model: the system instructions and the user message.
+/// A request to the model: the system instructions and the user message ([`form::prompt`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prompt {
     pub system: String,
     pub user: String,
 }
 
-const SYSTEM: &str = "You are the shift assistant of a water treatment plant. You turn monitoring \
-facts into a short note for the operator on duty.
-Rules:
-- Use only the facts you are given. Never mention a sensor, parameter, number or time that is not in them.
-- Do not calculate new numbers: no sums, differences, averages or percentages.
-- Copy numbers and times exactly as written; times are UTC.
-- Name only the parameters that appear in the facts.
-- Write plain text, two to five sentences, with no headings, lists or markdown.";
-
-/// A few hundred tokens whatever the anomaly count: the bounded [`facts_text`] and the request
-/// for a short operator note (what happened, how serious, what to check) that uses only the
-/// given sensors, parameters and numbers.
-pub fn prompt(facts: &Facts) -> Prompt {
-    let user = format!(
-        "Facts:\n{}\nWrite the operator note: what happened, how serious it is (severity: {}), and \
-         what the operator should check first.",
-        facts_text(facts),
-        facts.severity
-    );
-    Prompt { system: SYSTEM.to_owned(), user }
-}
-
-/// Rough token estimate: characters / 4, rounded up.
+/// Token estimate, on the high side of what small models' tokenizers give: a digit is a token of
+/// its own (Gemma's and Llama's tokenizers split numbers), other characters about three to a
+/// token. Plain characters / 4 undercounted a number-heavy prompt by 40 %, and Ollama truncates
+/// a prompt that overflows `num_ctx`.
 pub fn estimate_tokens(text: &str) -> u32 {
-    u32::try_from(text.chars().count().div_ceil(4)).unwrap_or(u32::MAX)
+    let (digits, others) = text.chars().fold((0usize, 0usize), |(digits, others), c| {
+        if c.is_ascii_digit() { (digits + 1, others) } else { (digits, others + 1) }
+    });
+    u32::try_from(digits + others.div_ceil(3)).unwrap_or(u32::MAX)
 }
 
 /// `num_ctx` for a request: prompt tokens + `max_tokens` + a margin, rounded up to a multiple
@@ -564,77 +556,6 @@ pub fn context_size(prompt: &Prompt, max_tokens: u32, max_context: u32) -> u32 {
     let needed = prompt_tokens.saturating_add(max_tokens).saturating_add(CONTEXT_MARGIN);
     let rounded = needed.div_ceil(CONTEXT_STEP).saturating_mul(CONTEXT_STEP).max(MIN_CONTEXT);
     rounded.min(max_context)
-}
-
-/// The deterministic summary written from the same facts when the model is unavailable or its
-/// text is refused: counts, peaks, what is still going on, the severity and what to check.
-pub fn template(facts: &Facts) -> String {
-    let window = format!("between {} and {} UTC", clock(facts.window_start), clock(facts.window_end));
-    let mut note = if facts.anomaly_count == 0 {
-        format!("No anomalies {window}.")
-    } else {
-        let sensors =
-            facts.by_sensor.iter().take(NOTED).map(|sensor| format!("{} ({})", sensor.sensor_id, sensor.total));
-        let more = facts.by_sensor.len().saturating_sub(NOTED);
-        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-        let mut note = format!(
-            "{} {window} ({}) on {}: {}{more}.",
-            plural(facts.anomaly_count, "anomaly", "anomalies"),
-            kinds(&facts.by_kind),
-            plural(facts.by_sensor.len() as u64, "sensor", "sensors"),
-            sensors.collect::<Vec<_>>().join(", ")
-        );
-        if let (Some(first), Some(last)) = (facts.first_anomaly, facts.last_anomaly) {
-            let _ = write!(note, " First at {}, last at {}.", clock(first), clock(last));
-        }
-        note
-    };
-    if !facts.peaks.is_empty() {
-        let peaks: Vec<String> = facts.peaks.iter().take(NOTED).map(|peak| peak_line(peak, &facts.units)).collect();
-        let _ = write!(note, " Highest: {}.", peaks.join("; "));
-    }
-    let ongoing = ongoing_lines(&facts.ongoing, &facts.units);
-    if !ongoing.is_empty() {
-        let more = ongoing.len().saturating_sub(NOTED);
-        let more = if more > 0 { format!("; and {more} more") } else { String::new() };
-        let _ = write!(note, " Still in progress: {}{more}.", ongoing[..ongoing.len().min(NOTED)].join("; "));
-    }
-    let _ = write!(note, " Severity: {}. {}", facts.severity, advice(facts));
-    note
-}
-
-/// What to check first, most urgent first.
-fn advice(facts: &Facts) -> String {
-    let mut checks = Vec::new();
-    let silent: BTreeSet<&str> = facts
-        .ongoing
-        .iter()
-        .filter(|condition| condition.is_silent())
-        .map(|condition| condition.sensor_id().as_str())
-        .collect();
-    if !silent.is_empty() {
-        let more = silent.len().saturating_sub(NOTED);
-        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-        let named: Vec<&str> = silent.into_iter().take(NOTED).collect();
-        checks.push(format!("power and link of {}{more} (no readings)", named.join(", ")));
-    }
-    if let Some(peak) = facts.peaks.iter().find(|peak| matches!(peak.kind, AnomalyKind::Spike | AnomalyKind::LowSpike))
-    {
-        checks.push(format!("{} {} on site", peak.sensor_id, peak.parameter));
-    }
-    if let Some(Condition::Drifting { sensor_id, parameter, .. }) =
-        facts.ongoing.iter().find(|condition| !condition.is_silent())
-    {
-        checks.push(format!("{sensor_id} {parameter}, still above its drift threshold"));
-    }
-    match (checks.is_empty(), facts.severity) {
-        (false, _) => format!("Check {}.", checks.join("; then ")),
-        (true, Severity::Normal) => "No action needed.".to_owned(),
-        (true, Severity::Caution) => {
-            "The conditions have ended; review the affected sensors when convenient.".to_owned()
-        }
-        (true, _) => "Review the affected sensors.".to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Counters kept for `GET /metrics/prometheus` that no other part of the store already holds:
 //! anomalies raised and cleared since start by type and parameter, summaries by who wrote them,
-//! how long each call to the model took, and two gauges that other features set.
+//! how long each call to the model took, and the MQTT source's connection.
 //!
 //! Everything else the exposition shows is read at scrape time from where it already lives (the
 //! ingress's counts, [`crate::health`], the alarm book, the journal), so nothing is counted twice.
@@ -8,14 +8,12 @@
 //! Hooks for other parts of the daemon, each one call:
 //!
 //! - the summarizer calls [`Telemetry::llm_request_finished`] after every model call;
-//! - the live stream holds an [`SseClient`] from [`Telemetry::sse_client`] per open stream
-//!   (`wtf_sse_clients` counts them, the guard's drop uncounts);
 //! - the MQTT source calls [`Telemetry::set_mqtt_connected`] when its connection comes or goes
 //!   (`wtf_mqtt_connected`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
@@ -33,7 +31,6 @@ pub struct Telemetry {
     summaries_by_llm: AtomicU64,
     summaries_by_fallback: AtomicU64,
     llm_request_duration: Histogram,
-    sse_clients: AtomicI64,
     mqtt_connected: AtomicBool,
 }
 
@@ -45,7 +42,6 @@ impl Default for Telemetry {
             summaries_by_llm: AtomicU64::new(0),
             summaries_by_fallback: AtomicU64::new(0),
             llm_request_duration: Histogram::new(LLM_BUCKETS),
-            sse_clients: AtomicI64::new(0),
             mqtt_connected: AtomicBool::new(false),
         }
     }
@@ -75,12 +71,6 @@ impl Telemetry {
         self.llm_request_duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Counts one open live stream until the guard is dropped.
-    pub fn sse_client(&self) -> SseClient<'_> {
-        self.sse_clients.fetch_add(1, Ordering::Relaxed);
-        SseClient(&self.sse_clients)
-    }
-
     pub fn set_mqtt_connected(&self, connected: bool) {
         self.mqtt_connected.store(connected, Ordering::Relaxed);
     }
@@ -107,22 +97,8 @@ impl Telemetry {
         &self.llm_request_duration
     }
 
-    pub fn sse_clients(&self) -> i64 {
-        self.sse_clients.load(Ordering::Relaxed)
-    }
-
     pub fn mqtt_connected(&self) -> bool {
         self.mqtt_connected.load(Ordering::Relaxed)
-    }
-}
-
-/// One open live stream, counted in `wtf_sse_clients` while it lives.
-#[must_use = "the client is counted only while the guard lives"]
-pub struct SseClient<'a>(&'a AtomicI64);
-
-impl Drop for SseClient<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -143,17 +119,5 @@ mod tests {
         assert_eq!(telemetry.cleared().get(&(AnomalyKind::Spike, pressure)), Some(&1));
         telemetry.summary_published(SummaryAuthor::Fallback);
         assert_eq!(telemetry.summaries()[1], (SummaryAuthor::Fallback, 1));
-    }
-
-    #[test]
-    fn a_live_stream_counts_while_it_is_open() {
-        let telemetry = Telemetry::default();
-        let first = telemetry.sse_client();
-        let second = telemetry.sse_client();
-        assert_eq!(telemetry.sse_clients(), 2);
-        drop(first);
-        assert_eq!(telemetry.sse_clients(), 1);
-        drop(second);
-        assert_eq!(telemetry.sse_clients(), 0);
     }
 }

@@ -360,3 +360,21 @@ async fn status_tells_when_a_detector_is_down() {
     assert!(status().detector_active, "back after its restart");
     plant.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_the_open_window_is_summarised_with_every_anomaly_raised_before_it() {
+    let plant = Plant::start(busy_plant()).await;
+    // The first window closes at 15 s, the next would at 75 s: stop at 70 s, mid-window.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert_eq!(plant.store.summaries.recent(10).len(), 1);
+    let store = Arc::clone(&plant.store);
+    plant.stop().await;
+    let summaries = store.summaries.recent(10);
+    assert_eq!(summaries.len(), 2, "the open window is published at the stop");
+    let (last, first) = (&summaries[0], &summaries[1]);
+    assert_eq!(last.window_start, first.window_end);
+    assert!(last.window_end >= plant_opening() + chrono::TimeDelta::seconds(70), "{}", last.window_end);
+    let summarised = first.anomaly_count + last.anomaly_count;
+    assert_eq!(summarised, all_anomalies(&store).len() as u64, "every anomaly is in a published window");
+    assert!(last.anomaly_count > 0, "a busy minute raises anomalies");
+}

@@ -2,9 +2,12 @@
 //!
 //! - `docker-compose.yml` and `docker-compose.gpu.yml`: parsed as YAML and checked for structure
 //!   (no Docker engine is assumed, so nothing is started): which services exist, what is
-//!   published, health checks, start order, volumes, and that every `WTF_…` variable is a real
-//!   config key that the daemon's own loader accepts.
+//!   published, health checks, start order, volumes, pinned images, and that every `WTF_…`
+//!   variable is a real config key that the daemon's own loader accepts.
 //! - `Dockerfile` and `.dockerignore`: read as instructions: stages, user, health check, ports.
+//!
+//! `cargo test --test deploy` runs all of these for real: the unit under a booted systemd, the
+//! image built and the stack brought up by a Docker engine.
 //! - `systemd/wtf-monitor.service`: its keys, then `systemd-analyze verify` and
 //!   `systemd-analyze security --offline=true` on a copy pointed at the freshly built binary,
 //!   when `systemd-analyze` is installed (the test says so and passes when it is not).
@@ -20,7 +23,9 @@ use serde_norway::Value;
 use wtf_monitor::config::{Config, ConfigSource, LogFormat, SYSTEM_CONFIG_PATH};
 
 const API_PORT: u16 = 8000;
-const SERVICES: [&str; 4] = ["wtf-monitor", "redis", "ollama", "ollama-init"];
+const SERVICES: [&str; 6] = ["check-config", "wtf-monitor", "redis", "ollama", "ollama-init", "mosquitto"];
+/// The hard limit on open files of small hosts and containers seen running the daemon.
+const HOST_OPEN_FILES_HARD_LIMIT: u64 = 20_000;
 
 fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -37,8 +42,12 @@ fn reference_config() -> toml::Table {
 
 // --- docker-compose ---------------------------------------------------------------------------
 
+/// The file as Compose reads it: YAML with its merge keys (`<<: *anchor`) applied.
 fn parse_yaml(relative: &str) -> Value {
-    serde_norway::from_str(&read(relative)).unwrap_or_else(|err| panic!("{relative} is not valid YAML: {err}"))
+    let mut document: Value =
+        serde_norway::from_str(&read(relative)).unwrap_or_else(|err| panic!("{relative} is not valid YAML: {err}"));
+    document.apply_merge().unwrap_or_else(|err| panic!("{relative}: a merge key does not resolve: {err}"));
+    document
 }
 
 fn compose() -> Value {
@@ -99,8 +108,26 @@ fn environment(service: &Value) -> Vec<(String, String)> {
     }
 }
 
+/// `text` as Compose reads it with no variables set: `${NAME:-default}` and `${NAME-default}`
+/// give their default, `${NAME}` nothing.
+fn with_defaults(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').map(|end| start + end).expect("a closing brace");
+        let inner = &rest[start + 2..end];
+        let default = inner.split_once(":-").or_else(|| inner.split_once('-')).map(|(_, default)| default);
+        out.push_str(default.unwrap_or(""));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Every port a service publishes on the host, as "host_port->container_port" (host port
-/// "random" when Docker picks it), from both the short and the long `ports` syntax.
+/// "random" when Docker picks it), from both the short and the long `ports` syntax, with
+/// variables at their defaults.
 fn published_ports(service: &Value) -> Vec<String> {
     let Some(entries) = service["ports"].as_sequence() else { return Vec::new() };
     entries
@@ -108,6 +135,7 @@ fn published_ports(service: &Value) -> Vec<String> {
         .map(|entry| match entry {
             Value::Number(container) => format!("random->{container}"),
             Value::String(short) => {
+                let short = &with_defaults(short);
                 // [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTOCOL]
                 let without_protocol = short.split('/').next().unwrap_or(short);
                 let mut parts = without_protocol.rsplitn(3, ':');
@@ -153,19 +181,50 @@ fn is_long_running(service: &Value) -> bool {
 }
 
 #[test]
-fn compose_defines_the_four_services_in_the_compose_spec_format() {
+fn compose_defines_its_services_in_a_form_both_compose_tools_read() {
     let compose = compose();
     assert!(
         compose.get("version").is_none(),
         "the Compose spec has no `version:` key (Compose v2 warns that it is obsolete)"
     );
+    assert!(
+        compose.get("name").is_none(),
+        "no top-level `name:`: docker-compose 1.29 (Debian 12's) refuses the whole file for it"
+    );
     let expected: BTreeSet<String> = SERVICES.iter().map(|name| name.to_string()).collect();
     assert_eq!(service_names(&compose), expected);
     assert_eq!(service(&compose, "wtf-monitor")["build"].as_str(), Some("."), "the daemon is built from this repo");
-    assert_eq!(service(&compose, "redis")["image"].as_str(), Some("redis:7-alpine"));
-    for name in ["ollama", "ollama-init"] {
+    for (name, repository) in [
+        ("redis", "redis"),
+        ("ollama", "ollama/ollama"),
+        ("ollama-init", "ollama/ollama"),
+        ("mosquitto", "eclipse-mosquitto"),
+    ] {
         let image = service(&compose, name)["image"].as_str().unwrap_or_default();
-        assert!(image.starts_with("ollama/ollama"), "{name} runs the ollama/ollama image, not {image:?}");
+        assert!(image.starts_with(&format!("{repository}:")), "{name} runs the {repository} image, not {image:?}");
+    }
+    assert_eq!(
+        service(&compose, "ollama")["image"],
+        service(&compose, "ollama-init")["image"],
+        "the model is pulled by the same Ollama that serves it"
+    );
+}
+
+#[test]
+fn every_pulled_image_is_pinned_to_a_version() {
+    let compose = compose();
+    for name in service_names(&compose) {
+        let service = service(&compose, &name);
+        if service.get("build").is_some() {
+            continue; // built here, from this repository
+        }
+        let image = service["image"].as_str().unwrap_or_else(|| panic!("{name} has no image"));
+        let tag = image.rsplit_once(':').map(|(_, tag)| tag).unwrap_or("latest");
+        let version = tag.split('-').next().unwrap_or_default();
+        assert!(
+            version.split('.').count() == 3 && version.split('.').all(|part| part.parse::<u32>().is_ok()),
+            "{name}: {image} is not pinned to a version (MAJOR.MINOR.PATCH): a redeploy could run something untested"
+        );
     }
 }
 
@@ -204,7 +263,7 @@ fn every_long_running_service_has_a_healthcheck() {
     let compose = compose();
     let long_running: Vec<String> =
         service_names(&compose).into_iter().filter(|name| is_long_running(service(&compose, name))).collect();
-    assert_eq!(long_running, ["ollama", "redis", "wtf-monitor"], "which services stay up");
+    assert_eq!(long_running, ["mosquitto", "ollama", "redis", "wtf-monitor"], "which services stay up");
 
     for name in &long_running {
         let healthcheck = &service(&compose, name)["healthcheck"];
@@ -231,6 +290,10 @@ fn the_api_waits_for_a_healthy_redis_but_only_for_ollama_to_start() {
     let compose = compose();
     let api = service(&compose, "wtf-monitor");
     assert_eq!(depends_on_condition(api, "redis"), Some("service_healthy"));
+    assert!(
+        api["depends_on"].get("mosquitto").is_none(),
+        "the broker is optional (a profile): depending on it breaks `up` without the profile"
+    );
     assert_eq!(
         depends_on_condition(api, "ollama"),
         Some("service_started"),
@@ -360,6 +423,63 @@ fn compose_environment_gives_the_daemon_a_valid_config() {
 }
 
 #[test]
+fn the_config_check_sees_what_the_daemon_gets_and_gates_its_start() {
+    let compose = compose();
+    let check = service(&compose, "check-config");
+    let daemon = service(&compose, "wtf-monitor");
+    for key in ["image", "environment", "read_only", "cap_drop", "security_opt", "ulimits"] {
+        assert_eq!(check[key], daemon[key], "check-config and wtf-monitor differ in `{key}`");
+    }
+    let script = [strings(&check["entrypoint"]), strings(&check["command"])].concat().join(" ");
+    assert!(
+        script.contains(&format!("wtf-monitor check-config --config {SYSTEM_CONFIG_PATH}")),
+        "check-config does not check the file the daemon reads: {script}"
+    );
+    assert_eq!(check["restart"], Value::String("no".into()), "a one-shot, quoted \"no\"");
+    assert!(published_ports(check).is_empty());
+    assert_eq!(
+        depends_on_condition(daemon, "check-config"),
+        Some("service_completed_successfully"),
+        "an invalid config must stop `up` before the daemon starts, not make Docker restart it forever"
+    );
+}
+
+#[test]
+fn the_broker_is_optional_and_unpublished_and_the_daemon_knows_its_address() {
+    let compose = compose();
+    let broker = service(&compose, "mosquitto");
+    assert_eq!(strings(&broker["profiles"]), ["mqtt"], "the broker starts only with `--profile mqtt`");
+    for name in service_names(&compose).into_iter().filter(|name| name != "mosquitto") {
+        assert!(service(&compose, &name).get("profiles").is_none(), "{name} must start without a profile");
+    }
+    assert!(published_ports(broker).is_empty(), "an anonymous broker must not be published");
+    let command = strings(&broker["command"]).join(" ");
+    assert!(
+        command.contains("/mosquitto-no-auth.conf"),
+        "mosquitto 2 listens on localhost only unless told: {command}"
+    );
+    // The daemon's MQTT client reads [mqtt] url; until it does, the variable waits commented.
+    assert!(
+        read("docker-compose.yml").contains("# WTF_MQTT__URL: \"mqtt://mosquitto:1883\""),
+        "the daemon's environment does not name the broker"
+    );
+}
+
+#[test]
+fn open_files_are_bounded_alike_by_the_unit_and_the_container() {
+    let unit: u64 = service_value(&unit_entries(), "LimitNOFILE")
+        .expect("[Service] LimitNOFILE")
+        .parse()
+        .expect("LimitNOFILE is one number");
+    let compose = compose();
+    let nofile = &service(&compose, "wtf-monitor")["ulimits"]["nofile"];
+    let soft = nofile["soft"].as_u64().expect("ulimits.nofile.soft");
+    let hard = nofile["hard"].as_u64().expect("ulimits.nofile.hard");
+    assert_eq!((soft, hard), (unit, unit), "the container's open-files limit is the unit's");
+    assert!(unit <= HOST_OPEN_FILES_HARD_LIMIT, "{unit} open files is more than small hosts allow");
+}
+
+#[test]
 fn the_gpu_override_reserves_nvidia_gpus_for_ollama_only() {
     let gpu = parse_yaml("docker-compose.gpu.yml");
     assert!(gpu.get("version").is_none());
@@ -412,10 +532,34 @@ fn dockerfile() -> Vec<Instruction> {
     instructions
 }
 
-/// The instructions of the last stage (from its `FROM` on).
-fn final_stage(instructions: &[Instruction]) -> &[Instruction] {
-    let start = instructions.iter().rposition(|i| i.keyword == "FROM").expect("a FROM");
-    &instructions[start..]
+/// One build stage: what it starts from, its name, and its instructions after the `FROM`.
+struct Stage<'a> {
+    base: String,
+    name: String,
+    instructions: &'a [Instruction],
+}
+
+fn stages(instructions: &[Instruction]) -> Vec<Stage<'_>> {
+    let starts: Vec<usize> =
+        instructions.iter().enumerate().filter(|(_, i)| i.keyword == "FROM").map(|(at, _)| at).collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(index, &start)| {
+            let end = starts.get(index + 1).copied().unwrap_or(instructions.len());
+            let from = &instructions[start].arguments;
+            let words: Vec<&str> = from.split_whitespace().filter(|word| !word.starts_with("--")).collect();
+            let name = match words.as_slice() {
+                [_, as_, name] if as_.eq_ignore_ascii_case("as") => name.to_string(),
+                _ => panic!("every stage is named (FROM image AS name): FROM {from}"),
+            };
+            Stage { base: words[0].to_owned(), name, instructions: &instructions[start + 1..end] }
+        })
+        .collect()
+}
+
+fn stage<'a>(stages: &'a [Stage<'a>], name: &str) -> &'a Stage<'a> {
+    stages.iter().find(|stage| stage.name == name).unwrap_or_else(|| panic!("no stage named {name}"))
 }
 
 /// The JSON (exec) form of CMD, ENTRYPOINT or HEALTHCHECK's CMD.
@@ -427,33 +571,98 @@ fn arguments_of<'a>(stage: &'a [Instruction], keyword: &str) -> Vec<&'a str> {
     stage.iter().filter(|i| i.keyword == keyword).map(|i| i.arguments.as_str()).collect()
 }
 
-#[test]
-fn the_image_is_built_in_one_stage_and_run_from_another() {
-    let instructions = dockerfile();
-    let stages: Vec<&str> = arguments_of(&instructions, "FROM");
-    assert!(stages.len() >= 2, "a multi-stage build: {stages:?}");
-    let builder_name =
-        stages[0].rsplit_once(" AS ").or_else(|| stages[0].rsplit_once(" as ")).map(|(_, name)| name.trim());
-    let builder_name = builder_name.expect("the first stage is named (FROM … AS builder)");
-    assert!(stages[0].starts_with("rust:"), "the builder is an official Rust image: {}", stages[0]);
+/// `(sources, destination)` of each COPY of `stage` that reads the build context (not another
+/// stage), flags left out.
+fn context_copies(stage: &[Instruction]) -> Vec<(Vec<String>, String)> {
+    arguments_of(stage, "COPY")
+        .into_iter()
+        .filter(|copy| !copy.contains("--from="))
+        .map(|copy| {
+            let words: Vec<String> =
+                copy.split_whitespace().filter(|word| !word.starts_with("--")).map(str::to_owned).collect();
+            let (destination, sources) = words.split_last().expect("COPY SOURCE... DESTINATION");
+            (sources.to_vec(), destination.clone())
+        })
+        .collect()
+}
 
-    let build =
-        arguments_of(&instructions, "RUN").into_iter().find(|run| run.contains("cargo build")).expect("a cargo build");
+/// The runtime stages both start from the base that holds everything but the binary.
+const RUNTIME_BASE: &str = "runtime-base";
+/// `docker build` with no --target builds the last stage: the full multi-stage build.
+const FULL_BUILD: &str = "runtime";
+/// `docker build --target runtime-prebuilt` packages a binary built beforehand.
+const PREBUILT: &str = "runtime-prebuilt";
+const INSTALLED_BINARY: &str = "/usr/local/bin/wtf-monitor";
+
+#[test]
+fn the_dockerfile_needs_no_frontend_image() {
+    // A `# syntax=` directive makes BuildKit pull that frontend from a registry before reading
+    // anything else: the build fails on a host without one.
+    let text = read("Dockerfile");
+    let directives = text.lines().take_while(|line| line.starts_with('#') && line.contains('='));
+    for line in directives {
+        let key = line.trim_start_matches('#').split('=').next().unwrap_or_default().trim().to_lowercase();
+        assert_ne!(key, "syntax", "Dockerfile: {line}");
+    }
+}
+
+#[test]
+fn the_default_build_compiles_in_one_stage_and_runs_from_another() {
+    let instructions = dockerfile();
+    let stages = stages(&instructions);
+    let last = stages.last().expect("a stage");
+    assert_eq!(last.name, FULL_BUILD, "the default target (the last stage) is the full build");
+    assert_eq!(last.base, RUNTIME_BASE);
+
+    let builder =
+        stages.iter().find(|stage| stage.base.starts_with("rust:")).expect("a stage FROM an official Rust image");
+    let build = arguments_of(builder.instructions, "RUN")
+        .into_iter()
+        .find(|run| run.contains("cargo build"))
+        .expect("the builder runs cargo build");
     for flag in ["--release", "--locked"] {
         assert!(build.contains(flag), "cargo build without {flag}: {build}");
     }
-
-    let last = final_stage(&instructions);
-    assert!(!last[0].arguments.starts_with("rust:"), "the runtime stage must not carry the toolchain");
-    let copies = arguments_of(last, "COPY");
+    let copies = arguments_of(last.instructions, "COPY");
     assert!(
-        copies.iter().any(
-            |copy| copy.contains(&format!("--from={builder_name}")) && copy.ends_with("/usr/local/bin/wtf-monitor")
-        ),
-        "the binary is copied from the builder to /usr/local/bin: {copies:?}"
+        copies
+            .iter()
+            .any(|copy| copy.contains(&format!("--from={}", builder.name)) && copy.ends_with(INSTALLED_BINARY)),
+        "the binary is copied from the builder to {INSTALLED_BINARY}: {copies:?}"
     );
+    assert!(stage(&stages, RUNTIME_BASE).base.starts_with("debian:"), "the runtime must not carry the toolchain");
+}
+
+#[test]
+fn the_prebuilt_target_packages_a_host_binary_without_compiling() {
+    let instructions = dockerfile();
+    let stages = stages(&instructions);
+    let prebuilt = stage(&stages, PREBUILT);
+    assert_eq!(prebuilt.base, RUNTIME_BASE, "the same runtime as the full build");
+    assert!(arguments_of(prebuilt.instructions, "RUN").is_empty(), "{PREBUILT} runs nothing: it only copies");
+    let position = |name: &str| stages.iter().position(|stage| stage.name == name);
+    let builder = stages.iter().position(|stage| stage.base.starts_with("rust:"));
     assert!(
-        copies.iter().any(|copy| copy.contains("config/wtf-monitor.toml") && copy.ends_with(SYSTEM_CONFIG_PATH)),
+        position(PREBUILT) < builder,
+        "the classic builder runs every stage before --target, so the builder must come after {PREBUILT}"
+    );
+
+    let args = arguments_of(prebuilt.instructions, "ARG");
+    let default = args.iter().find_map(|arg| arg.strip_prefix("BINARY=")).expect("ARG BINARY=<default path>");
+    assert_eq!(default, "target/release/wtf-monitor", "the default is where `cargo build --release` puts it");
+    assert_eq!(context_copies(prebuilt.instructions), [(vec!["${BINARY}".to_owned()], INSTALLED_BINARY.to_owned())]);
+    assert!(!dockerignore_excludes(default), ".dockerignore keeps {default} out of the context");
+    assert!(dockerignore_excludes("target/release/deps/wtf_monitor.d"), "the rest of target/ stays out");
+    assert!(dockerignore_excludes("target/debug/wtf-monitor"));
+}
+
+#[test]
+fn the_runtime_installs_the_reference_config() {
+    let instructions = dockerfile();
+    let stages = stages(&instructions);
+    let copies = context_copies(stage(&stages, RUNTIME_BASE).instructions);
+    assert!(
+        copies.contains(&(vec!["config/wtf-monitor.toml".to_owned()], SYSTEM_CONFIG_PATH.to_owned())),
         "the reference config is installed at {SYSTEM_CONFIG_PATH}: {copies:?}"
     );
 }
@@ -461,8 +670,9 @@ fn the_image_is_built_in_one_stage_and_run_from_another() {
 #[test]
 fn the_image_runs_as_a_fixed_non_root_user() {
     let instructions = dockerfile();
-    let users = arguments_of(final_stage(&instructions), "USER");
-    let user = users.last().expect("the final stage sets USER");
+    let stages = stages(&instructions);
+    let users = arguments_of(stage(&stages, RUNTIME_BASE).instructions, "USER");
+    let user = users.last().expect("the runtime base sets USER");
     let (uid, gid) = user.split_once(':').unwrap_or((user, ""));
     let uid: u32 = uid
         .parse()
@@ -471,56 +681,87 @@ fn the_image_runs_as_a_fixed_non_root_user() {
     if !gid.is_empty() {
         assert_ne!(gid, "0", "USER {user}: the group must not be root");
     }
+    for target in [FULL_BUILD, PREBUILT] {
+        assert!(arguments_of(stage(&stages, target).instructions, "USER").is_empty(), "{target} changes the user");
+    }
 }
 
 #[test]
 fn the_image_exposes_the_api_checks_its_health_and_starts_the_daemon() {
     let instructions = dockerfile();
-    let last = final_stage(&instructions);
+    let stages = stages(&instructions);
+    let base = stage(&stages, RUNTIME_BASE).instructions;
 
-    let exposed: Vec<&str> = arguments_of(last, "EXPOSE").iter().flat_map(|ports| ports.split_whitespace()).collect();
+    let exposed: Vec<&str> = arguments_of(base, "EXPOSE").iter().flat_map(|ports| ports.split_whitespace()).collect();
     assert!(exposed.iter().any(|port| *port == "8000" || *port == "8000/tcp"), "EXPOSE 8000: {exposed:?}");
 
-    let healthcheck = arguments_of(last, "HEALTHCHECK");
+    let healthcheck = arguments_of(base, "HEALTHCHECK");
     let healthcheck = healthcheck.last().expect("a HEALTHCHECK");
     let (_, command) = healthcheck.split_once("CMD").expect("HEALTHCHECK … CMD [...]");
     assert_eq!(
         exec_form(command.trim()),
         ["wtf-monitor", "healthcheck"],
-        "the binary is its own probe: no curl in the image"
+        "the binary is its own probe (no curl in the image), and finds the address in its config"
     );
 
-    assert_eq!(arguments_of(last, "STOPSIGNAL").last().copied(), Some("SIGTERM"));
-    assert_eq!(exec_form(arguments_of(last, "ENTRYPOINT").last().expect("ENTRYPOINT")), ["wtf-monitor"]);
-    assert_eq!(exec_form(arguments_of(last, "CMD").last().expect("CMD")), ["--config", SYSTEM_CONFIG_PATH]);
+    assert_eq!(arguments_of(base, "STOPSIGNAL").last().copied(), Some("SIGTERM"));
+    assert_eq!(exec_form(arguments_of(base, "ENTRYPOINT").last().expect("ENTRYPOINT")), ["wtf-monitor"]);
+    assert_eq!(exec_form(arguments_of(base, "CMD").last().expect("CMD")), ["--config", SYSTEM_CONFIG_PATH]);
+}
+
+/// The patterns of .dockerignore, in order.
+fn dockerignore() -> Vec<String> {
+    read(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether .dockerignore leaves `path` out of the build context: the last pattern that matches
+/// decides, a `!pattern` letting it back in (as Docker reads the file).
+fn dockerignore_excludes(path: &str) -> bool {
+    let mut excluded = false;
+    for pattern in dockerignore() {
+        let (keep, pattern) = match pattern.strip_prefix('!') {
+            Some(pattern) => (true, pattern.to_owned()),
+            None => (false, pattern),
+        };
+        let pattern = pattern.trim_end_matches('/');
+        let matches = |candidate: &str| candidate == pattern || candidate.starts_with(&format!("{pattern}/"));
+        let hit = match pattern.strip_prefix("**/") {
+            // At any depth: the path, or any of its tails after a '/'.
+            Some(tail) => {
+                let tails = std::iter::once(path).chain(path.match_indices('/').map(|(at, _)| &path[at + 1..]));
+                tails.into_iter().any(|candidate| candidate == tail || candidate.starts_with(&format!("{tail}/")))
+            }
+            None => matches(path),
+        };
+        if hit {
+            excluded = !keep;
+        }
+    }
+    excluded
 }
 
 #[test]
 fn the_build_context_holds_what_the_dockerfile_copies_and_nothing_heavy() {
-    let ignore = read(".dockerignore");
-    let patterns: Vec<&str> =
-        ignore.lines().map(str::trim).filter(|line| !line.is_empty() && !line.starts_with('#')).collect();
-    for heavy in ["target", ".git"] {
-        assert!(
-            patterns.iter().any(|pattern| pattern.trim_end_matches('/') == heavy),
-            ".dockerignore must exclude {heavy}/: {patterns:?}"
-        );
+    for heavy in ["target", "target/debug", ".git"] {
+        assert!(dockerignore_excludes(heavy), ".dockerignore must exclude {heavy}/");
     }
-
     let instructions = dockerfile();
-    for copy in arguments_of(&instructions, "COPY") {
-        let words: Vec<&str> = copy.split_whitespace().filter(|word| !word.starts_with("--")).collect();
-        if copy.contains("--from=") || words.len() < 2 {
-            continue;
-        }
-        for source in &words[..words.len() - 1] {
-            let source = source.trim_end_matches('/');
-            assert!(repo_path(source).exists(), "COPY {source}: no such file in the repository");
-            let excluded = patterns.iter().any(|pattern| {
-                let pattern = pattern.trim_end_matches('/');
-                !pattern.starts_with('!') && (source == pattern || source.starts_with(&format!("{pattern}/")))
-            });
-            assert!(!excluded, "COPY {source}: excluded from the build context by .dockerignore");
+    for stage in stages(&instructions) {
+        for (sources, _) in context_copies(stage.instructions) {
+            // ${BINARY} is cargo's output, checked with the prebuilt target.
+            for source in sources.iter().filter(|source| !source.contains('$')) {
+                let source = source.trim_end_matches('/');
+                assert!(repo_path(source).exists(), "COPY {source}: no such file in the repository");
+                assert!(
+                    !dockerignore_excludes(source),
+                    "COPY {source}: excluded from the build context by .dockerignore"
+                );
+            }
         }
     }
 }
@@ -529,13 +770,11 @@ fn the_build_context_holds_what_the_dockerfile_copies_and_nothing_heavy() {
 fn what_the_builder_copies_is_enough_for_cargo_to_read_the_package() {
     // The manifest names its bench and binary by path: a copy that leaves one out fails to build.
     let instructions = dockerfile();
+    let stages = stages(&instructions);
+    let builder = stages.iter().find(|stage| stage.base.starts_with("rust:")).expect("a builder stage");
     let context = tempfile::tempdir().expect("a temporary directory");
-    for copy in arguments_of(&instructions, "COPY") {
-        let words: Vec<&str> = copy.split_whitespace().filter(|word| !word.starts_with("--")).collect();
-        if copy.contains("--from=") || words.len() < 2 {
-            continue;
-        }
-        for source in &words[..words.len() - 1] {
+    for (sources, _) in context_copies(builder.instructions) {
+        for source in sources {
             copy_tree(&repo_path(source.trim_end_matches('/')), &context.path().join(source.trim_end_matches('/')));
         }
     }
@@ -604,7 +843,7 @@ fn the_unit_notifies_reloads_and_restarts_as_the_daemon_expects() {
     expect("Type", "notify");
     expect("NotifyAccess", "main");
     expect("ExecStart", &format!("/usr/local/bin/wtf-monitor --config {SYSTEM_CONFIG_PATH}"));
-    expect("ExecReload", "/bin/kill -HUP $MAINPID");
+    expect("ExecReload", "/bin/sh -c 'kill -HUP $$MAINPID'");
     expect("Restart", "on-failure");
     expect("WatchdogSec", "30s");
     expect("DynamicUser", "yes");

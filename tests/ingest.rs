@@ -178,7 +178,12 @@ async fn a_full_queue_is_a_429_and_what_was_taken_is_not_lost() {
     // The detector is down for its 3 s backoff: its queue fills and then refuses.
     let failed = daemon.request(reqwest::Method::POST, "/debug/fail/detector:wtf-pipe-1:pressure").await;
     assert_eq!(failed.status, 202);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon
+        .wait_for("the detector to be down", Duration::from_secs(5), || async {
+            let (_, status) = daemon.get_json("/status").await;
+            (status["actors"]["detector:wtf-pipe-1:pressure"]["alive"] == false).then_some(())
+        })
+        .await;
     let readings: Vec<Value> = (0..20)
         .map(|i| {
             let pressure = if i % 2 == 0 { 4.5 } else { 2.0 };

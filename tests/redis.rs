@@ -125,7 +125,7 @@ fn summary(at: DateTime<Utc>, text: &str) -> Summary {
         summary: text.into(),
         timestamp: at,
         generated_by: SummaryAuthor::Fallback,
-        model: "llama3.2:1b".into(),
+        model: Some("llama3.2:1b".into()),
         anomaly_count: 3,
         window_start: at - TimeDelta::seconds(60),
         window_end: at,

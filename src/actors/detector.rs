@@ -8,9 +8,12 @@
 //! The values and the episode state live in the inbox, not in the actor: a detector restarted
 //! after a crash finds the values queued before and during its restart, and carries on with the
 //! episodes its predecessor had open, so it neither loses a reading nor raises an anomaly twice.
-//! Values are taken out and run through the state machine under the inbox's lock, and what they
-//! raise or clear is recorded before the lock is let go, so a crash cannot separate "the state
-//! says raised" from "the anomaly is recorded".
+//! While it runs, values that find nothing waiting are handled in the inbox by whoever hands
+//! them in (see [`crate::ingress`]); the actor drains what waited (after a restart), keeps the
+//! dropout timer, and puts reloads and death certificates in force. Either way values are run
+//! through the state machine under the inbox's lock, and what they raise or clear is recorded
+//! before the lock is let go, so a crash cannot separate "the state says raised" from "the
+//! anomaly is recorded".
 //!
 //! The dropout timer is one `send_after` at a time, aimed at the silence deadline; a reading
 //! does not re-arm it (that would start a timer task per reading), it only moves the deadline,
@@ -26,9 +29,9 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
 use crate::clock::Clock;
-use crate::detection::{Rejection, Rules};
+use crate::detection::Rules;
 use crate::domain::Transition;
-use crate::ingress::{Inbox, InboxState};
+use crate::ingress::{Inbox, record};
 use crate::store::Store;
 
 /// Values handled per `Wake` before the detector lets other messages (its timer, a reload, a
@@ -65,8 +68,6 @@ pub struct DetectorState {
     clock: Clock,
     /// The `CheckSilence` on its way, if any; only one is ever pending.
     timer: Option<AbortOnDropHandle<Result<(), ractor::MessagingErr<DetectorMsg>>>>,
-    /// Values refused by the state machine (the ingress refuses almost all bad ones first).
-    refused: u64,
 }
 
 impl Actor for Detector {
@@ -79,14 +80,7 @@ impl Actor for Detector {
         _myself: ActorRef<DetectorMsg>,
         args: DetectorArgs,
     ) -> Result<DetectorState, ActorProcessingErr> {
-        Ok(DetectorState {
-            inbox: args.inbox,
-            rules: args.rules,
-            store: args.store,
-            clock: args.clock,
-            timer: None,
-            refused: 0,
-        })
+        Ok(DetectorState { inbox: args.inbox, rules: args.rules, store: args.store, clock: args.clock, timer: None })
     }
 
     async fn post_start(
@@ -94,7 +88,7 @@ impl Actor for Detector {
         myself: ActorRef<DetectorMsg>,
         state: &mut DetectorState,
     ) -> Result<(), ActorProcessingErr> {
-        state.inbox.attach(myself.clone());
+        state.inbox.attach(myself.clone(), state.rules.clone(), Arc::clone(&state.store));
         // What queued while no detector ran (a restart) is handled first.
         state.on_wake(&myself);
         Ok(())
@@ -141,18 +135,11 @@ impl DetectorState {
 
     /// Runs at most `max` queued values through the state machine; true if more wait.
     fn drain(&mut self, max: usize) -> bool {
-        let now = self.clock.now();
         let inbox = Arc::clone(&self.inbox);
         let mut state = inbox.lock();
         for _ in 0..max {
             let Some(sample) = state.pop() else { break };
-            match state.detector.observe(&self.rules, sample.timestamp, sample.value, sample.arrival) {
-                Ok(transitions) => record(&self.store, transitions, now),
-                Err(rejection) => {
-                    self.refused += 1;
-                    refused(&state, rejection, sample.timestamp, self.refused);
-                }
-            }
+            state.handle(sample);
         }
         let more = state.queued() > 0;
         drop(state);
@@ -185,6 +172,7 @@ impl DetectorState {
     }
 
     fn on_set_rules(&mut self, myself: &ActorRef<DetectorMsg>, rules: Rules) {
+        self.inbox.set_rules(rules.clone());
         self.rules = rules;
         // A shorter timeout moves the deadline earlier than the timer on its way.
         self.arm_timer(myself);
@@ -195,33 +183,13 @@ impl DetectorState {
     /// next reading arms it.
     fn arm_timer(&mut self, myself: &ActorRef<DetectorMsg>) {
         self.timer = None;
-        let Some(deadline) = self.inbox.lock().detector.silence_deadline(&self.rules) else { return };
+        let mut inbox = self.inbox.lock();
+        // Told to the inbox, so a value handled there wakes this actor when no timer runs.
+        let deadline = inbox.detector.silence_deadline(&self.rules);
+        inbox.set_timer_armed(deadline.is_some());
+        drop(inbox);
+        let Some(deadline) = deadline else { return };
         let wait = (deadline - self.clock.now()).to_std().unwrap_or_default() + Duration::from_millis(1);
         self.timer = Some(AbortOnDropHandle::new(myself.send_after(wait, || DetectorMsg::CheckSilence)));
-    }
-}
-
-fn refused(state: &InboxState, rejection: Rejection, timestamp: DateTime<Utc>, count: u64) {
-    let (sensor_id, parameter) = (state.detector.sensor_id(), state.detector.parameter());
-    tracing::debug!(
-        component = %"detector", %sensor_id, %parameter, %timestamp, ?rejection, refused = count,
-        "value refused by the detector"
-    );
-}
-
-fn record(store: &Store, transitions: Vec<Transition>, now: DateTime<Utc>) {
-    for transition in transitions {
-        match &transition {
-            Transition::Raised(anomaly) => tracing::info!(
-                component = %"detector", sensor_id = %anomaly.sensor_id, parameter = %anomaly.parameter,
-                kind = %anomaly.kind, value = anomaly.value, id = %anomaly.id, detail = %anomaly.message,
-                "anomaly raised"
-            ),
-            Transition::Cleared(cleared) => tracing::debug!(
-                component = %"detector", sensor_id = %cleared.sensor_id, parameter = %cleared.parameter,
-                kind = %cleared.kind, id = %cleared.anomaly_id, "episode cleared"
-            ),
-        }
-        store.record(transition, now);
     }
 }

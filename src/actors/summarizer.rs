@@ -2,7 +2,8 @@
 //!
 //! Messages: `Tick` from its own one-second timer (it follows the store's new anomalies and
 //! decides whether a summary is due); `Worded` from the task that called the model; `Pulled`
-//! from the task that asked Ollama for a missing model; `SetConfig` on reload; `InjectFault`.
+//! from the task that asked Ollama for a missing model; `SetConfig` on reload; `Flush` from the
+//! supervisor at shutdown; `InjectFault`.
 //!
 //! Cadence: the first summary within 30 s of start (its window closes at 15 s and the model gets
 //! 15 s), then every `llm.interval`, the model getting what is left of 3 minutes before the
@@ -10,20 +11,37 @@
 //! `llm.burst_anomalies` new anomalies have arrived, but never closer together than
 //! `llm.min_interval`, so a flood cannot make it call the model back to back.
 //!
-//! The daemon computes the facts ([`crate::summary`]); the model only words them. The call runs
-//! in a spawned task with a hard timeout, so a slow model never stalls this mailbox; while it
-//! runs, new anomalies go into the next window. Whenever the model is disabled, unreachable,
-//! slow, missing, or writes something the facts do not support, the template writes the summary
-//! from the same facts (`generated_by: "fallback"`), `/status` shows the model inactive with the
-//! reason, and calls resume after a backoff, by themselves.
+//! The daemon computes the facts ([`crate::summary`]); the model fills in a form of choices built
+//! from them and the daemon writes the note ([`crate::wording`]). The call runs in a spawned task
+//! with a hard timeout, so a slow model never stalls this mailbox; while it runs, new anomalies
+//! go into the next window. Whenever the model is disabled, unreachable, slow, missing, or its
+//! answer is refused, the template writes the summary from the same facts
+//! (`generated_by: "fallback"`) and `/status` says which of these it was.
+//!
+//! Failure policy — what survives this actor, and what does not:
+//!
+//! - **The cursor moves only when a summary is published.** `summarized_through` in the store is
+//!   the last anomaly of the last *published* window; a summarizer that crashes while the model
+//!   is thinking leaves it where it was, and its successor summarises that window again (with
+//!   what came since).
+//! - **Nothing outlives the actor.** The model call and the pull are held as
+//!   [`AbortOnDropHandle`]s in the state: when the actor stops or crashes, they are aborted (the
+//!   connection dropped), so an orphaned answer can neither arrive nor keep Ollama busy.
+//! - **The backoff outlives it.** Failed calls in a row and when to call again are kept in the
+//!   store ([`LlmRetry`]), so a summarizer restarted in a crash loop does not call a failing
+//!   model at every start.
+//! - **A stop is graceful.** `Flush` closes the open window and publishes it (the model gets at
+//!   most [`FLUSH_ANSWER`], then the template), and the summarizer takes no further window; the
+//!   supervisor sends it after the detectors have drained and before the mirror does, so the
+//!   last window reaches Redis.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
 use crate::clock::Clock;
@@ -34,8 +52,9 @@ use crate::health::LlmState;
 use crate::ingress::Ingress;
 use crate::journal::Event;
 use crate::llm::{LlmClient, LlmError};
-use crate::store::Store;
+use crate::store::{LlmRetry, Store};
 use crate::summary::{self, Condition, Facts, FactsBuilder};
+use crate::wording::{self, Attempt, Failure};
 
 /// How often the summarizer looks at the store.
 const TICK: Duration = Duration::from_secs(1);
@@ -48,6 +67,8 @@ const FIRST_ANSWER: Duration = Duration::from_secs(15);
 /// writes that window's summary instead.
 const LONGEST_GAP: Duration = Duration::from_secs(180);
 const LEAST_ANSWER: Duration = Duration::from_secs(5);
+/// At a stop, the model gets this long to word the last window before the template does.
+pub const FLUSH_ANSWER: Duration = Duration::from_secs(2);
 /// Anomalies taken from the store per tick; a flood is summarised over several ticks.
 const FOLLOW_BATCH: usize = 50_000;
 /// Longest wait before calling a failing model again. The wait starts at one summary interval
@@ -66,16 +87,26 @@ pub struct SummarizerArgs {
 
 pub enum SummarizerMsg {
     Tick,
-    /// The model's answer (or why there is none) for the facts of a closed window.
-    Worded {
-        facts: Box<Facts>,
-        outcome: Result<String, LlmError>,
-        elapsed: Duration,
-    },
+    /// The model's answer (or why there is none) for the window in flight.
+    Worded(Box<Attempt>),
     /// The outcome of asking Ollama to pull the model.
     Pulled(Result<(), LlmError>),
     SetConfig(LlmConfig),
+    /// Publish the open window (and the one in flight, if any) and take no further window;
+    /// reply once published, within [`FLUSH_ANSWER`] and a little. For the supervisor's stop.
+    Flush {
+        reply: RpcReplyPort<()>,
+    },
     InjectFault(Fault),
+}
+
+/// A closed window waiting for the model's answer.
+struct InFlight {
+    facts: Facts,
+    /// The last anomaly in the window: the store's cursor once it is published.
+    cursor: u64,
+    /// Aborted when dropped: with the state when the actor stops or crashes.
+    _call: AbortOnDropHandle<()>,
 }
 
 pub struct SummarizerState {
@@ -85,16 +116,17 @@ pub struct SummarizerState {
     ingress: Arc<Ingress>,
     clock: Clock,
     window: FactsBuilder,
-    /// The last anomaly sequence number taken into a window.
+    /// The last anomaly sequence number taken into the open window.
     cursor: u64,
     last_summary: Instant,
     next_due: Instant,
-    in_flight: bool,
+    in_flight: Option<InFlight>,
     /// No window closed yet: the first summary has a shorter deadline.
     first: bool,
-    failures: u32,
-    retry_after: Option<Instant>,
+    pull: Option<AbortOnDropHandle<()>>,
     pull_requested: bool,
+    /// Flushed: no further window is taken.
+    stopped: bool,
     ticker: Option<JoinHandle<()>>,
 }
 
@@ -110,15 +142,19 @@ impl Actor for Summarizer {
     ) -> Result<SummarizerState, ActorProcessingErr> {
         let now = Instant::now();
         let client = make_client(&args.config, &args.store);
-        let resume = args.store.summaries.summarized_through();
+        // A restarted summarizer carries on from the last window its predecessor published. The
+        // first one of the process starts now, and notes so at once: anomalies restored from
+        // Redis were summarised by the previous run, and a successor that takes over before
+        // anything is published must still start here, not at its own start.
+        let summaries = &args.store.summaries;
+        let (cursor, window_start) = summaries.summarized_through().unwrap_or_else(|| {
+            let start = (args.store.journal.newest_seq(), args.clock.now());
+            summaries.set_summarized_through(start.0, start.1);
+            start
+        });
         let state = SummarizerState {
-            // A restarted summarizer carries on from the last window its predecessor closed; at
-            // start, anomalies restored from Redis were summarised by the previous run.
-            window: FactsBuilder::with_units(
-                resume.map_or(args.clock.now(), |(_, window_end)| window_end),
-                summary::units_of(&args.store.config()),
-            ),
-            cursor: resume.map_or(args.store.journal.newest_seq(), |(cursor, _)| cursor),
+            window: FactsBuilder::with_units(window_start, summary::units_of(&args.store.config())),
+            cursor,
             first: true,
             last_summary: now,
             next_due: now + args.config.interval.min(FIRST_SUMMARY),
@@ -127,10 +163,10 @@ impl Actor for Summarizer {
             store: args.store,
             ingress: args.ingress,
             clock: args.clock,
-            in_flight: false,
-            failures: 0,
-            retry_after: None,
+            in_flight: None,
+            pull: None,
             pull_requested: false,
+            stopped: false,
             ticker: None,
         };
         Ok(state)
@@ -153,9 +189,13 @@ impl Actor for Summarizer {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SummarizerMsg::Tick => state.on_tick(&myself),
-            SummarizerMsg::Worded { facts, outcome, elapsed } => state.on_worded(&myself, *facts, outcome, elapsed),
+            SummarizerMsg::Worded(attempt) => state.on_worded(&myself, *attempt),
             SummarizerMsg::Pulled(outcome) => state.on_pulled(outcome),
             SummarizerMsg::SetConfig(config) => state.on_set_config(config),
+            SummarizerMsg::Flush { reply } => {
+                state.on_flush().await;
+                let _ = reply.send(());
+            }
             SummarizerMsg::InjectFault(fault) => return fault.trigger("llm"),
         }
         Ok(())
@@ -169,6 +209,7 @@ impl Actor for Summarizer {
         if let Some(ticker) = state.ticker.take() {
             ticker.abort();
         }
+        // The call and the pull are aborted as the state is dropped, here or after a crash.
         Ok(())
     }
 }
@@ -206,24 +247,32 @@ fn make_client(config: &LlmConfig, store: &Store) -> Option<LlmClient> {
 
 impl SummarizerState {
     fn on_tick(&mut self, myself: &ActorRef<SummarizerMsg>) {
+        if self.stopped {
+            return;
+        }
         self.follow();
         let now = Instant::now();
         let burst = self.window.anomaly_count() >= self.config.burst_anomalies
             && now.saturating_duration_since(self.last_summary) >= self.config.min_interval;
-        if self.in_flight || !(now >= self.next_due || burst) {
+        if self.in_flight.is_some() || !(now >= self.next_due || burst) {
             return;
         }
-        let facts = self.close_window();
+        let (facts, cursor) = self.close_window();
         self.last_summary = now;
         self.next_due = now + self.config.interval;
-        let callable = self.retry_after.is_none_or(|retry| now >= retry);
-        match (&self.client, callable) {
-            (Some(client), true) => self.ask_model(myself, client.clone(), facts),
-            _ => {
+        match self.callable_client(now) {
+            Some(client) => self.ask_model(myself, client, facts, cursor),
+            None => {
                 self.first = false;
-                self.publish_fallback(&facts, None);
+                self.publish(&facts, cursor, summary::template(&facts), SummaryAuthor::Fallback, false);
             }
         }
+    }
+
+    /// The client, unless there is none or a backoff is running.
+    fn callable_client(&self, now: Instant) -> Option<LlmClient> {
+        let retry = self.store.summaries.llm_retry();
+        self.client.clone().filter(|_| retry.after.is_none_or(|after| now >= after))
     }
 
     /// Takes the anomalies journalled since the last tick into the open window.
@@ -246,104 +295,155 @@ impl SummarizerState {
         }
     }
 
-    fn close_window(&mut self) -> Facts {
+    /// The facts of the open window, and its last anomaly; a new window opens now. The store's
+    /// cursor does not move until the summary is published.
+    fn close_window(&mut self) -> (Facts, u64) {
         let now = self.clock.now();
         let ongoing = ongoing_conditions(&self.ingress);
         let facts = self.window.finish(now, &ongoing);
         self.window = FactsBuilder::with_units(now, summary::units_of(&self.store.config()));
-        self.store.summaries.set_summarized_through(self.cursor, now);
-        facts
+        (facts, self.cursor)
     }
 
-    fn ask_model(&mut self, myself: &ActorRef<SummarizerMsg>, client: LlmClient, facts: Facts) {
-        self.in_flight = true;
-        let prompt = summary::prompt(&facts);
-        let num_ctx = summary::context_size(&prompt, self.config.max_tokens, self.config.max_context);
+    fn settings(&self, timeout: Duration) -> (wording::Settings, Vec<SensorId>) {
+        let settings = wording::Settings {
+            temperature: self.config.temperature,
+            max_tokens: self.config.max_tokens,
+            max_context: self.config.max_context,
+            timeout,
+        };
+        let known = self.store.config().sensors.ids.iter().map(|id| SensorId::new(id)).collect();
+        (settings, known)
+    }
+
+    fn ask_model(&mut self, myself: &ActorRef<SummarizerMsg>, client: LlmClient, facts: Facts, cursor: u64) {
         let budget = if self.first { FIRST_ANSWER } else { LONGEST_GAP.saturating_sub(self.config.interval) };
         let timeout = self.config.timeout.min(budget.max(LEAST_ANSWER));
         self.first = false;
-        let (temperature, max_tokens) = (self.config.temperature, self.config.max_tokens);
+        let (settings, known) = self.settings(timeout);
         let myself = myself.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let outcome = client.generate(&prompt, temperature, max_tokens, num_ctx, timeout).await;
-            let elapsed = started.elapsed();
-            let _ = myself.cast(SummarizerMsg::Worded { facts: Box::new(facts), outcome, elapsed });
+        let asked = facts.clone();
+        let call = tokio::spawn(async move {
+            let attempt = wording::attempt(&client, &asked, settings, &known).await;
+            let _ = myself.cast(SummarizerMsg::Worded(Box::new(attempt)));
         });
+        self.in_flight = Some(InFlight { facts, cursor, _call: AbortOnDropHandle::new(call) });
     }
 
-    fn on_worded(
-        &mut self,
-        myself: &ActorRef<SummarizerMsg>,
-        facts: Facts,
-        outcome: Result<String, LlmError>,
-        elapsed: Duration,
-    ) {
-        self.in_flight = false;
-        self.store.telemetry.llm_request_finished(elapsed);
+    fn on_worded(&mut self, myself: &ActorRef<SummarizerMsg>, attempt: Attempt) {
+        // None: the window was published without the answer (a flush); the answer is late.
+        let Some(InFlight { facts, cursor, .. }) = self.in_flight.take() else { return };
+        let missing = self.conclude(&facts, cursor, attempt);
+        if missing && self.config.pull_missing_model && !self.pull_requested {
+            self.request_pull(myself);
+        }
+    }
+
+    /// Publishes the window from the attempt's note, or from the template and says why; returns
+    /// whether the model was missing.
+    fn conclude(&mut self, facts: &Facts, cursor: u64, attempt: Attempt) -> bool {
         let now = self.clock.now();
-        let text = outcome.map_err(|err| err.to_string()).and_then(|text| {
-            let text = summary::clean(&text);
-            let known: Vec<SensorId> = self.store.config().sensors.ids.iter().map(|id| SensorId::new(id)).collect();
-            summary::check_grounded(&text, &facts, &known)
-                .map(|()| text)
-                .map_err(|why| format!("summary refused, not supported by the facts: {why}"))
-        });
-        match text {
-            Ok(text) => {
-                self.failures = 0;
-                self.retry_after = None;
+        let elapsed_ms = attempt.elapsed.as_millis() as u64;
+        self.store.telemetry.llm_request_finished(attempt.elapsed);
+        match attempt.outcome {
+            Ok(note) => {
+                self.store.summaries.set_llm_retry(LlmRetry::default());
                 self.store.health.set_llm(|llm| {
                     llm.state = LlmState::Active;
                     llm.reason = None;
                     llm.last_call = Some(now);
+                    llm.answers_accepted += 1;
                 });
-                tracing::info!(component = %"llm", elapsed_ms = elapsed.as_millis() as u64, anomalies = facts.anomaly_count, "summary written by the model");
-                self.publish(&facts, text, SummaryAuthor::LlmSummarizer, now);
+                tracing::info!(component = %"llm", elapsed_ms, anomalies = facts.anomaly_count, "summary written from the model's answer");
+                self.publish(facts, cursor, note, SummaryAuthor::LlmSummarizer, true);
+                false
             }
-            Err(reason) => {
-                let missing = reason.starts_with("model missing");
-                self.publish_fallback(&facts, Some(reason));
-                if missing && self.config.pull_missing_model && !self.pull_requested {
-                    self.request_pull(myself);
-                }
+            Err(Failure::Refused(refusal)) => {
+                // The model is reachable and answering: no backoff, the next window asks again.
+                let reason = Failure::Refused(refusal).to_string();
+                self.store.summaries.set_llm_retry(LlmRetry::default());
+                tracing::warn!(component = %"llm", elapsed_ms, error = %reason, "model's answer refused; summary written from the template");
+                self.store.health.set_llm(|llm| {
+                    llm.state = LlmState::Refused;
+                    llm.reason = Some(reason.clone());
+                    llm.last_refusal = Some(reason);
+                    llm.last_call = Some(now);
+                    llm.answers_refused += 1;
+                });
+                self.publish(facts, cursor, summary::template(facts), SummaryAuthor::Fallback, true);
+                false
+            }
+            Err(Failure::Call(err)) => {
+                let missing = matches!(err, LlmError::ModelMissing(_));
+                let mut retry = self.store.summaries.llm_retry();
+                retry.failures = retry.failures.saturating_add(1);
+                let doublings = retry.failures.min(16).saturating_sub(1);
+                let wait = self.config.interval.saturating_mul(1 << doublings).min(RETRY_MAX);
+                // Counted from when the window closed, so a retry lines up with a summary that is due.
+                retry.after = Some(self.last_summary + wait);
+                self.store.summaries.set_llm_retry(retry);
+                let reason = err.to_string();
+                tracing::warn!(
+                    component = %"llm", error = %reason, retry_in_s = wait.as_secs(),
+                    "model unavailable; summary written from the template"
+                );
+                self.store.health.set_llm(|llm| {
+                    llm.state = LlmState::Inactive;
+                    llm.reason = Some(reason);
+                    llm.last_call = Some(now);
+                    llm.calls_failed += 1;
+                });
+                self.publish(facts, cursor, summary::template(facts), SummaryAuthor::Fallback, true);
+                missing
             }
         }
     }
 
-    /// Writes the template's summary; `failure` is why the model was not used, if it was asked.
-    fn publish_fallback(&mut self, facts: &Facts, failure: Option<String>) {
+    /// Records the summary, then moves the store's cursor past its window. `asked`: the model
+    /// was asked for this window, so the summary names it.
+    fn publish(&self, facts: &Facts, cursor: u64, text: String, author: SummaryAuthor, asked: bool) {
         let now = self.clock.now();
-        if let Some(reason) = failure {
-            self.failures += 1;
-            let doublings = self.failures.min(16).saturating_sub(1);
-            let wait = self.config.interval.saturating_mul(1 << doublings).min(RETRY_MAX);
-            // Counted from when the window closed, so a retry lines up with a summary that is due.
-            self.retry_after = Some(self.last_summary + wait);
-            tracing::warn!(
-                component = %"llm", error = %reason, retry_in_s = wait.as_secs(),
-                "model unavailable; summary written from the template"
-            );
-            self.store.health.set_llm(|llm| {
-                llm.state = LlmState::Inactive;
-                llm.reason = Some(reason);
-                llm.last_call = Some(now);
-            });
-        }
-        self.publish(facts, summary::template(facts), SummaryAuthor::Fallback, now);
-    }
-
-    fn publish(&self, facts: &Facts, text: String, author: SummaryAuthor, now: DateTime<Utc>) {
         let summary = Summary {
             summary: text,
             timestamp: now,
             generated_by: author,
-            model: self.config.model.clone(),
+            model: asked.then(|| self.config.model.clone()),
             anomaly_count: facts.anomaly_count,
             window_start: facts.window_start,
             window_end: facts.window_end,
         };
         self.store.record_summary(summary, now);
+        self.store.summaries.set_summarized_through(cursor, facts.window_end);
+    }
+
+    /// The window in flight gets the template (its answer is not waited for), then the open
+    /// window is closed and published, the model getting at most [`FLUSH_ANSWER`].
+    async fn on_flush(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        if let Some(InFlight { facts, cursor, .. }) = self.in_flight.take() {
+            tracing::info!(component = %"llm", "stopping: the window in flight is written from the template");
+            self.publish(&facts, cursor, summary::template(&facts), SummaryAuthor::Fallback, true);
+        }
+        self.follow();
+        let (facts, cursor) = self.close_window();
+        if facts.window_end <= facts.window_start && facts.anomaly_count == 0 {
+            return;
+        }
+        match self.callable_client(Instant::now()) {
+            Some(client) => {
+                let (settings, known) = self.settings(FLUSH_ANSWER);
+                let attempt = wording::attempt(&client, &facts, settings, &known).await;
+                self.conclude(&facts, cursor, attempt);
+            }
+            None => self.publish(&facts, cursor, summary::template(&facts), SummaryAuthor::Fallback, false),
+        }
+        tracing::info!(component = %"llm", anomalies = facts.anomaly_count, "stopping: the last window is published");
     }
 
     fn request_pull(&mut self, myself: &ActorRef<SummarizerMsg>) {
@@ -352,18 +452,19 @@ impl SummarizerState {
         tracing::info!(component = %"llm", model = %self.config.model, "asking Ollama to pull the missing model");
         let timeout = self.config.timeout.max(Duration::from_secs(600));
         let myself = myself.clone();
-        tokio::spawn(async move {
+        let pull = tokio::spawn(async move {
             let outcome = client.pull_model(timeout).await;
             let _ = myself.cast(SummarizerMsg::Pulled(outcome));
         });
+        self.pull = Some(AbortOnDropHandle::new(pull));
     }
 
     fn on_pulled(&mut self, outcome: Result<(), LlmError>) {
+        self.pull = None;
         match outcome {
             Ok(()) => {
                 tracing::info!(component = %"llm", model = %self.config.model, "model pulled; calling it again");
-                self.retry_after = None;
-                self.failures = 0;
+                self.store.summaries.set_llm_retry(LlmRetry::default());
             }
             Err(err) => {
                 tracing::error!(component = %"llm", model = %self.config.model, error = %err, "model pull failed")
@@ -376,16 +477,16 @@ impl SummarizerState {
         self.next_due = self.last_summary + config.interval;
         if client_changed {
             self.client = make_client(&config, &self.store);
-            self.retry_after = None;
-            self.failures = 0;
+            self.store.summaries.set_llm_retry(LlmRetry::default());
             self.pull_requested = false;
+            self.pull = None;
         }
         self.config = config;
     }
 }
 
 /// The drifts and silences in progress, from the detectors' state.
-fn ongoing_conditions(ingress: &Ingress) -> Vec<Condition> {
+pub fn ongoing_conditions(ingress: &Ingress) -> Vec<Condition> {
     let mut conditions = Vec::new();
     for lane in ingress.lanes() {
         for (_, inbox) in lane.inboxes().iter() {

@@ -599,8 +599,9 @@ impl SupervisorState {
 
     /// The stop path: simulators stop; the ingress closes; detectors handle every value queued
     /// and stop; the notifier queues the last alarms' notifications and delivers what it can in
-    /// a bounded time; the summarizer words its open window; the mirror writes what is left; the
-    /// API stops last, so `/health` answers until the end. Each step is bounded by [`DRAIN_TIMEOUT`].
+    /// a bounded time; the summarizer publishes its open window (`Flush`); the mirror writes what
+    /// is left; the API stops last, so `/health` answers until the end. Each step is bounded by
+    /// [`DRAIN_TIMEOUT`].
     async fn stop_all(&mut self) {
         if self.stopping {
             return;
@@ -631,8 +632,15 @@ impl SupervisorState {
         for child in step(|child| matches!(child, ChildRef::Notifier(_))) {
             let _ = child.cell().drain_and_wait(Some(DRAIN_TIMEOUT)).await;
         }
-        for child in step(|child| matches!(child, ChildRef::Summarizer(_) | ChildRef::Mirror(_))) {
-            // In this order: the summarizer's last summary is among what the mirror writes.
+        // The summarizer before the mirror (children are held by name, which would put the mirror
+        // first), so that the summary of its open window is among what the mirror writes.
+        for child in step(|child| matches!(child, ChildRef::Summarizer(_))) {
+            if let ChildRef::Summarizer(actor) = &child {
+                let _ = actor.call(|reply| SummarizerMsg::Flush { reply }, Some(DRAIN_TIMEOUT)).await;
+            }
+            let _ = child.cell().drain_and_wait(Some(DRAIN_TIMEOUT)).await;
+        }
+        for child in step(|child| matches!(child, ChildRef::Mirror(_))) {
             let _ = child.cell().drain_and_wait(Some(DRAIN_TIMEOUT)).await;
         }
         stop_together(step(|child| matches!(child, ChildRef::Api(_))).map(|child| child.cell())).await;

@@ -55,9 +55,21 @@ pub fn default_parameters() -> BTreeMap<String, ParameterSpec> {
 pub struct ApiConfig {
     /// Address and port the HTTP server listens on. Needs a restart to change.
     pub listen: SocketAddr,
-    /// A request that takes longer is answered 408.
+    /// A request that takes longer is answered 408. Covers the handler, not a streamed answer's body.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A client must send a request's whole header within this long, counted from the moment the
+    /// server waits for it: after connecting, and after each answer on a kept-alive connection (so
+    /// an idle kept-alive connection is closed after it too). Needs a restart.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A write to a client that makes no progress for this long (the client stopped reading, e.g.
+    /// a live stream left open in a frozen browser) closes the connection. Needs a restart.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Most connections served at once; one more is answered 503 and closed, and the log says so
+    /// (at most once a minute). Keep it below the process's file limit. Needs a restart.
+    pub max_connections: usize,
     /// Browser origins allowed to call the API (CORS). Empty: none, the safe default.
     pub cors_allowed_origins: Vec<String>,
 }
@@ -67,6 +79,9 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 512,
             cors_allowed_origins: Vec::new(),
         }
     }
@@ -283,7 +298,8 @@ pub struct LlmConfig {
     pub model: String,
     /// Sampling temperature: low keeps the wording close to the facts.
     pub temperature: f64,
-    /// Most tokens the model may answer with (`num_predict`).
+    /// Most tokens the model may answer with (`num_predict`); a form needs far fewer, so requests
+    /// ask for at most [`crate::summary::form::FORM_ANSWER_TOKENS`].
     pub max_tokens: u32,
     /// Largest context window ever requested (`num_ctx`); each request asks only for what it needs.
     pub max_context: u32,
@@ -439,6 +455,27 @@ impl AlarmsConfig {
     }
 }
 
+/// Recent readings kept in memory for trend charts (`GET /readings`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Every reading is kept this long (as many as arrive at `sensors.interval`).
+    #[serde(with = "humantime_serde")]
+    pub recent: Duration,
+    /// One bucket a minute (last, min, max) is kept this long.
+    #[serde(with = "humantime_serde")]
+    pub minutes: Duration,
+    /// All series together use at most this many MiB; with many sensors the recent tier is
+    /// shortened to fit (`/status` → `history` says by how much).
+    pub max_memory_mb: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self { recent: Duration::from_secs(3600), minutes: Duration::from_secs(24 * 3600), max_memory_mb: 256 }
+    }
+}
+
 /// The audit trail of what operators and the daemon did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -545,8 +582,9 @@ pub struct TokenConfig {
 
 /// What a token may do; each role may do what the roles before it may, except `ingest`, which
 /// may only send readings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// Reads, when `auth.read = "token"`.
     Viewer,
@@ -556,6 +594,12 @@ pub enum Role {
     Ingest,
     /// Everything.
     Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// A credential: read from the file, never printed. `check-config` and logs show `"***"`.

@@ -211,6 +211,123 @@ fn a_value_that_does_not_parse_does_not_hide_a_rule_broken_elsewhere() {
 }
 
 #[test]
+fn every_bad_key_of_a_section_is_reported_and_its_good_keys_still_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "wtf-monitor.toml",
+            r#"
+            [api]
+            listen = "not an address"
+            request_timeout = "soon"
+            [llm]
+            max_tokens = "many"
+            temperature = "hot"
+            interval = "10m"
+            [store]
+            max_anomalies = 9223372036854775807
+            max_summaries = 1e12
+            "#,
+        )?;
+        let error = load_valid(&ConfigSource::File(jail.directory().join("wtf-monitor.toml"))).expect_err("broken");
+        let keys = keys(&error.problems);
+        for expected in [
+            "api.listen",
+            "api.request_timeout",
+            "llm.max_tokens",
+            "llm.temperature",
+            "llm.interval",
+            "store.max_anomalies",
+            "store.max_summaries",
+        ] {
+            assert!(keys.contains(&expected), "missing {expected} in {error}");
+        }
+        let origin = error.problems.iter().find(|problem| problem.key == "llm.temperature").unwrap();
+        assert!(origin.message.contains("wtf-monitor.toml"), "names the file: {origin}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_one_problem_naming_its_path() {
+    Jail::expect_with(|jail| {
+        jail.create_file("wtf-monitor.toml", "[api\nlisten = ")?;
+        let path = jail.directory().join("wtf-monitor.toml");
+        let error = load_valid(&ConfigSource::File(path.clone())).expect_err("not toml");
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].key, path.display().to_string());
+        assert!(error.problems[0].message.contains("line 1"), "{error}");
+
+        // A reload after the file was removed.
+        std::fs::remove_file(&path).expect("remove");
+        let error = load_valid(&ConfigSource::File(path.clone())).expect_err("missing");
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].key, path.display().to_string());
+        Ok(())
+    });
+}
+
+#[test]
+fn a_log_level_that_is_not_a_level_is_refused() {
+    for bad in ["loud", "info,loud", "wtf_monitor=loud", ""] {
+        let mut config = Config::default();
+        config.log.level = bad.into();
+        let problems = config.validate().expect_err(bad);
+        assert_eq!(keys(&problems), ["log.level"], "{bad:?}");
+    }
+    for good in ["warn", "DEBUG", "info,wtf_monitor::detection=debug", "off"] {
+        let mut config = Config::default();
+        config.log.level = good.into();
+        assert!(config.validate().is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn sensor_ids_that_differ_only_in_case_are_refused() {
+    let mut config = Config::default();
+    config.sensors.ids = vec!["wtf-pipe-1".into(), "WTF-PIPE-1".into()];
+    let problems = config.validate().expect_err("case duplicates");
+    assert_eq!(keys(&problems), ["sensors.ids"]);
+    assert!(problems[0].message.contains("differ only in case"), "{}", problems[0]);
+
+    let mut config = Config::default();
+    config.detection.sensors.insert("WTF-PIPE-2".into(), Limits::default());
+    config.detection.sensors.insert("pump-9".into(), Limits::default());
+    config.detection.sensors.insert("PUMP-9".into(), Limits::default());
+    let problems = config.validate().expect_err("overrides in another case");
+    let keys = keys(&problems);
+    assert!(keys.contains(&"detection.sensors.WTF-PIPE-2"), "{keys:?}");
+    assert!(keys.contains(&"detection.sensors.pump-9"), "{keys:?}");
+    assert_eq!(keys.len(), 2, "{problems:?}");
+}
+
+#[test]
+fn a_misspelt_section_in_the_environment_is_refused() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_DETECTOIN__DRIFT_DURATION", "5s");
+        let error = Config::load(&repo_config()).expect_err("misspelt section");
+        assert_eq!(keys(&error.problems), ["WTF_DETECTOIN__DRIFT_DURATION"], "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_string_choice_outside_its_set_is_refused_by_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_LOG__FORMAT", "xml");
+        jail.set_env("WTF_INGEST__UNKNOWN_SENSORS", "accept");
+        jail.set_env("WTF_AUTH__READ", "closed");
+        let error = Config::load(&repo_config()).expect_err("unknown choices");
+        let keys = keys(&error.problems);
+        for expected in ["log.format", "ingest.unknown_sensors", "auth.read"] {
+            assert!(keys.contains(&expected), "missing {expected} in {error}");
+        }
+        let format = error.problems.iter().find(|problem| problem.key == "log.format").unwrap();
+        assert!(format.message.contains("text") && format.message.contains("json"), "{format}");
+        Ok(())
+    });
+}
+
+#[test]
 fn receivers_are_read_from_the_file_and_the_environment_and_tokens_never_printed() {
     Jail::expect_with(|jail| {
         jail.set_env("WTF_NOTIFY__ALERTMANAGER__URLS", r#"["http://127.0.0.1:9093", "http://127.0.0.1:9094"]"#);

@@ -220,18 +220,13 @@ fn operator(state: &AppState, headers: &HeaderMap, target: &str) -> Result<Strin
                 "a valid token is needed: Authorization: Bearer <token>".to_owned()
             }),
         ),
-        Refusal::Forbidden(role) => {
-            let name = super::ingest::presented(headers, None)
-                .and_then(|secret| auth.check(Some(secret), Action::Read).ok().flatten())
-                .map_or_else(|| "unknown".to_owned(), |principal| principal.name.to_string());
-            (
-                name,
-                ApiError::Forbidden(format!(
-                    "this token's role ({}) may not do this; it takes {}",
-                    role_name(role),
-                    Action::Operate.roles()
-                )),
-            )
+        Refusal::Forbidden(principal) => {
+            let error = format!(
+                "this token's role ({}) may not do this; it takes {}",
+                principal.role.as_str(),
+                Action::Operate.roles()
+            );
+            (principal.name.to_string(), ApiError::Forbidden(error))
         }
     };
     let now = state.inner.clock.now();
@@ -243,10 +238,6 @@ fn operator(state: &AppState, headers: &HeaderMap, target: &str) -> Result<Strin
         detail: error.to_string(),
     });
     Err(error)
-}
-
-fn role_name(role: crate::config::Role) -> String {
-    serde_json::to_value(role).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// An optional JSON body: empty is the default.

@@ -255,9 +255,9 @@ fn authorize(state: &AppState, headers: &HeaderMap, password: Option<&str>) -> R
         Err(AuthRefusal::Unauthenticated) => {
             Err(ApiError::Unauthorized("a valid token is needed: Authorization: Bearer <token>".to_owned()))
         }
-        Err(AuthRefusal::Forbidden(role)) => Err(ApiError::Forbidden(format!(
+        Err(AuthRefusal::Forbidden(principal)) => Err(ApiError::Forbidden(format!(
             "this token's role ({}) may not send readings; it takes {}",
-            serde_json::to_value(role).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default(),
+            principal.role.as_str(),
             Action::Ingest.roles()
         ))),
     }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::actors::supervisor::simulator_name;
 use crate::domain::Reading;
-use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, LlmState, RedisHealth};
+use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, RedisHealth};
 use crate::ingress::{IngestStatus, Ingress, SensorLane};
 use crate::notify::ReceiverStatus;
 use crate::store::Store;
@@ -42,6 +42,17 @@ impl SensorStatus {
     }
 }
 
+/// The history kept per series, as fitted to `history.max_memory_mb`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryStatus {
+    /// Readings kept per series, as read.
+    pub recent_points: usize,
+    /// Minute buckets (last, min, max) kept per series.
+    pub minute_buckets: usize,
+    /// The number of series these bounds were fitted for.
+    pub series_fitted: usize,
+}
+
 /// The state of every part of the daemon.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -63,7 +74,9 @@ impl SensorStatus {
         "last_failure": "fault injected into detector:wtf-pipe-1:pressure",
         "last_failure_at": "2025-05-19T09:12:03.512Z"}},
     "llm": {"state": "inactive", "model": "llama3.2:1b",
-        "reason": "ollama unreachable: connection refused", "last_call": "2025-05-19T10:24:00.000Z"},
+        "reason": "ollama unreachable: connection refused", "last_call": "2025-05-19T10:24:00.000Z",
+        "answers_accepted": 41, "answers_refused": 3, "calls_failed": 2,
+        "last_refusal": "answer refused: the answer is not JSON: expected value at line 1 column 1: All quiet"},
     "redis": {"state": "disabled", "backlog": 0, "dropped": 0, "mirrored": 0, "last_error": null},
     "notify": {"alertmanager-1": {"kind": "alertmanager", "url": "http://127.0.0.1:9093", "outbox": "memory",
         "state": "ok", "backlog": 0, "delivered": 12, "failures": 0, "dropped": 0,
@@ -75,7 +88,8 @@ pub struct StatusBody {
     pub sensor_active: bool,
     /// Every detector actor is running.
     pub detector_active: bool,
-    /// The last call to the model succeeded and its text was used.
+    /// The model is reachable and answering: its last call got an answer, whether that answer
+    /// was used or refused (`llm.state` tells which, `llm.answers_refused` how often).
     pub llm_active: bool,
     /// The API actor is running.
     pub api_active: bool,
@@ -101,6 +115,10 @@ pub struct StatusBody {
     pub sensors_active: usize,
     /// Readings accepted and refused per source, and the last refusal.
     pub ingest: IngestStatus,
+    /// Clients following the live stream (`GET /events`) now.
+    pub live_clients: usize,
+    /// How much of each sensor × parameter's readings `GET /readings` can give.
+    pub history: HistoryStatus,
     /// The actors by name, with their liveness and restart counts: all of them up to 100; past
     /// that the ones that are down or were restarted, and those that are not a sensor's.
     pub actors: BTreeMap<String, ActorHealth>,
@@ -148,7 +166,7 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
     StatusBody {
         sensor_active: total > 0 && active == total,
         detector_active: health.all_alive(Component::Detector),
-        llm_active: llm.state == LlmState::Active,
+        llm_active: llm.state.is_answering(),
         api_active: health.all_alive(Component::Api),
         last_reading_time,
         anomaly_count_24h: store.anomalies.count_24h(now),
@@ -160,6 +178,11 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
         sensors_total: total,
         sensors_active: active,
         ingest: ingress.status(),
+        live_clients: health.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
+        history: {
+            let (bounds, series) = ingress.history_bounds();
+            HistoryStatus { recent_points: bounds.recent, minute_buckets: bounds.minutes, series_fitted: series }
+        },
         actors_total: health.actor_count(),
         actors: health.notable_actors(STATUS_SENSORS),
         llm,

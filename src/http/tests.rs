@@ -134,7 +134,7 @@ fn summary_at(at: DateTime<Utc>) -> Summary {
         summary: "Between 09:57 and 10:00, wtf-pipe-1 reported 3 pressure spikes.".into(),
         timestamp: at,
         generated_by: SummaryAuthor::Fallback,
-        model: "llama3.2:1b".into(),
+        model: Some("llama3.2:1b".into()),
         anomaly_count: 3,
         window_start: at - seconds(180),
         window_end: at,
@@ -279,12 +279,27 @@ async fn filters_select_by_sensor_parameter_type_and_time() {
 // --- /summary -----------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn summary_is_503_until_the_first_then_the_latest() {
+async fn summary_is_the_state_so_far_until_the_first_then_the_latest() {
     let fixture = Fixture::new();
-    let (status, body) = fixture.get("/summary").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body["error"].as_str().unwrap().contains("no summary"), "{body}");
-    assert_eq!(fixture.get_ok("/summaries").await, json!([]));
+    let so_far = fixture.get_ok("/summary").await;
+    assert_eq!(
+        so_far["summary"],
+        "Started at 10:00:00 UTC; 0 of 3 sensors reporting; no anomaly yet. The first summary comes within 30 \
+         seconds of start."
+    );
+    assert_eq!((&so_far["generated_by"], &so_far["model"]), (&json!("fallback"), &json!(null)));
+    assert_eq!(so_far["anomaly_count"], 0);
+    assert_eq!(so_far["window_start"], "2025-05-19T10:00:00.000Z", "from the start");
+    assert_eq!(so_far["window_end"], so_far["timestamp"], "to now");
+    everything_running(&fixture);
+    // Raised after the start (the store's clock started a moment after t0).
+    fixture.record(spike(t0() + seconds(1)));
+    let so_far = fixture.get_ok("/summary").await;
+    let text = so_far["summary"].as_str().unwrap_or_default();
+    assert!(text.starts_with("Started at 10:00:00 UTC; 3 of 3 sensors reporting. So far: 1 anomaly between"), "{text}");
+    assert!(text.contains("wtf-pipe-1 pressure: spike to 4.5 bar"), "{text}");
+    assert_eq!(so_far["anomaly_count"], 1);
+    assert_eq!(fixture.get_ok("/summaries").await, json!([]), "the state so far is not a summary written");
 
     fixture.store.record_summary(summary_at(t0() - seconds(60)), t0());
     fixture.store.record_summary(summary_at(t0()), t0());
@@ -357,9 +372,26 @@ async fn status_flags_follow_live_state_at_once() {
     assert_eq!(flags(&status), [true, true, true, true]);
     assert_eq!(status["actors"]["detector:wtf-pipe-2:flow"]["restarts"], 1);
 
-    health.set_llm(|llm| llm.state = LlmState::Inactive);
+    // A refused answer is an answer: the model is reachable, and the refusal is reported.
+    health.set_llm(|llm| {
+        llm.state = LlmState::Refused;
+        llm.answers_refused = 1;
+        llm.last_refusal = Some("answer refused: the answer is not JSON".into());
+    });
+    let status = fixture.get_ok("/status").await;
+    assert_eq!(flags(&status), [true, true, true, true]);
+    assert_eq!(status["llm"]["state"], "refused");
+    assert_eq!(status["llm"]["answers_refused"], 1);
+    assert_eq!(status["llm"]["last_refusal"], "answer refused: the answer is not JSON");
+
+    health.set_llm(|llm| {
+        llm.state = LlmState::Inactive;
+        llm.calls_failed = 1;
+    });
     health.actor_down("simulator:wtf-pipe-3", None);
-    assert_eq!(flags(&fixture.get_ok("/status").await), [false, true, false, true]);
+    let status = fixture.get_ok("/status").await;
+    assert_eq!(flags(&status), [false, true, false, true]);
+    assert_eq!((&status["llm"]["state"], &status["llm"]["calls_failed"]), (&json!("inactive"), &json!(1)));
 }
 
 #[tokio::test]

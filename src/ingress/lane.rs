@@ -1,15 +1,18 @@
 //! One sensor's way in: an [`Inbox`] per parameter, and what the sensor last reported.
 //!
-//! An inbox is a detector's real mailbox. The ingress pushes values into its bounded queue and
-//! rings the detector's doorbell (one `Wake` message, however many values wait); the detector
-//! takes them out and runs them through its [`ParameterDetector`], which lives in the same
-//! inbox under the same lock. So:
+//! An inbox is a detector's real mailbox, and holds its episode state ([`ParameterDetector`])
+//! under the same lock.
 //!
-//! - a detector that crashes loses nothing queued: its successor finds the queue and the
-//!   episode state where it left them, and values keep queueing while it restarts;
-//! - a full queue refuses new readings (the HTTP client gets 429) instead of memory growing;
-//! - ordering is decided once, here, for every source: a value is queued only if it is newer
-//!   than the last one queued.
+//! - **While its detector runs and nothing waits**, a value is run through the state machine
+//!   right there, by whoever hands it in, under the inbox's lock, and what it raises is recorded
+//!   before the lock is let go: no message, no task switch per value. The detector actor is
+//!   woken only to arm its dropout timer.
+//! - **While its detector is down** (crashed, restarting), values wait in the bounded queue, in
+//!   order; the restarted detector drains them first. A full queue refuses new readings (the HTTP
+//!   client gets 429) instead of memory growing. Once anything waits, later values wait behind it,
+//!   so order is kept.
+//! - Ordering is decided once, here, for every source: a value is taken only if it is newer than
+//!   the last one taken.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,12 +21,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use ractor::ActorRef;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 
 use crate::actors::detector::DetectorMsg;
-use crate::detection::ParameterDetector;
-use crate::domain::{Parameter, Reading, SensorId, Values};
-use crate::store::lock;
+use crate::detection::{ParameterDetector, Rules};
+use crate::domain::{Parameter, Reading, SensorId, Transition, Values};
+use crate::history::{HistoryLimits, SeriesHistory};
+use crate::store::{Store, lock};
 
 /// One value on its way to a detector.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,6 +44,20 @@ pub struct InboxState {
     queue: VecDeque<Sample>,
     /// The newest timestamp queued (or processed): the next value must be newer.
     last_queued: Option<DateTime<Utc>>,
+    /// What values are run with when the detector runs: its rules and where to record.
+    bound: Option<Bound>,
+    /// The values taken, for trend charts.
+    pub history: SeriesHistory,
+    history_limits: Arc<HistoryLimits>,
+}
+
+/// A running detector's part of the inbox.
+struct Bound {
+    rules: Rules,
+    store: Arc<Store>,
+    /// The detector's dropout timer is on its way; when not (and there is a deadline), a value
+    /// handled here wakes the detector to arm it.
+    timer_armed: bool,
 }
 
 impl InboxState {
@@ -49,6 +67,63 @@ impl InboxState {
 
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// The rules in force, while a detector runs.
+    pub fn rules(&self) -> Option<&Rules> {
+        self.bound.as_ref().map(|bound| &bound.rules)
+    }
+
+    /// The detector armed (true) or let go (false) its dropout timer.
+    pub fn set_timer_armed(&mut self, armed: bool) {
+        if let Some(bound) = &mut self.bound {
+            bound.timer_armed = armed;
+        }
+    }
+
+    /// Runs one value through the state machine and records what it produced.
+    pub fn handle(&mut self, sample: Sample) {
+        let Some(bound) = &self.bound else { return };
+        match self.detector.observe(&bound.rules, sample.timestamp, sample.value, sample.arrival) {
+            Ok(transitions) => {
+                self.history.record(sample.timestamp, sample.value, self.history_limits.get());
+                record(&bound.store, transitions, sample.arrival);
+            }
+            Err(rejection) => tracing::debug!(
+                component = %"detector", sensor_id = %self.detector.sensor_id(), parameter = %self.detector.parameter(),
+                ?rejection, "value refused by the detector"
+            ),
+        }
+    }
+
+    /// Values go straight through: a detector runs, and nothing waits ahead of them.
+    fn runs_now(&self) -> bool {
+        self.bound.is_some() && self.queue.is_empty()
+    }
+
+    /// The detector should be woken to arm its timer.
+    fn wants_timer(&self) -> bool {
+        self.bound
+            .as_ref()
+            .is_some_and(|bound| !bound.timer_armed && self.detector.silence_deadline(&bound.rules).is_some())
+    }
+}
+
+/// Records what a detector produced, logging each raise.
+pub fn record(store: &Store, transitions: Vec<Transition>, now: DateTime<Utc>) {
+    for transition in transitions {
+        match &transition {
+            Transition::Raised(anomaly) => tracing::info!(
+                component = %"detector", sensor_id = %anomaly.sensor_id, parameter = %anomaly.parameter,
+                kind = %anomaly.kind, value = anomaly.value, id = %anomaly.id, detail = %anomaly.message,
+                "anomaly raised"
+            ),
+            Transition::Cleared(cleared) => tracing::debug!(
+                component = %"detector", sensor_id = %cleared.sensor_id, parameter = %cleared.parameter,
+                kind = %cleared.kind, id = %cleared.anomaly_id, "episode cleared"
+            ),
+        }
+        store.record(transition, now);
     }
 }
 
@@ -66,12 +141,15 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    fn new(sensor_id: SensorId, parameter: Parameter, capacity: usize) -> Self {
+    fn new(sensor_id: SensorId, parameter: Parameter, capacity: usize, history_limits: Arc<HistoryLimits>) -> Self {
         Self {
             state: Mutex::new(InboxState {
                 detector: ParameterDetector::new(sensor_id, parameter),
                 queue: VecDeque::new(),
                 last_queued: None,
+                bound: None,
+                history: SeriesHistory::default(),
+                history_limits,
             }),
             capacity: AtomicUsize::new(capacity),
             doorbell: ArcSwapOption::empty(),
@@ -86,14 +164,24 @@ impl Inbox {
         lock(&self.state)
     }
 
-    /// A detector takes over this inbox: it is rung from now on.
-    pub fn attach(&self, detector: ActorRef<DetectorMsg>) {
+    /// A detector takes over this inbox with its rules: it is rung from now on, and values that
+    /// find nothing waiting are handled at once.
+    pub fn attach(&self, detector: ActorRef<DetectorMsg>, rules: Rules, store: Arc<Store>) {
+        self.lock().bound = Some(Bound { rules, store, timer_armed: false });
         self.doorbell.store(Some(Arc::new(detector)));
     }
 
     /// The detector is gone (crashed or stopped); values wait for the next one.
     pub fn detach(&self) {
+        self.lock().bound = None;
         self.doorbell.store(None);
+    }
+
+    /// A reload's new rules, for the episodes in progress.
+    pub fn set_rules(&self, rules: Rules) {
+        if let Some(bound) = &mut self.lock().bound {
+            bound.rules = rules;
+        }
     }
 
     /// The detector is about to drain: a value queued from now on rings again.
@@ -165,16 +253,38 @@ pub struct SensorLane {
     pub registered: bool,
     inboxes: ArcSwap<Vec<(Parameter, Arc<Inbox>)>>,
     last: Mutex<Option<Reading>>,
+    history_limits: Arc<HistoryLimits>,
+    /// The live stream's readings, at most one a second per sensor, and when the last went.
+    live: broadcast::Sender<Reading>,
+    live_sent: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl SensorLane {
-    pub fn new(id: SensorId, parameters: &[Parameter], capacity: usize, registered: bool) -> Self {
+    pub fn new(
+        id: SensorId,
+        parameters: &[Parameter],
+        capacity: usize,
+        registered: bool,
+        history_limits: Arc<HistoryLimits>,
+        live: broadcast::Sender<Reading>,
+    ) -> Self {
         let mut inboxes: Vec<(Parameter, Arc<Inbox>)> = parameters
             .iter()
-            .map(|parameter| (parameter.clone(), Arc::new(Inbox::new(id.clone(), parameter.clone(), capacity))))
+            .map(|parameter| {
+                let inbox = Inbox::new(id.clone(), parameter.clone(), capacity, Arc::clone(&history_limits));
+                (parameter.clone(), Arc::new(inbox))
+            })
             .collect();
         inboxes.sort_by(|a, b| a.0.cmp(&b.0));
-        Self { id, registered, inboxes: ArcSwap::from_pointee(inboxes), last: Mutex::new(None) }
+        Self {
+            id,
+            registered,
+            inboxes: ArcSwap::from_pointee(inboxes),
+            last: Mutex::new(None),
+            history_limits,
+            live,
+            live_sent: Mutex::new(None),
+        }
     }
 
     pub fn inbox(&self, parameter: &str) -> Option<Arc<Inbox>> {
@@ -197,7 +307,10 @@ impl SensorLane {
             .iter()
             .map(|parameter| {
                 let kept = current.iter().find(|(known, _)| known == parameter).map(|(_, inbox)| Arc::clone(inbox));
-                let inbox = kept.unwrap_or_else(|| Arc::new(Inbox::new(self.id.clone(), parameter.clone(), capacity)));
+                let inbox = kept.unwrap_or_else(|| {
+                    let limits = Arc::clone(&self.history_limits);
+                    Arc::new(Inbox::new(self.id.clone(), parameter.clone(), capacity, limits))
+                });
                 inbox.capacity.store(capacity, Ordering::Relaxed);
                 (parameter.clone(), inbox)
             })
@@ -234,7 +347,7 @@ impl SensorLane {
             involved.iter().map(|&(index, _)| inboxes[index].1.lock()).collect();
         for (&(index, count), guard) in involved.iter().zip(&guards) {
             let (parameter, inbox) = &inboxes[index];
-            if guard.queue.len() + count > inbox.capacity() {
+            if !guard.runs_now() && guard.queue.len() + count > inbox.capacity() {
                 return Err(Blocked::Full { parameter: parameter.clone() });
             }
         }
@@ -257,16 +370,27 @@ impl SensorLane {
                 *last = Some(reading.timestamp);
             }
         }
+        let runs_now: Vec<bool> = guards.iter().map(|guard| guard.runs_now()).collect();
         for reading in readings {
             for (parameter, value) in reading.values.iter() {
-                let guard = &mut guards[slot_of(&involved, &inboxes, parameter)];
-                guard.queue.push_back(Sample { timestamp: reading.timestamp, value, arrival });
+                let slot = slot_of(&involved, &inboxes, parameter);
+                let guard = &mut guards[slot];
+                let sample = Sample { timestamp: reading.timestamp, value, arrival };
+                if runs_now[slot] {
+                    guard.handle(sample);
+                } else {
+                    guard.queue.push_back(sample);
+                }
                 guard.last_queued = Some(reading.timestamp);
             }
         }
+        let wake: Vec<bool> =
+            guards.iter().zip(&runs_now).map(|(guard, runs_now)| !runs_now || guard.wants_timer()).collect();
         drop(guards);
-        for &(index, _) in &involved {
-            inboxes[index].1.ring();
+        for (&(index, _), wake) in involved.iter().zip(wake) {
+            if wake {
+                inboxes[index].1.ring();
+            }
         }
         if let Some(newest) = readings.iter().max_by_key(|reading| reading.timestamp) {
             self.remember(readings, newest.timestamp);
@@ -287,6 +411,14 @@ impl SensorLane {
             for (parameter, value) in reading.values.iter() {
                 merged.values.set(parameter.clone(), value);
             }
+        }
+        if self.live.receiver_count() == 0 {
+            return;
+        }
+        let mut sent = lock(&self.live_sent);
+        if sent.is_none_or(|sent| newest.signed_duration_since(sent) >= chrono::TimeDelta::seconds(1)) {
+            *sent = Some(newest);
+            let _ = self.live.send(merged.clone());
         }
     }
 

@@ -21,7 +21,7 @@ fn summary(seconds: i64) -> Arc<Summary> {
         summary: format!("summary at {seconds}"),
         timestamp: at(seconds),
         generated_by: SummaryAuthor::Fallback,
-        model: "llama3.2:1b".into(),
+        model: Some("llama3.2:1b".into()),
         anomaly_count: 1,
         window_start: at(seconds - 60),
         window_end: at(seconds),
@@ -184,7 +184,7 @@ fn the_status_hash_is_replaced_whole() {
         mirrored: 7,
         last_error: None,
     };
-    let llm = LlmHealth { state: crate::health::LlmState::Disabled, model: "m".into(), reason: None, last_call: None };
+    let llm = LlmHealth { state: crate::health::LlmState::Disabled, model: "m".into(), ..LlmHealth::default() };
     let mut actors = BTreeMap::new();
     actors.insert(
         "api".to_owned(),

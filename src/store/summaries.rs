@@ -1,4 +1,5 @@
-//! The recent summaries, newest last, and where the summarizer's windows have got to.
+//! The recent summaries, newest last, where the summarizer's windows have got to, and its
+//! backoff from a failing model: what a restarted summarizer must find.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -17,6 +18,18 @@ pub struct SummaryLog {
     /// The journal sequence number of the last anomaly in a published summary's window, and that
     /// window's end: where a restarted summarizer carries on.
     summarized_through: Mutex<Option<(u64, DateTime<Utc>)>>,
+    /// The summarizer's backoff from a failing model, kept here so that a summarizer restarted in
+    /// a crash loop waits it out instead of calling the model at every start.
+    llm_retry: Mutex<LlmRetry>,
+}
+
+/// When the summarizer may call the model again after failed calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LlmRetry {
+    /// Failed calls in a row.
+    pub failures: u32,
+    /// Not before this; `None`: at the next window.
+    pub after: Option<tokio::time::Instant>,
 }
 
 impl SummaryLog {
@@ -26,6 +39,7 @@ impl SummaryLog {
             max: AtomicUsize::new(max),
             version: AtomicU64::new(0),
             summarized_through: Mutex::new(None),
+            llm_retry: Mutex::new(LlmRetry::default()),
         }
     }
 
@@ -69,13 +83,21 @@ impl SummaryLog {
         self.version.load(Ordering::Acquire)
     }
 
-    /// Notes that the anomalies up to journal entry `seq` are in a window that closed at
-    /// `window_end`.
+    /// Notes that the anomalies up to journal entry `seq` are in a published summary whose window
+    /// closed at `window_end`: a restarted summarizer carries on from there.
     pub fn set_summarized_through(&self, seq: u64, window_end: DateTime<Utc>) {
         *lock(&self.summarized_through) = Some((seq, window_end));
     }
 
     pub fn summarized_through(&self) -> Option<(u64, DateTime<Utc>)> {
         *lock(&self.summarized_through)
+    }
+
+    pub fn llm_retry(&self) -> LlmRetry {
+        *lock(&self.llm_retry)
+    }
+
+    pub fn set_llm_retry(&self, retry: LlmRetry) {
+        *lock(&self.llm_retry) = retry;
     }
 }

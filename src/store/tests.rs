@@ -158,7 +158,7 @@ fn summaries_are_bounded_and_newest_first() {
             summary: format!("summary {minute}"),
             timestamp: opening() + minutes(minute),
             generated_by: crate::domain::SummaryAuthor::Fallback,
-            model: "llama3.2:1b".into(),
+            model: Some("llama3.2:1b".into()),
             anomaly_count: 0,
             window_start: opening(),
             window_end: opening() + minutes(minute),

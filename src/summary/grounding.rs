@@ -4,8 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::Units;
-use super::{Facts, facts_text};
+use super::{Facts, Severity, Units, facts_text};
 use crate::domain::{Parameter, SensorId};
 
 /// Longest model text accepted, in characters: a short operator note is a few sentences.
@@ -67,6 +66,28 @@ pub enum Ungrounded {
     UnknownNumber(String),
     #[error("{0} characters, more than {MAX_SUMMARY_CHARS}")]
     TooLong(usize),
+    #[error("contains markup or a link ({0:?}); a note is plain text")]
+    Markup(String),
+    #[error("calls the window {0:?}, but its severity is another")]
+    WrongSeverity(String),
+    #[error("claims {0:?}, which no fact of the monitor can support")]
+    UnsupportedClaim(String),
+}
+
+impl Ungrounded {
+    /// A short stable name for counting refusals by reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ungrounded::Empty => "empty",
+            Ungrounded::UnknownSensor(_) => "unknown_sensor",
+            Ungrounded::UnknownParameter(_) => "unknown_parameter",
+            Ungrounded::UnknownNumber(_) => "unknown_number",
+            Ungrounded::TooLong(_) => "too_long",
+            Ungrounded::Markup(_) => "markup",
+            Ungrounded::WrongSeverity(_) => "wrong_severity",
+            Ungrounded::UnsupportedClaim(_) => "unsupported_claim",
+        }
+    }
 }
 
 /// Words the plant does not measure: a model that names them is inventing.
@@ -101,6 +122,41 @@ const UNMEASURED: &[&str] = &[
     "viscosity",
 ];
 
+/// Events the monitor cannot observe: it measures values, it does not see leaks or microbes.
+const UNSUPPORTED: &[&str] = &[
+    "leak",
+    "leaks",
+    "leaking",
+    "leakage",
+    "evacuate",
+    "evacuation",
+    "contamination",
+    "contaminated",
+    "coli",
+    "chemical",
+    "chemicals",
+    "toxic",
+    "fire",
+    "explosion",
+    "flooding",
+    "outbreak",
+    "poisoning",
+];
+
+/// Severity words and their synonyms, each standing for one severity.
+const SEVERITY_WORDS: &[(&str, Severity)] = &[
+    ("normal", Severity::Normal),
+    ("normally", Severity::Normal),
+    ("healthy", Severity::Normal),
+    ("caution", Severity::Caution),
+    ("alert", Severity::Alert),
+    ("critical", Severity::Critical),
+    ("emergency", Severity::Critical),
+];
+
+/// What makes text more than plain: tags, markdown links, code, and addresses.
+const MARKUP: &[&str] = &["<", ">", "[", "]", "{", "}", "`", "://", "www."];
+
 /// The configured parameter a word names: its name (`_` as a space is not a word), a plural,
 /// or a common short form (`temp`, `flowrate`).
 fn parameter_word(word: &str, parameters: &Units) -> Option<Parameter> {
@@ -112,7 +168,9 @@ fn parameter_word(word: &str, parameters: &Units) -> Option<Parameter> {
     parameters.keys().find(|parameter| parameter.as_str().eq_ignore_ascii_case(base)).cloned()
 }
 
-/// Accepts the text only if every sensor, parameter and number it names appears in the facts.
+/// Accepts the text only if every sensor, parameter and number it names appears in the facts,
+/// it states no other severity than the facts', claims nothing the monitor cannot observe, and
+/// is plain text.
 ///
 /// # What "appears in the facts" means
 ///
@@ -133,6 +191,14 @@ fn parameter_word(word: &str, parameters: &Units) -> Option<Parameter> {
 ///   a number of the facts text: `4.5`, `4.50` and `4.500` are the same number, `39.3` for `39.27`
 ///   is not. Signs are ignored, so `-3` matches `3`; the date `2025-05-19` gives `2025`, `5`, `19`.
 ///
+/// - **Severity.** The words `normal`, `caution`, `alert`, `critical` (and `healthy`,
+///   `emergency`) may only name the facts' severity. (Not `urgent`: "most urgent" ranks, it
+///   does not rate.)
+/// - **Claims.** Words for events no sensor of the plant observes (`leak`, `evacuate`, `E. coli`,
+///   `chemical`, `contamination`, …) are refused.
+/// - **Plain text.** `<`, `>`, `[`, `]`, `{`, `}`, backticks, `://` and `www.` are refused: the
+///   note is never HTML, markdown or a link.
+///
 /// `known_sensors` are the configured sensors: their names count as sensor mentions even when
 /// not shaped like `wtf-pipe-1`. The first problem found is returned.
 pub fn check_grounded(text: &str, facts: &Facts, known_sensors: &[SensorId]) -> Result<(), Ungrounded> {
@@ -143,6 +209,10 @@ pub fn check_grounded(text: &str, facts: &Facts, known_sensors: &[SensorId]) -> 
     let length = text.chars().count();
     if length > MAX_SUMMARY_CHARS {
         return Err(Ungrounded::TooLong(length));
+    }
+    let lower = text.to_lowercase();
+    if let Some(mark) = MARKUP.iter().find(|mark| lower.contains(**mark)) {
+        return Err(Ungrounded::Markup((*mark).to_owned()));
     }
     let reference = facts_text(facts);
     let mut sensor_names: BTreeSet<String> = known_sensors.iter().map(|id| id.as_str().to_ascii_lowercase()).collect();
@@ -161,6 +231,14 @@ pub fn check_grounded(text: &str, facts: &Facts, known_sensors: &[SensorId]) -> 
         let known = parameter.as_ref().is_none_or(|parameter| named.contains(parameter));
         if !known || (parameter.is_none() && UNMEASURED.contains(&word.as_str())) {
             return Err(Ungrounded::UnknownParameter(word));
+        }
+    }
+    for word in words(&text) {
+        if UNSUPPORTED.contains(&word.as_str()) {
+            return Err(Ungrounded::UnsupportedClaim(word));
+        }
+        if SEVERITY_WORDS.iter().any(|(name, severity)| *name == word && *severity != facts.severity) {
+            return Err(Ungrounded::WrongSeverity(word));
         }
     }
     let allowed = numbers(&reference);

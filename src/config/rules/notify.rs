@@ -1,8 +1,7 @@
-//! The rules of `[notify]`: receivers the daemon can actually reach, names fit for `/status`, the
-//! metrics and Redis keys, and timings that make sense.
+//! The rules of `[notify]`: receivers the daemon can actually reach, and names fit for `/status`,
+//! the metrics and Redis keys.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use super::{Problems, is_safe_identifier};
 use crate::config::Config;
@@ -22,13 +21,6 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
         if !seen.insert(url.trim_end_matches('/')) {
             problems.add(&key, "is listed twice");
         }
-    }
-    problems.positive("notify.alertmanager.resend_interval", alertmanager.resend_interval);
-    if alertmanager.resend_interval > Duration::from_secs(3600) {
-        problems.add(
-            "notify.alertmanager.resend_interval",
-            "must be at most 1h: Alertmanager would resolve alarms in between",
-        );
     }
     for (name, value) in &alertmanager.labels {
         let key = format!("notify.alertmanager.labels.{name}");
@@ -80,19 +72,10 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
         }
     }
 
-    if notify.outbox_capacity == 0 || notify.outbox_capacity > 10_000_000 {
-        problems.add("notify.outbox_capacity", "must be from 1 to 10000000");
-    }
-    problems.positive("notify.timeout", notify.timeout);
-    if notify.timeout > Duration::from_secs(300) {
-        problems.add("notify.timeout", "must be at most 5m");
-    }
-    problems.positive("notify.retry_initial", notify.retry_initial);
+    // The ranges of the numbers and durations are in `config::ranges`.
     if notify.retry_max < notify.retry_initial {
         problems.add("notify.retry_max", "must not be shorter than notify.retry_initial");
     }
-    problems.positive("notify.max_age", notify.max_age);
-    problems.positive("notify.dedup_window", notify.dedup_window);
 }
 
 /// A receiver's URL as this build can reach it: plain `http://host[:port][/path]`.

@@ -29,13 +29,13 @@ async fn counters_are_totals_since_start_and_gauges_the_state_now() {
         summary: "quiet".into(),
         timestamp: t0(),
         generated_by: SummaryAuthor::Fallback,
-        model: "llama3.2:1b".into(),
+        model: None,
         anomaly_count: 4,
         window_start: t0(),
         window_end: t0(),
     };
     fixture.store.record_summary(summary, t0());
-    let _stream = fixture.store.telemetry.sse_client();
+    fixture.store.health.sse_clients.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
     let text = exposition(&fixture).await;
     let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"));

@@ -1,18 +1,24 @@
 //! The summarizer actor: its cadence on tokio's paused clock, and its outcomes against a fake
-//! Ollama that speaks Ollama's real `/api/generate` JSON, failures included.
+//! Ollama that speaks Ollama's real `/api/generate` JSON, failures included. `answers` has what
+//! the model's answers become (structured forms, refusals, `/status`), `lifecycle` crashes,
+//! restarts and the stop.
 //!
 //! The fake server runs on real sockets, and tokio's paused clock jumps ahead whenever the
 //! runtime waits on I/O, so the tests that talk to it run on the real clock with one-second
 //! intervals.
 
+mod answers;
+mod lifecycle;
+
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use ractor::{Actor, ActorRef};
 use serde_json::json;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 use wtf_monitor::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
 use wtf_monitor::clock::Clock;
 use wtf_monitor::config::{Config, LlmConfig};
@@ -22,7 +28,7 @@ use wtf_monitor::ingress::Ingress;
 use wtf_monitor::store::Store;
 
 /// An anomaly as a detector raises it, with the default wording of its parameter.
-fn anomaly(
+pub fn anomaly(
     kind: AnomalyKind,
     at: DateTime<Utc>,
     sensor: SensorId,
@@ -35,14 +41,15 @@ fn anomaly(
     Anomaly::new(&episode, at, value, threshold, duration, &Config::default().wording(parameter))
 }
 
-struct Harness {
-    actor: ActorRef<SummarizerMsg>,
-    store: Arc<Store>,
-    clock: Clock,
+pub struct Harness {
+    pub actor: ActorRef<SummarizerMsg>,
+    pub store: Arc<Store>,
+    pub ingress: Arc<Ingress>,
+    pub clock: Clock,
 }
 
 impl Harness {
-    async fn start(edit: impl FnOnce(&mut LlmConfig)) -> Self {
+    pub async fn start(edit: impl FnOnce(&mut LlmConfig)) -> Self {
         let mut config = Config::default();
         config.llm.url = String::new();
         edit(&mut config.llm);
@@ -50,25 +57,48 @@ impl Harness {
         let clock = Clock::starting_at(Utc.with_ymd_and_hms(2025, 5, 19, 10, 0, 0).unwrap());
         let store = Arc::new(Store::new(config.clone(), clock));
         let ingress = Arc::new(Ingress::new(&config, clock));
-        let args = SummarizerArgs { config: config.llm.clone(), store: Arc::clone(&store), ingress, clock };
+        let args = SummarizerArgs {
+            config: config.llm.clone(),
+            store: Arc::clone(&store),
+            ingress: Arc::clone(&ingress),
+            clock,
+        };
         let (actor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer starts");
-        Self { actor, store, clock }
+        Self { actor, store, ingress, clock }
     }
 
-    fn spikes(&self, count: usize) {
+    /// A new summarizer on the same store (a restart), configured by `edit`.
+    pub async fn restart(&mut self, edit: impl FnOnce(&mut LlmConfig)) {
+        let mut config = self.store.config().llm.clone();
+        edit(&mut config);
+        let args = SummarizerArgs {
+            config,
+            store: Arc::clone(&self.store),
+            ingress: Arc::clone(&self.ingress),
+            clock: self.clock,
+        };
+        let (actor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer restarts");
+        self.actor = actor;
+    }
+
+    pub fn spikes(&self, count: usize) {
+        self.spikes_on("wtf-pipe-1", "pressure", 4.5, count);
+    }
+
+    pub fn spikes_on(&self, sensor: &str, parameter: &str, value: f64, count: usize) {
         for _ in 0..count {
             let now = self.clock.now();
-            let anomaly = anomaly(AnomalyKind::Spike, now, "wtf-pipe-1".into(), "pressure", Some(4.5), 4.0, None);
+            let anomaly = anomaly(AnomalyKind::Spike, now, sensor.into(), parameter, Some(value), 4.0, None);
             self.store.record_anomaly(anomaly, now);
         }
     }
 
-    fn summaries(&self) -> usize {
+    pub fn summaries(&self) -> usize {
         self.store.summaries.recent(1000).len()
     }
 
     /// Waits (real time) until a summary exists, at most `limit`.
-    async fn first_summary(&self, limit: Duration) -> Arc<wtf_monitor::domain::Summary> {
+    pub async fn first_summary(&self, limit: Duration) -> Arc<wtf_monitor::domain::Summary> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             if let Some(summary) = self.store.summaries.latest() {
@@ -100,6 +130,7 @@ async fn the_first_summary_comes_within_30_seconds_then_every_interval() {
     assert_eq!(summary.generated_by, SummaryAuthor::Fallback);
     assert_eq!(summary.anomaly_count, 0);
     assert!(summary.summary.contains("No anomalies"), "{}", summary.summary);
+    assert_eq!(summary.model, None, "no model was asked, so none is named");
     assert_eq!(harness.store.health.llm().state, LlmState::Disabled);
 }
 
@@ -189,8 +220,8 @@ async fn many_anomalies_bring_a_summary_forward_but_never_closer_than_the_floor(
     assert_eq!(harness.store.summaries.latest().unwrap().anomaly_count, 60);
 }
 
-/// Ollama's answer to a non-streaming `/api/generate`.
-fn ollama_answer(text: &str) -> ResponseTemplate {
+/// Ollama's answer to a non-streaming `/api/generate`, its `response` being `text`.
+pub fn ollama_answer(text: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
         "model": "llama3.2:1b",
         "created_at": "2025-05-19T10:25:00.000000Z",
@@ -207,7 +238,25 @@ fn ollama_answer(text: &str) -> ResponseTemplate {
     }))
 }
 
-async fn with_ollama(server: &MockServer) -> Harness {
+/// A fake model that fills in the form it is sent, as the grammar of a real one makes it: the
+/// first choice of each field of the request's `format` (the first check is the first
+/// condition's). Answers "not a form" when the request carries no schema.
+pub struct FillsInTheForm;
+
+impl Respond for FillsInTheForm {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let first = |field: &str| body["format"]["properties"][field]["enum"][0].as_str().map(str::to_owned);
+        match (first("most_urgent"), first("check_first"), first("headline")) {
+            (Some(most_urgent), Some(check_first), Some(headline)) => ollama_answer(
+                &json!({"most_urgent": most_urgent, "check_first": check_first, "headline": headline}).to_string(),
+            ),
+            _ => ollama_answer("not a form"),
+        }
+    }
+}
+
+pub async fn with_ollama(server: &MockServer) -> Harness {
     let url = server.uri();
     Harness::start(move |llm| {
         llm.url = url;
@@ -218,42 +267,18 @@ async fn with_ollama(server: &MockServer) -> Harness {
     .await
 }
 
-const GROUNDED: &str = "Pressure spikes on wtf-pipe-1 need a check of the pump.";
-
-#[tokio::test]
-async fn a_good_answer_from_the_model_is_the_summary() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/api/generate")).respond_with(ollama_answer(GROUNDED)).mount(&server).await;
-    let harness = with_ollama(&server).await;
-    harness.spikes(3);
-    let summary = harness.first_summary(Duration::from_secs(5)).await;
-    assert_eq!(summary.generated_by, SummaryAuthor::LlmSummarizer);
-    assert_eq!(summary.summary, GROUNDED);
-    assert_eq!(summary.model, "llama3.2:1b");
-    assert_eq!(summary.anomaly_count, 3);
-    assert_eq!(harness.store.health.llm().state, LlmState::Active);
-
-    let requests = server.received_requests().await.unwrap();
-    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
-    assert_eq!(body["model"], "llama3.2:1b");
-    assert_eq!(body["stream"], false);
-    assert!((body["options"]["temperature"].as_f64().unwrap() - 0.3).abs() < 1e-6);
-    assert_eq!(body["options"]["num_predict"], 2048);
-    let num_ctx = body["options"]["num_ctx"].as_u64().unwrap();
-    assert!((2048..=8192).contains(&num_ctx), "context sized to the prompt, not 128k: {num_ctx}");
-    assert!(body["prompt"].as_str().unwrap().contains("wtf-pipe-1"), "the facts are in the prompt");
-}
-
 /// Every way Ollama can fail gives a template summary, and `/status` says why.
-async fn assert_falls_back(server: &MockServer, reason_contains: &str) -> Harness {
+pub async fn assert_falls_back(server: &MockServer, reason_contains: &str) -> Harness {
     let harness = with_ollama(server).await;
     harness.spikes(2);
     let summary = harness.first_summary(Duration::from_secs(5)).await;
     assert_eq!(summary.generated_by, SummaryAuthor::Fallback);
     assert_eq!(summary.anomaly_count, 2);
+    assert_eq!(summary.model.as_deref(), Some("llama3.2:1b"), "the model was asked");
     assert!(summary.summary.contains("wtf-pipe-1"), "the template words the same facts: {}", summary.summary);
     let llm = harness.store.health.llm();
     assert_eq!(llm.state, LlmState::Inactive);
+    assert!(llm.calls_failed >= 1, "{llm:?}");
     let reason = llm.reason.unwrap_or_default();
     assert!(reason.contains(reason_contains), "reason {reason:?} should mention {reason_contains:?}");
     harness
@@ -325,21 +350,31 @@ async fn an_answer_slower_than_the_timeout_gives_a_fallback() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/api/generate"))
-        .respond_with(ollama_answer(GROUNDED).set_delay(Duration::from_secs(3)))
+        .respond_with(FillsInTheFormAfter(Duration::from_secs(3)))
         .mount(&server)
         .await;
     assert_falls_back(&server, "no answer within").await;
 }
 
+/// [`FillsInTheForm`], after a delay.
+pub struct FillsInTheFormAfter(pub Duration);
+
+impl Respond for FillsInTheFormAfter {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        FillsInTheForm.respond(request).set_delay(self.0)
+    }
+}
+
 #[tokio::test]
-async fn an_answer_naming_a_sensor_that_does_not_exist_is_refused() {
+async fn a_huge_answer_is_refused_quickly_and_the_template_is_used() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/generate"))
-        .respond_with(ollama_answer("Pressure spikes on wtf-pipe-9 need a check."))
-        .mount(&server)
-        .await;
-    assert_falls_back(&server, "wtf-pipe-9").await;
+    let huge = "x".repeat(4 * 1024 * 1024);
+    Mock::given(method("POST")).and(path("/api/generate")).respond_with(ollama_answer(&huge)).mount(&server).await;
+    let started = tokio::time::Instant::now();
+    let harness = assert_falls_back(&server, "more than the 65536 read").await;
+    // The window closes after 1 s; the answer is refused as soon as its size is known.
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    drop(harness);
 }
 
 #[tokio::test]
@@ -351,7 +386,7 @@ async fn the_model_is_used_again_once_it_recovers() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).and(path("/api/generate")).respond_with(ollama_answer(GROUNDED)).mount(&server).await;
+    Mock::given(method("POST")).and(path("/api/generate")).respond_with(FillsInTheForm).mount(&server).await;
     let harness = assert_falls_back(&server, "out of memory").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
     loop {
@@ -364,4 +399,34 @@ async fn the_model_is_used_again_once_it_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(harness.store.health.llm().state, LlmState::Active);
+}
+
+/// A fake Ollama on a raw socket that takes each request and never answers, counting the
+/// connections made and those the client closed (an abandoned call).
+pub struct SilentOllama {
+    pub url: String,
+    pub connections: Arc<AtomicUsize>,
+    pub closed_by_client: Arc<AtomicUsize>,
+}
+
+impl SilentOllama {
+    pub async fn start() -> Self {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (connections, closed_by_client) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (opened, closed) = (Arc::clone(&connections), Arc::clone(&closed_by_client));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                opened.fetch_add(1, Ordering::SeqCst);
+                let closed = Arc::clone(&closed);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while matches!(socket.read(&mut buffer).await, Ok(read) if read > 0) {}
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { url, connections, closed_by_client }
+    }
 }
