@@ -63,6 +63,7 @@ async fn two_daemons_sharing_an_outbox_send_each_notification_once() {
     b.push(&queued).await.unwrap();
     assert_eq!(a.backlog().await.unwrap(), 300, "the same key queued twice is one item");
 
+    // Both ask for the same keys at once, every round; whichever wins a claim sends it.
     let mut sent: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     loop {
         let now = Utc::now();
@@ -81,10 +82,6 @@ async fn two_daemons_sharing_an_outbox_send_each_notification_once() {
     }
     assert_eq!(sent.len(), 300);
     assert!(sent.values().all(|senders| senders.len() == 1), "each claimed by one daemon: {sent:?}");
-    assert!(
-        sent.values().any(|senders| senders == &["a"]) && sent.values().any(|senders| senders == &["b"]),
-        "both took part"
-    );
 
     // A daemon that derives a delivered notification again (a restart, a late peer) queues it,
     // finds it delivered, and drops it unsent.
