@@ -48,6 +48,7 @@ pub struct Config {
     pub alarms: AlarmsConfig,
     pub audit: AuditConfig,
     pub history: HistoryConfig,
+    pub cluster: ClusterConfig,
     pub simulation: SimulationConfig,
     pub detection: DetectionConfig,
     pub store: StoreConfig,
@@ -59,7 +60,7 @@ pub struct Config {
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "api",
     "sensors",
     "parameters",
@@ -68,6 +69,7 @@ const SECTIONS: [&str; 16] = [
     "alarms",
     "audit",
     "history",
+    "cluster",
     "simulation",
     "detection",
     "store",
@@ -89,6 +91,7 @@ impl Default for Config {
             alarms: AlarmsConfig::default(),
             audit: AuditConfig::default(),
             history: HistoryConfig::default(),
+            cluster: ClusterConfig::default(),
             simulation: SimulationConfig::default(),
             detection: DetectionConfig::default(),
             store: StoreConfig::default(),
