@@ -64,6 +64,7 @@ pub mod alarms;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod detection;

@@ -16,6 +16,9 @@ struct Cli {
     /// Config file [default: config/wtf-monitor.toml if present, else /etc/wtf-monitor/wtf-monitor.toml]
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// This daemon's name among its peers (cluster.instance) [default: the hostname]
+    #[arg(long, global = true, value_name = "NAME")]
+    instance: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -86,6 +89,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(instance) = &cli.instance {
+        // The flag is one more layer over the file and the environment, like WTF_CLUSTER__INSTANCE,
+        // and the configuration is read (at start and on every reload) through the environment.
+        // SAFETY: nothing else runs yet: no runtime, no thread has been started.
+        unsafe { std::env::set_var("WTF_CLUSTER__INSTANCE", instance) };
+    }
     match cli.command {
         Some(Command::CheckConfig) => check_config(cli.config),
         Some(Command::Healthcheck { url }) => healthcheck(cli.config, url),

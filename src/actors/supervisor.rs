@@ -256,7 +256,9 @@ impl Actor for Supervisor {
 impl SupervisorState {
     fn initial_children(&self) -> Vec<ChildKind> {
         let mut kinds = Vec::new();
-        for sensor in &self.config.sensors.ids {
+        let sharding = self.config.cluster.sharding();
+        // With shards, each daemon takes only the configured sensors its shard owns.
+        for sensor in self.config.sensors.ids.iter().filter(|id| sharding.owns(id)) {
             let sensor_id = SensorId::new(sensor);
             self.ingress.add_sensor(&sensor_id);
             kinds.extend(self.sensor_children(&sensor_id, self.config.simulation.enabled));
@@ -518,6 +520,9 @@ impl SupervisorState {
             if self.stop_requested.load(Ordering::Relaxed) {
                 // A stop was asked for mid-reload: it wins; the rest of the reload is moot.
                 return;
+            }
+            if !self.config.cluster.sharding().owns(sensor_id) {
+                continue;
             }
             let sensor_id = SensorId::new(sensor_id);
             self.ingress.add_sensor(&sensor_id);

@@ -83,6 +83,7 @@ fn extract(figment: &Figment) -> Loaded {
     reader.section("alarms", &mut config.alarms);
     reader.section("audit", &mut config.audit);
     reader.section("history", &mut config.history);
+    reader.section("cluster", &mut config.cluster);
     reader.section("simulation", &mut config.simulation);
     reader.section("detection", &mut config.detection);
     reader.section("store", &mut config.store);

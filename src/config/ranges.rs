@@ -73,6 +73,18 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
     problems.duration("ingest.max_clock_skew", ingest.max_clock_skew, Duration::ZERO, HOUR);
     problems.count("ingest.max_body", ingest.max_body, 1024, 64 * 1024 * 1024);
     problems.count("ingest.queue_capacity", ingest.queue_capacity, 16, 1_000_000);
+
+    // A shelved alarm is one nobody is told about: never for longer than a week.
+    problems.duration("alarms.max_shelve", config.alarms.max_shelve, MINUTE, 7 * DAY);
+    problems.duration("audit.retention", config.audit.retention, DAY, 10 * 366 * DAY);
+    problems.count("audit.max_entries", config.audit.max_entries, 100, 10_000_000);
+
+    let history = &config.history;
+    problems.duration("history.recent", history.recent, Duration::ZERO, DAY);
+    problems.duration("history.minutes", history.minutes, Duration::ZERO, 7 * DAY);
+    problems.count("history.max_memory_mb", history.max_memory_mb, 1, 16_384);
+
+    problems.count("cluster.shards", config.cluster.shards as usize, 1, 64);
 }
 
 impl Problems {

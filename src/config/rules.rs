@@ -13,7 +13,7 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     check_parameters(config, &mut problems);
     check_ingest(config, &mut problems);
     check_auth(config, &mut problems);
-    check_alarms(config, &mut problems);
+    check_cluster(config, &mut problems);
     check_simulation(config, &mut problems);
     check_detection(config, &mut problems);
     check_llm(config, &mut problems);
@@ -253,24 +253,15 @@ fn check_ingest(config: &Config, problems: &mut Problems) {
     }
 }
 
-fn check_alarms(config: &Config, problems: &mut Problems) {
-    let shelve = config.alarms.max_shelve;
-    if shelve < Duration::from_secs(60) || shelve > Duration::from_secs(7 * 24 * 3600) {
-        problems.add("alarms.max_shelve", "must be from 1m to 7d: a shelved alarm is one nobody is told about");
+fn check_cluster(config: &Config, problems: &mut Problems) {
+    let cluster = &config.cluster;
+    if !cluster.instance.is_empty() && !is_safe_identifier(&cluster.instance) {
+        problems
+            .add("cluster.instance", "must be letters, digits, '-', '_', '.' (at most 64), or \"\" for the hostname");
     }
-    let retention = config.audit.retention;
-    if retention < Duration::from_secs(24 * 3600) || retention > Duration::from_secs(10 * 366 * 24 * 3600) {
-        problems.add("audit.retention", "must be from 1d to 10 years");
-    }
-    let history = &config.history;
-    if history.recent > Duration::from_secs(24 * 3600) || history.minutes > Duration::from_secs(7 * 24 * 3600) {
-        problems.add("history", "history.recent must be at most 24h and history.minutes at most 7d");
-    }
-    if !(1..=16_384).contains(&history.max_memory_mb) {
-        problems.add("history.max_memory_mb", format!("must be from 1 to 16384 (got {})", history.max_memory_mb));
-    }
-    if !(100..=10_000_000).contains(&config.audit.max_entries) {
-        problems.add("audit.max_entries", format!("must be from 100 to 10,000,000 (got {})", config.audit.max_entries));
+    if cluster.shards >= 1 && cluster.shard >= cluster.shards {
+        problems
+            .add("cluster.shard", format!("must be below cluster.shards ({}), got {}", cluster.shards, cluster.shard));
     }
 }
 

@@ -476,6 +476,37 @@ impl Default for HistoryConfig {
     }
 }
 
+/// Several daemons, one plant (see [`crate::cluster`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This daemon's name among its peers (its status in Redis, `/status` → `peers`); "" means
+    /// the hostname. `--instance` overrides it. Needs a restart.
+    pub instance: String,
+    /// How many shards the plant's sensors are split into; 1: every daemon takes every sensor.
+    /// Needs a restart.
+    pub shards: u32,
+    /// Which shard this daemon takes, from 0. Needs a restart.
+    pub shard: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { instance: String::new(), shards: 1, shard: 0 }
+    }
+}
+
+impl ClusterConfig {
+    pub fn sharding(&self) -> crate::cluster::Sharding {
+        crate::cluster::Sharding { shards: self.shards.max(1), shard: self.shard }
+    }
+
+    /// The instance id: the configured one, else the hostname.
+    pub fn instance_id(&self) -> String {
+        if self.instance.is_empty() { crate::cluster::hostname() } else { self.instance.clone() }
+    }
+}
+
 /// The audit trail of what operators and the daemon did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

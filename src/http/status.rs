@@ -42,6 +42,14 @@ impl SensorStatus {
     }
 }
 
+/// This daemon's place in a cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterStatus {
+    pub instance: String,
+    pub shards: u32,
+    pub shard: u32,
+}
+
 /// The history kept per series, as fitted to `history.max_memory_mb`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HistoryStatus {
@@ -115,6 +123,8 @@ pub struct StatusBody {
     pub sensors_active: usize,
     /// Readings accepted and refused per source, and the last refusal.
     pub ingest: IngestStatus,
+    /// This daemon among its peers: its instance id and shard.
+    pub cluster: ClusterStatus,
     /// Clients following the live stream (`GET /events`) now.
     pub live_clients: usize,
     /// How much of each sensor × parameter's readings `GET /readings` can give.
@@ -178,6 +188,11 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
         sensors_total: total,
         sensors_active: active,
         ingest: ingress.status(),
+        cluster: ClusterStatus {
+            instance: config.cluster.instance_id(),
+            shards: config.cluster.shards,
+            shard: config.cluster.shard,
+        },
         live_clients: health.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
         history: {
             let (bounds, series) = ingress.history_bounds();
