@@ -64,7 +64,7 @@ pub struct Config {
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 18] = [
     "api",
     "sensors",
     "parameters",

@@ -63,6 +63,8 @@ pub struct NotifierArgs {
     pub shared: Arc<NotifyShared>,
     pub store: Arc<Store>,
     pub clock: Clock,
+    /// `cluster.instance` (or the hostname): whose claims these are in a shared outbox.
+    pub instance: String,
 }
 
 /// Items for Redis outboxes, with their receivers' names.
@@ -110,7 +112,7 @@ impl Actor for Notifier {
         _myself: ActorRef<NotifierMsg>,
         args: NotifierArgs,
     ) -> Result<NotifierState, ActorProcessingErr> {
-        let NotifierArgs { config, redis, receivers, shared, store, clock } = args;
+        let NotifierArgs { config, redis, receivers, shared, store, clock, instance } = args;
         let in_redis = !redis.url.is_empty();
         let link = if in_redis {
             let timeouts = LinkTimeouts {
@@ -127,7 +129,7 @@ impl Actor for Notifier {
             lease: config.timeout + Duration::from_secs(5),
             dedup_window: config.dedup_window,
             timeout: Duration::from_secs(5),
-            instance: instance_id(),
+            instance: claimant(&instance),
         };
         let mut routes = Vec::new();
         for receiver in receivers {
@@ -424,12 +426,12 @@ fn bound(staged: &mut VecDeque<(String, Arc<Item>)>, most: usize) -> BTreeMap<St
     dropped
 }
 
-/// A name for this process in the outbox's claims: the host and a random part.
-fn instance_id() -> String {
+/// A name for this notifier in the outbox's claims: the daemon's instance (`cluster.instance`),
+/// its process and a random part, so even two incarnations in one process tell their claims apart.
+fn claimant(instance: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}-{}-{random:016x}", host.trim(), std::process::id())
+    format!("{instance}-{}-{random:016x}", std::process::id())
 }
 
 /// Wakes the notifier when something is journalled; ends with the notifier.

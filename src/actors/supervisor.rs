@@ -355,6 +355,7 @@ impl SupervisorState {
                     shared: Arc::clone(shared),
                     store: Arc::clone(&self.store),
                     clock: self.clock,
+                    instance: self.config.cluster.instance_id(),
                 };
                 let (actor, _) = Actor::spawn_linked(None, Notifier, args, supervisor).await?;
                 Ok(ChildRef::Notifier(actor))
