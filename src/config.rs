@@ -8,6 +8,7 @@
 pub mod diff;
 mod environment;
 mod loading;
+mod notify;
 mod ranges;
 mod redact;
 mod rules;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Parameter;
 
 pub use environment::{ENV_ALLOWED, StrayVariable, stray_variables};
+pub use notify::*;
 pub use redact::redact_url;
 pub use sections::*;
 
@@ -54,13 +56,15 @@ pub struct Config {
     pub store: StoreConfig,
     pub llm: LlmConfig,
     pub redis: RedisConfig,
+    /// Alarm notifications: Alertmanager and webhooks.
+    pub notify: NotifyConfig,
     pub supervisor: SupervisorConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 18] = [
     "api",
     "sensors",
     "parameters",
@@ -75,6 +79,7 @@ const SECTIONS: [&str; 17] = [
     "store",
     "llm",
     "redis",
+    "notify",
     "supervisor",
     "log",
     "debug",
@@ -97,6 +102,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             llm: LlmConfig::default(),
             redis: RedisConfig::default(),
+            notify: NotifyConfig::default(),
             supervisor: SupervisorConfig::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),

@@ -67,8 +67,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Anomaly, AnomalyId, AnomalyKind, Cleared, EpisodeKey, Parameter, SensorId, Transition};
-use episode::{LevelEpisode, RateEpisode, Side, StuckEpisode, saturating_delta};
 pub use checkpoint::Checkpoint;
+use episode::{LevelEpisode, RateEpisode, Side, StuckEpisode, saturating_delta};
 pub use rules::{Level, Rules};
 
 /// Why a reading was refused. A refused reading raises nothing and changes no episode.

@@ -13,7 +13,9 @@
 //!             ├─ detector:<sensor>:<parameter>   one per sensor × parameter; dropout timer
 //!             ├─ summarizer                      facts → Ollama (or the template) → summary
 //!             ├─ mirror                          the single writer to Redis
-//!             └─ api                             owns the HTTP server (reads, ingestion)
+//!             ├─ notifier                        alarm notifications: Alertmanager, webhooks
+//!             │    └─ courier:<receiver> tasks   delivery from the outbox, retries with backoff
+//!             └─ api                             owns the HTTP server (reads, ingestion, metrics)
 //! ```
 //!
 //! ## Who talks to whom
@@ -35,7 +37,12 @@
 //! - readers follow the journal by sequence number (the mirror, the summarizer), so none can
 //!   stall detection and a restarted one picks up where it left off; the API answers from the
 //!   store's parts without a message round trip;
-//! - the mirror is the only writer to Redis: it follows the journal, writes in pipelines laid
+//! - the notifier follows the journal's alarm events and queues each transition a receiver wants
+//!   in that receiver's outbox ([`notify`]: in Redis, keyed by alarm and transition, so a restart
+//!   or an outage loses nothing and sends nothing twice); its couriers deliver them;
+//! - `/metrics/prometheus` ([`exposition`]) reads the live state at each scrape; the totals no
+//!   other part keeps are in [`telemetry`];
+//! - the mirror is the only writer to Redis (the outboxes excepted): it follows the journal, writes in pipelines laid
 //!   out by [`redis_layout`], keeps a bounded backlog while Redis is away, and at start the
 //!   daemon restores the last 24 h from Redis before any actor runs;
 //! - the supervisor restarts failed children (one-for-one, exponential backoff), starts the
@@ -62,6 +69,7 @@ pub mod config;
 pub mod daemon;
 pub mod detection;
 pub mod domain;
+pub mod exposition;
 pub mod health;
 pub mod history;
 pub mod http;
@@ -71,6 +79,7 @@ pub mod llm;
 pub mod llm_bench;
 pub mod load;
 pub mod logging;
+pub mod notify;
 pub mod redis_layout;
 pub mod redis_link;
 pub mod restart;
@@ -78,4 +87,5 @@ pub mod signals;
 pub mod simulation;
 pub mod store;
 pub mod summary;
+pub mod telemetry;
 pub mod wording;

@@ -56,6 +56,9 @@ enum Command {
         /// Configure every rule on every parameter (low limits, rate, stuck, deadband, off-delay).
         #[arg(long)]
         all_rules: bool,
+        /// Send every alarm transition to this webhook URL (empty: no notifications).
+        #[arg(long, default_value = "")]
+        webhook: String,
     },
     /// Word windows of the seeded simulator with a real model, as the daemon does, and report
     /// how many notes were accepted, refused (by reason) or timed out, latency and tokens.
@@ -95,8 +98,17 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig) => check_config(cli.config),
         Some(Command::Healthcheck { url }) => healthcheck(cli.config, url),
-        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules }) => {
-            load(sensors, &rate, duration, spikes_per_hour, redis, all_rules)
+        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules, webhook }) => {
+            let plan = wtf_monitor::load::LoadPlan {
+                sensors,
+                rate: None,
+                duration,
+                spikes_per_hour,
+                redis_url: redis,
+                all_rules,
+                webhook,
+            };
+            load(&rate, plan)
         }
         Some(Command::LlmBench { url, model, windows, seed, sensors, window, timeout, show_notes }) => {
             let plan =
@@ -209,14 +221,7 @@ fn health_url(listen: SocketAddr) -> String {
     format!("http://{}/health", SocketAddr::new(ip, listen.port()))
 }
 
-fn load(
-    sensors: usize,
-    rate: &str,
-    duration: Duration,
-    spikes_per_hour: f64,
-    redis_url: String,
-    all_rules: bool,
-) -> ExitCode {
+fn load(rate: &str, mut plan: wtf_monitor::load::LoadPlan) -> ExitCode {
     let rate = match rate {
         "max" => None,
         number => match number.parse::<f64>() {
@@ -231,7 +236,7 @@ fn load(
             }
         },
     };
-    let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url, all_rules };
+    plan.rate = rate;
     let runtime = match runtime(tokio::runtime::Builder::new_multi_thread(), "load") {
         Ok(runtime) => runtime,
         Err(code) => return code,

@@ -53,6 +53,15 @@ pub(super) fn check(config: &Config, problems: &mut Problems) {
     problems.count("redis.backlog_capacity", redis.backlog_capacity, 1, 10_000_000);
     problems.count("redis.max_anomalies", redis.max_anomalies, 1, 10_000_000);
 
+    let notify = &config.notify;
+    problems.count("notify.outbox_capacity", notify.outbox_capacity, 1, 10_000_000);
+    problems.duration("notify.timeout", notify.timeout, 100 * MS, 5 * MINUTE);
+    problems.duration("notify.retry_initial", notify.retry_initial, 10 * MS, HOUR);
+    problems.duration("notify.retry_max", notify.retry_max, 10 * MS, DAY);
+    problems.duration("notify.max_age", notify.max_age, MINUTE, 30 * DAY);
+    problems.duration("notify.dedup_window", notify.dedup_window, MINUTE, 30 * DAY);
+    problems.duration("notify.alertmanager.resend_interval", notify.alertmanager.resend_interval, SECOND, HOUR);
+
     let supervisor = &config.supervisor;
     problems.count("supervisor.max_restarts", supervisor.max_restarts as usize, 0, 1_000);
     problems.duration("supervisor.restart_window", supervisor.restart_window, SECOND, DAY);

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use super::*;
 
+mod notify;
+
 pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     let mut problems = Problems::default();
     check_sensors(config, &mut problems);
@@ -16,6 +18,7 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     check_detection(config, &mut problems);
     check_llm(config, &mut problems);
     check_redis(config, &mut problems);
+    notify::check(config, &mut problems);
     check_supervisor(config, &mut problems);
     check_log(config, &mut problems);
     check_api(config, &mut problems);

@@ -326,3 +326,65 @@ fn a_string_choice_outside_its_set_is_refused_by_key() {
         Ok(())
     });
 }
+
+#[test]
+fn receivers_are_read_from_the_file_and_the_environment_and_tokens_never_printed() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_NOTIFY__ALERTMANAGER__URLS", r#"["http://127.0.0.1:9093", "http://127.0.0.1:9094"]"#);
+        let config = load_text(
+            jail,
+            "[[notify.webhook]]\nname = \"pager\"\nurl = \"http://pager.local/hook\"\ntoken = \"hook-secret-1\"\n\
+             events = [\"raised\", \"cleared\"]\n",
+        )
+        .expect("loads");
+        assert_eq!(config.notify.alertmanager.urls, ["http://127.0.0.1:9093", "http://127.0.0.1:9094"]);
+        assert_eq!(config.notify.webhook[0].events, [NotifyEvent::Raised, NotifyEvent::Cleared]);
+        let printed = config.to_toml();
+        assert!(!printed.contains("hook-secret-1") && printed.contains("\"***\""), "{printed}");
+        assert!(!format!("{config:?}").contains("hook-secret-1"));
+        config.validate().expect("valid");
+        Ok(())
+    });
+}
+
+#[test]
+fn receivers_that_cannot_be_reached_or_named_are_refused_by_key() {
+    let mut config = Config::default();
+    let webhook = |name: Option<&str>, url: &str, events: Vec<NotifyEvent>| WebhookConfig {
+        name: name.map(str::to_owned),
+        url: url.into(),
+        token: None,
+        token_file: None,
+        events,
+    };
+    config.notify.alertmanager.urls = vec!["https://am.local:9093".into(), "http://user:pw@am.local".into()];
+    config.notify.alertmanager.labels.insert("severity".into(), "page".into());
+    config.notify.webhook = vec![
+        webhook(Some("alertmanager-1"), "ftp://x", vec![]),
+        webhook(Some("pager"), "http://pager.local/hook", vec![NotifyEvent::Raised, NotifyEvent::Raised]),
+        webhook(Some("pager"), "not a url", vec![NotifyEvent::Cleared]),
+    ];
+    config.notify.webhook[1].token = Some(Secret::new("a token"));
+    config.notify.outbox_capacity = 0;
+    config.notify.retry_max = Duration::from_millis(10);
+    let problems = config.validate().unwrap_err();
+    let found = keys(&problems);
+    for key in [
+        "notify.alertmanager.urls[0]",
+        "notify.alertmanager.urls[1]",
+        "notify.alertmanager.labels.severity",
+        "notify.webhook[0].name",
+        "notify.webhook[0].url",
+        "notify.webhook[0].events",
+        "notify.webhook[1].events",
+        "notify.webhook[1].token",
+        "notify.webhook[2].name",
+        "notify.webhook[2].url",
+        "notify.outbox_capacity",
+        "notify.retry_max",
+    ] {
+        assert!(found.contains(&key), "{key} not among {found:?}");
+    }
+    let https = problems.iter().find(|problem| problem.key == "notify.alertmanager.urls[0]").unwrap();
+    assert!(https.message.contains("no TLS"), "{}", https.message);
+}

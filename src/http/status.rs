@@ -16,6 +16,7 @@ use crate::actors::supervisor::simulator_name;
 use crate::domain::Reading;
 use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, RedisHealth};
 use crate::ingress::{IngestStatus, Ingress, SensorLane};
+use crate::notify::ReceiverStatus;
 use crate::store::Store;
 
 /// Sensors `/status` lists one by one; past this it lists the first ones by id and the inactive
@@ -85,6 +86,9 @@ pub struct HistoryStatus {
         "answers_accepted": 41, "answers_refused": 3, "calls_failed": 2,
         "last_refusal": "answer refused: the answer is not JSON: expected value at line 1 column 1: All quiet"},
     "redis": {"state": "disabled", "backlog": 0, "dropped": 0, "mirrored": 0, "last_error": null},
+    "notify": {"alertmanager-1": {"kind": "alertmanager", "url": "http://127.0.0.1:9093", "outbox": "memory",
+        "state": "ok", "backlog": 0, "delivered": 12, "failures": 0, "dropped": 0,
+        "last_error": null, "last_error_at": null, "last_delivery_at": "2025-05-19T10:24:58.000Z"}},
     "config": {"source": "/etc/wtf-monitor/wtf-monitor.toml", "loaded_at": "2025-05-19T08:00:00.000Z", "last_reload": null}
 }))]
 pub struct StatusBody {
@@ -131,6 +135,9 @@ pub struct StatusBody {
     pub actors_total: usize,
     pub llm: LlmHealth,
     pub redis: RedisHealth,
+    /// The notification receivers by name (`alertmanager-1`, …, and the webhooks): state, backlog,
+    /// last error, and where their outbox is. Empty when none is configured.
+    pub notify: BTreeMap<String, ReceiverStatus>,
     pub config: ConfigHealth,
 }
 
@@ -195,6 +202,7 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
         actors: health.notable_actors(STATUS_SENSORS),
         llm,
         redis: health.redis(),
+        notify: store.notify.receivers(),
         config: health.config(),
     }
 }

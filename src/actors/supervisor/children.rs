@@ -7,6 +7,7 @@ use crate::actors::Fault;
 use crate::actors::api::ApiMsg;
 use crate::actors::detector::DetectorMsg;
 use crate::actors::mirror::MirrorMsg;
+use crate::actors::notifier::NotifierMsg;
 use crate::actors::simulator::SimulatorMsg;
 use crate::actors::summarizer::SummarizerMsg;
 use crate::domain::{Parameter, SensorId};
@@ -29,6 +30,8 @@ pub enum ChildKind {
     Summarizer,
     /// Only when `redis.url` is set.
     Mirror,
+    /// Only when a notification receiver is configured.
+    Notifier,
     Api,
 }
 
@@ -39,6 +42,7 @@ impl ChildKind {
             ChildKind::Detector(sensor_id, parameter) => detector_name(sensor_id.as_str(), parameter.as_str()),
             ChildKind::Summarizer => "summarizer".into(),
             ChildKind::Mirror => "mirror".into(),
+            ChildKind::Notifier => "notifier".into(),
             ChildKind::Api => "api".into(),
         }
     }
@@ -49,6 +53,7 @@ impl ChildKind {
             ChildKind::Detector(..) => Component::Detector,
             ChildKind::Summarizer => Component::Llm,
             ChildKind::Mirror => Component::Redis,
+            ChildKind::Notifier => Component::Notify,
             ChildKind::Api => Component::Api,
         }
     }
@@ -69,6 +74,7 @@ pub enum ChildRef {
     Detector(ActorRef<DetectorMsg>),
     Summarizer(ActorRef<SummarizerMsg>),
     Mirror(ActorRef<MirrorMsg>),
+    Notifier(ActorRef<NotifierMsg>),
     Api(ActorRef<ApiMsg>),
 }
 
@@ -79,6 +85,7 @@ impl ChildRef {
             ChildRef::Detector(actor) => actor.get_cell(),
             ChildRef::Summarizer(actor) => actor.get_cell(),
             ChildRef::Mirror(actor) => actor.get_cell(),
+            ChildRef::Notifier(actor) => actor.get_cell(),
             ChildRef::Api(actor) => actor.get_cell(),
         }
     }
@@ -89,6 +96,7 @@ impl ChildRef {
             ChildRef::Detector(actor) => actor.cast(DetectorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Summarizer(actor) => actor.cast(SummarizerMsg::InjectFault(fault)).is_ok(),
             ChildRef::Mirror(actor) => actor.cast(MirrorMsg::InjectFault(fault)).is_ok(),
+            ChildRef::Notifier(actor) => actor.cast(NotifierMsg::InjectFault(fault)).is_ok(),
             ChildRef::Api(actor) => actor.cast(ApiMsg::InjectFault(fault)).is_ok(),
         }
     }

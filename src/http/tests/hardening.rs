@@ -174,6 +174,7 @@ async fn the_openapi_document_lists_every_route_with_examples() {
             "get /events",
             "get /health",
             "get /metrics",
+            "get /metrics/prometheus",
             "get /openapi.json",
             "get /readings",
             "get /sensors",
