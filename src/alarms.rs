@@ -162,6 +162,14 @@ pub enum AlarmRefusal {
     ShelveTooLong(String),
 }
 
+/// The alarms counted, for `/metrics/prometheus`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AlarmCounts {
+    pub by_state: BTreeMap<(AlarmState, Priority), u64>,
+    pub shelved: u64,
+    pub suppressed: u64,
+}
+
 /// Longest comment or reason kept, in characters; the rest is cut.
 pub const MAX_NOTE_CHARS: usize = 500;
 
@@ -319,6 +327,17 @@ impl AlarmBook {
 
     pub fn len(&self) -> usize {
         self.alarms.len()
+    }
+
+    /// How many alarms are in each state and priority, shelved and suppressed, without copying them.
+    pub fn counts(&self, now: DateTime<Utc>) -> AlarmCounts {
+        let mut counts = AlarmCounts::default();
+        for alarm in self.alarms.values() {
+            *counts.by_state.entry((alarm.state, alarm.priority)).or_default() += 1;
+            counts.shelved += u64::from(alarm.is_shelved(now));
+            counts.suppressed += u64::from(alarm.suppressed);
+        }
+        counts
     }
 
     pub fn is_empty(&self) -> bool {

@@ -6,7 +6,12 @@
 //! Both collect every problem they find and name its key, so an operator fixes a file in one pass.
 
 pub mod diff;
+mod environment;
+mod loading;
 mod mqtt;
+mod notify;
+mod ranges;
+mod redact;
 mod rules;
 mod sections;
 
@@ -15,13 +20,15 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::{Figment, Provider};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Parameter;
 
+pub use environment::{ENV_ALLOWED, StrayVariable, stray_variables};
 pub use mqtt::{BrokerAddress, MqttConfig};
+pub use notify::*;
+pub use redact::redact_url;
 pub use sections::*;
 
 /// Where the repository keeps its reference config; used when run from a checkout.
@@ -45,19 +52,22 @@ pub struct Config {
     pub alarms: AlarmsConfig,
     pub audit: AuditConfig,
     pub history: HistoryConfig,
+    pub cluster: ClusterConfig,
     pub simulation: SimulationConfig,
     pub detection: DetectionConfig,
     pub store: StoreConfig,
     pub llm: LlmConfig,
     pub redis: RedisConfig,
     pub mqtt: MqttConfig,
+    /// Alarm notifications: Alertmanager and webhooks.
+    pub notify: NotifyConfig,
     pub supervisor: SupervisorConfig,
     pub log: LogConfig,
     pub debug: DebugConfig,
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 17] = [
+const SECTIONS: [&str; 19] = [
     "api",
     "sensors",
     "parameters",
@@ -66,12 +76,14 @@ const SECTIONS: [&str; 17] = [
     "alarms",
     "audit",
     "history",
+    "cluster",
     "simulation",
     "detection",
     "store",
     "llm",
     "redis",
     "mqtt",
+    "notify",
     "supervisor",
     "log",
     "debug",
@@ -88,12 +100,14 @@ impl Default for Config {
             alarms: AlarmsConfig::default(),
             audit: AuditConfig::default(),
             history: HistoryConfig::default(),
+            cluster: ClusterConfig::default(),
             simulation: SimulationConfig::default(),
             detection: DetectionConfig::default(),
             store: StoreConfig::default(),
             llm: LlmConfig::default(),
             redis: RedisConfig::default(),
             mqtt: MqttConfig::default(),
+            notify: NotifyConfig::default(),
             supervisor: SupervisorConfig::default(),
             log: LogConfig::default(),
             debug: DebugConfig::default(),
@@ -194,26 +208,17 @@ impl Config {
 
     /// Reads defaults, the file, then the process's `WTF_…` variables.
     ///
-    /// Variables whose first segment is not a section name (e.g. `WTF_TEST_REDIS_URL`) are left
-    /// alone, so other tools may share the prefix; inside a section, an unknown key is an error.
+    /// A `WTF_` variable is read when its first segment names a section; one that does not is
+    /// refused if it is shaped like a setting (`WTF_DETECTOIN__DRIFT_DURATION`), and otherwise
+    /// left to the tools that share the prefix ([`stray_variables`]). Inside a section, an unknown
+    /// key is an error.
     pub fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
-        let (config, problems) = Self::load_partial(source);
-        if problems.is_empty() { Ok(config) } else { Err(ConfigError { source_name: source.to_string(), problems }) }
-    }
-
-    /// Like [`Config::load`], but a section that does not parse keeps its defaults and its
-    /// problems are returned beside the config, so the rules can still check the rest.
-    fn load_partial(source: &ConfigSource) -> (Config, Vec<ConfigProblem>) {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let ConfigSource::File(path) = source {
-            figment = figment.merge(Toml::file_exact(path));
+        let loaded = loading::load(source);
+        if loaded.problems.is_empty() {
+            Ok(loaded.config)
+        } else {
+            Err(ConfigError { source_name: source.to_string(), problems: loaded.problems })
         }
-        let environment = Env::prefixed(ENV_PREFIX).split("__").filter(|key| {
-            let section = key.as_str().split(['.', '_']).next().unwrap_or_default();
-            SECTIONS.iter().any(|known| known.eq_ignore_ascii_case(section))
-        });
-        figment = figment.merge(environment);
-        extract(&figment)
     }
 
     /// Checks every rule and returns every problem; a valid config is wrapped so it can be run.
@@ -222,9 +227,9 @@ impl Config {
         if problems.is_empty() { Ok(ValidConfig(self)) } else { Err(problems) }
     }
 
-    /// The effective config as TOML, as `check-config` prints it.
+    /// The effective config as TOML, as `check-config` prints it: URLs redacted, tokens `***`.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|err| format!("# cannot render the config: {err}\n"))
+        toml::to_string(&self.redacted()).unwrap_or_else(|err| format!("# cannot render the config: {err}\n"))
     }
 }
 
@@ -248,87 +253,18 @@ impl ValidConfig {
 
 /// Loads and validates in one step, as start-up and reload do.
 ///
-/// Every problem comes back at once: a section that does not parse is reported, and the rules
-/// still check every other section.
+/// Every problem comes back at once: each key that does not parse is reported (and keeps its
+/// default), and the rules still check every other key.
 pub fn load_valid(source: &ConfigSource) -> Result<ValidConfig, ConfigError> {
-    let (config, mut problems) = Config::load_partial(source);
-    let section_of = |key: &str| key.split('.').next().unwrap_or_default().to_owned();
-    let unparsed: BTreeSet<String> = problems.iter().map(|problem| section_of(&problem.key)).collect();
-    let rules = rules::check(&config).into_iter().filter(|problem| !unparsed.contains(&section_of(&problem.key)));
-    problems.extend(rules);
+    let loading::Loaded { config, mut problems, unparsed } = loading::load(source);
+    let parsed = |problem: &ConfigProblem| {
+        !unparsed.iter().any(|key| problem.key == *key || problem.key.starts_with(&format!("{key}.")))
+    };
+    problems.extend(rules::check(&config).into_iter().filter(parsed));
     if problems.is_empty() {
         Ok(ValidConfig(config))
     } else {
         Err(ConfigError { source_name: source.to_string(), problems })
-    }
-}
-
-/// Deserialises section by section so that a bad value in one section does not hide problems in
-/// another, and reports unknown top-level sections.
-fn extract(figment: &Figment) -> (Config, Vec<ConfigProblem>) {
-    let mut problems = Vec::new();
-    if let Ok(data) = figment.data() {
-        for dict in data.values() {
-            for key in dict.keys() {
-                if !SECTIONS.contains(&key.as_str()) {
-                    problems.push(ConfigProblem {
-                        key: key.clone(),
-                        message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
-                    });
-                }
-            }
-            // `[detection]` flattens its limits, so serde cannot refuse unknown keys there.
-            if let Some(figment::value::Value::Dict(_, detection)) = dict.get("detection") {
-                let known = || DetectionConfig::KEYS.iter().chain(Limits::KEYS.iter());
-                for key in detection.keys().filter(|key| !known().any(|known| known == key)) {
-                    let expected: Vec<&str> = known().copied().collect();
-                    problems.push(ConfigProblem {
-                        key: format!("detection.{key}"),
-                        message: format!("unknown key; expected one of {}", expected.join(", ")),
-                    });
-                }
-            }
-        }
-    }
-    let mut config = Config::default();
-    section(figment, "api", &mut config.api, &mut problems);
-    section(figment, "sensors", &mut config.sensors, &mut problems);
-    section(figment, "parameters", &mut config.parameters, &mut problems);
-    section(figment, "ingest", &mut config.ingest, &mut problems);
-    section(figment, "auth", &mut config.auth, &mut problems);
-    section(figment, "alarms", &mut config.alarms, &mut problems);
-    section(figment, "audit", &mut config.audit, &mut problems);
-    section(figment, "history", &mut config.history, &mut problems);
-    section(figment, "simulation", &mut config.simulation, &mut problems);
-    section(figment, "detection", &mut config.detection, &mut problems);
-    section(figment, "store", &mut config.store, &mut problems);
-    section(figment, "llm", &mut config.llm, &mut problems);
-    section(figment, "redis", &mut config.redis, &mut problems);
-    section(figment, "mqtt", &mut config.mqtt, &mut problems);
-    section(figment, "supervisor", &mut config.supervisor, &mut problems);
-    section(figment, "log", &mut config.log, &mut problems);
-    section(figment, "debug", &mut config.debug, &mut problems);
-    (config, problems)
-}
-
-fn section<T: DeserializeOwned>(figment: &Figment, name: &str, slot: &mut T, problems: &mut Vec<ConfigProblem>) {
-    match figment.extract_inner::<T>(name) {
-        Ok(value) => *slot = value,
-        Err(errors) => {
-            for error in errors {
-                // figment appends the section to the path of an inner extraction.
-                let key = std::iter::once(name)
-                    .chain(error.path.iter().map(String::as_str).filter(|part| *part != name))
-                    .collect::<Vec<_>>()
-                    .join(".");
-                let origin = error.metadata.as_ref().map(|metadata| metadata.name.to_string());
-                let message = match origin {
-                    Some(origin) if !origin.contains("Serialized") => format!("{} (in {origin})", error.kind),
-                    _ => error.kind.to_string(),
-                };
-                problems.push(ConfigProblem { key, message });
-            }
-        }
     }
 }
 

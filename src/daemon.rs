@@ -59,6 +59,8 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     crate::actors::mirror::restore_at_start(&config, &store, &clock).await;
     let seed = config.simulation.seed.unwrap_or_else(fresh_seed);
     tracing::info!(component = %"supervisor", config = %source, seed, sensors = config.sensors.ids.len(), "starting");
+    log_redis_in_use(&config);
+    warn_stray_variables();
 
     let verdict = Arc::new(Verdict::default());
     let stop_requested = Arc::new(AtomicBool::new(false));
@@ -112,6 +114,30 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     Ok(ending)
 }
 
+/// Says which Redis the daemon writes into, and under which prefix: the shipped config points at
+/// a Redis on localhost, which on a shared host may be someone else's.
+fn log_redis_in_use(config: &ValidConfig) {
+    let redis = &config.redis;
+    if redis.url.is_empty() {
+        tracing::info!(component = %"redis", "redis.url is empty: in memory only, nothing is written to Redis");
+    } else {
+        let url = crate::config::redact_url(&redis.url);
+        tracing::info!(
+            component = %"redis",
+            %url,
+            key_prefix = %redis.key_prefix,
+            "writing into this Redis under this key prefix (redis.url = \"\" keeps everything in memory)"
+        );
+    }
+}
+
+/// `WTF_` variables that set nothing and are not refused are still worth a line in the log.
+fn warn_stray_variables() {
+    for stray in crate::config::stray_variables().into_iter().filter(|stray| !stray.refused) {
+        tracing::warn!(component = %"supervisor", variable = %stray.name, "environment variable ignored: {}", stray.message);
+    }
+}
+
 /// Only a stop request ends the supervisor cleanly, and that leaves through `shut_down`: a
 /// supervisor that ended by itself gave up, or died.
 fn gave_up(verdict: &Verdict) -> Ending {
@@ -157,6 +183,7 @@ async fn reload(
     clock: &Clock,
 ) {
     notify(&[sd_notify::NotifyState::Reloading, monotonic_usec()]);
+    warn_stray_variables();
     let outcome = match load_valid(source) {
         Err(error) => {
             for problem in &error.problems {

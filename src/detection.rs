@@ -59,12 +59,15 @@
 //! or `Duration::MAX` rules, and thresholds that are not finite (which then never fire) are all
 //! handled with saturating arithmetic.
 
+mod checkpoint;
 pub mod episode;
 mod rules;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Anomaly, AnomalyId, AnomalyKind, Cleared, EpisodeKey, Parameter, SensorId, Transition};
+pub use checkpoint::Checkpoint;
 use episode::{LevelEpisode, RateEpisode, Side, StuckEpisode, saturating_delta};
 pub use rules::{Level, Rules};
 
@@ -90,7 +93,7 @@ pub enum Ongoing {
 }
 
 /// The last accepted reading.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 struct LastReading {
     timestamp: DateTime<Utc>,
     value: f64,
@@ -114,6 +117,8 @@ pub struct ParameterDetector {
     dropout: Option<AnomalyId>,
     /// The ids of the raised episodes, to name them when they clear.
     raised_ids: Vec<(AnomalyKind, AnomalyId)>,
+    /// The phases of the last checkpoint taken ([`ParameterDetector::checkpoint_due`]).
+    checkpointed_phase: u16,
 }
 
 impl ParameterDetector {
@@ -130,6 +135,7 @@ impl ParameterDetector {
             stuck: StuckEpisode::default(),
             dropout: None,
             raised_ids: Vec::new(),
+            checkpointed_phase: 0,
         }
     }
 

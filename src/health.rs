@@ -31,6 +31,8 @@ pub enum Component {
     Api,
     Ingress,
     Mqtt,
+    /// The notifier: alarm notifications to Alertmanager and webhooks.
+    Notify,
 }
 
 impl Component {
@@ -154,6 +156,9 @@ pub struct Health {
     /// changes without taking these locks.
     version: AtomicU64,
     actors: Mutex<BTreeMap<String, ActorHealth>>,
+    /// Restarts since start by kind of actor; unlike the actors' own counts, an actor removed
+    /// on purpose takes none of these away, so they only grow.
+    restarts: Mutex<BTreeMap<Component, u64>>,
     llm: Mutex<LlmHealth>,
     redis: Mutex<RedisHealth>,
     config: Mutex<ConfigHealth>,
@@ -171,6 +176,7 @@ impl Health {
             started_at,
             version: AtomicU64::new(0),
             actors: Mutex::new(BTreeMap::new()),
+            restarts: Mutex::new(BTreeMap::new()),
             llm: Mutex::new(LlmHealth::default()),
             redis: Mutex::new(RedisHealth {
                 state: RedisState::Disabled,
@@ -243,8 +249,14 @@ impl Health {
     pub fn actor_restarting(&self, name: &str) {
         if let Some(entry) = lock(&self.actors).get_mut(name) {
             entry.restarts += 1;
+            *lock(&self.restarts).entry(entry.component).or_default() += 1;
         }
         self.changed();
+    }
+
+    /// Restarts since start, by kind of actor.
+    pub fn restarts_by_component(&self) -> BTreeMap<Component, u64> {
+        lock(&self.restarts).clone()
     }
 
     /// Forgets an actor removed on purpose (a sensor taken out of the configuration).

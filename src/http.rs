@@ -20,8 +20,12 @@ mod events;
 mod history;
 mod ingest;
 mod query;
+mod request_head;
+mod security;
 mod sensors;
+pub mod server;
 mod status;
+mod write_stall;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +55,7 @@ use crate::actors::supervisor::SupervisorMsg;
 use crate::clock::Clock;
 use crate::config::{ApiConfig, ValidConfig};
 use crate::domain::{Anomaly, AnomalyKind, Parameter, Summary, SummaryAuthor};
+use crate::exposition::Exposition;
 use crate::ingress::Ingress;
 use crate::store::{AnomalyQuery, Metrics, Store};
 use crate::summary::{self, FactsBuilder};
@@ -82,6 +87,7 @@ struct Shared {
     ingress: Arc<Ingress>,
     clock: Clock,
     supervisor: Option<ActorRef<SupervisorMsg>>,
+    exposition: Exposition,
     /// Keyed by (anomalies version, limit).
     anomalies_body: BodyCache<(u64, usize)>,
     /// Keyed by the anomalies version.
@@ -101,6 +107,7 @@ impl AppState {
         Self {
             inner: Arc::new(Shared {
                 api: config.api.clone(),
+                exposition: Exposition::new(Arc::clone(&store), Arc::clone(&ingress), clock),
                 store,
                 ingress,
                 clock,
@@ -178,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(alarms::audit))
         .routes(routes!(events::events))
         .routes(routes!(metrics))
+        .routes(routes!(prometheus))
         .routes(routes!(health));
     if state.inner.supervisor.is_some() {
         api = api.routes(routes!(inject_fault));
@@ -233,11 +241,13 @@ fn harden(app: Router, config: &ApiConfig) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout))
         // Outside the two layers above, so their 408 and 413 get a JSON body too.
         .layer(middleware::from_fn_with_state(context, errors::json_errors));
-    match cors(config) {
-        // Outermost, so error answers carry the CORS headers and a browser can read them.
+    let app = match cors(config) {
+        // Outside the layers above, so error answers carry the CORS headers and a browser can read them.
         Some(cors) => app.layer(cors),
         None => app,
-    }
+    };
+    // Outermost: every answer, CORS preflights included, carries them.
+    app.layer(middleware::from_fn(security::security_headers))
 }
 
 /// CORS only for the configured origins; with none configured, no CORS headers at all, so a
@@ -424,6 +434,28 @@ async fn metrics(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
     let key = store.anomalies.version();
     let parameters = store.config().parameter_list();
     Ok(json_body(state.inner.metrics_body.get_or_make(key, || to_bytes(&store.anomalies.metrics(&parameters)))))
+}
+
+/// The daemon's metrics for Prometheus to scrape.
+///
+/// Readings by source, anomalies by type and parameter, alarms by state and priority, actor
+/// restarts, summaries and the model's latency, Redis, MQTT, the journal, live streams and the
+/// notification receivers; in the Prometheus text exposition format 0.0.4. With
+/// `auth.read = "token"`, Prometheus sends a token (`authorization` in its scrape config).
+#[utoipa::path(
+    get,
+    path = "/metrics/prometheus",
+    tag = "monitoring",
+    responses(
+        (status = 200, description = "The metrics, as of now", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String,
+            example = "# HELP wtf_readings_total Readings accepted, by source.\n# TYPE wtf_readings_total counter\nwtf_readings_total{source=\"simulator\"} 5210\n"),
+        (status = 400, description = "This endpoint takes no query parameters", body = ErrorBody),
+    )
+)]
+async fn prometheus(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    query::no_params(raw.as_deref())?;
+    let text = state.inner.exposition.render();
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(crate::exposition::CONTENT_TYPE))], text).into_response())
 }
 
 /// Liveness, for load balancers and container healthchecks.

@@ -104,6 +104,8 @@ pub enum Refusal {
     Full { parameter: String },
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    #[error("sensor {sensor:?} belongs to shard {shard} (cluster.shards = {shards}); send it to that daemon")]
+    WrongShard { sensor: String, shard: u32, shards: u32 },
     #[error("{0}")]
     Malformed(String),
 }
@@ -137,6 +139,7 @@ pub enum Reason {
     QueueFull,
     ShuttingDown,
     Malformed,
+    WrongShard,
 }
 
 impl Refusal {
@@ -153,6 +156,7 @@ impl Refusal {
             Refusal::Full { .. } => Reason::QueueFull,
             Refusal::ShuttingDown => Reason::ShuttingDown,
             Refusal::Malformed(_) => Reason::Malformed,
+            Refusal::WrongShard { .. } => Reason::WrongShard,
         }
     }
 
@@ -173,6 +177,7 @@ struct Policy {
     max_clock_skew: TimeDelta,
     capacity: usize,
     parameters: Vec<Parameter>,
+    sharding: crate::cluster::Sharding,
 }
 
 impl Policy {
@@ -185,6 +190,7 @@ impl Policy {
             max_clock_skew: TimeDelta::from_std(config.ingest.max_clock_skew).unwrap_or(TimeDelta::MAX),
             capacity: config.ingest.queue_capacity,
             parameters: config.parameter_list(),
+            sharding: config.cluster.sharding(),
         }
     }
 }
@@ -412,6 +418,14 @@ impl Ingress {
             return Err(Refusal::InvalidSensor(bounded(id, 64)));
         }
         let policy = self.policy.load();
+        if !policy.sharding.owns(id) {
+            let sharding = policy.sharding;
+            return Err(Refusal::WrongShard {
+                sensor: id.to_owned(),
+                shard: sharding.owner(id),
+                shards: sharding.shards,
+            });
+        }
         if policy.unknown_sensors == UnknownSensors::Reject {
             return Err(Refusal::UnknownSensor(id.to_owned()));
         }

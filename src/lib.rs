@@ -15,6 +15,9 @@
 //!             ├─ mirror                          the single writer to Redis
 //!             ├─ mqtt                            the broker subscription (when mqtt.url is set)
 //!             └─ api                             owns the HTTP server (reads, ingestion)
+//!             ├─ notifier                        alarm notifications: Alertmanager, webhooks
+//!             │    └─ courier:<receiver> tasks   delivery from the outbox, retries with backoff
+//!             └─ api                             owns the HTTP server (reads, ingestion, metrics)
 //! ```
 //!
 //! ## Who talks to whom
@@ -40,7 +43,12 @@
 //!   acknowledges a message only once the ingress took it; [`mqtt`] reads plain topics and
 //!   Sparkplug B, whose death certificates queue in the inboxes so each detector raises its
 //!   dropout at once, behind the values sent before;
-//! - the mirror is the only writer to Redis: it follows the journal, writes in pipelines laid
+//! - the notifier follows the journal's alarm events and queues each transition a receiver wants
+//!   in that receiver's outbox ([`notify`]: in Redis, keyed by alarm and transition, so a restart
+//!   or an outage loses nothing and sends nothing twice); its couriers deliver them;
+//! - `/metrics/prometheus` ([`exposition`]) reads the live state at each scrape; the totals no
+//!   other part keeps are in [`telemetry`];
+//! - the mirror is the only writer to Redis (the outboxes excepted): it follows the journal, writes in pipelines laid
 //!   out by [`redis_layout`], keeps a bounded backlog while Redis is away, and at start the
 //!   daemon restores the last 24 h from Redis before any actor runs;
 //! - the supervisor restarts failed children (one-for-one, exponential backoff), starts the
@@ -62,10 +70,12 @@ pub mod alarms;
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod detection;
 pub mod domain;
+pub mod exposition;
 pub mod health;
 pub mod history;
 pub mod http;
@@ -76,6 +86,7 @@ pub mod llm_bench;
 pub mod load;
 pub mod logging;
 pub mod mqtt;
+pub mod notify;
 pub mod redis_layout;
 pub mod redis_link;
 pub mod restart;
@@ -83,4 +94,5 @@ pub mod signals;
 pub mod simulation;
 pub mod store;
 pub mod summary;
+pub mod telemetry;
 pub mod wording;

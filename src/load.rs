@@ -38,6 +38,8 @@ pub struct LoadPlan {
     /// Configure every rule (low limits, rate, stuck, deadband, off-delay) on every parameter,
     /// not just the defaults' spike, drift and dropout: what the full rule set costs per reading.
     pub all_rules: bool,
+    /// Send every alarm transition to this webhook; empty for none.
+    pub webhook: String,
 }
 
 /// What was measured.
@@ -58,6 +60,9 @@ pub struct LoadReport {
     pub cpu_share_of_one_core: f64,
     pub peak_rss_mb: f64,
     pub rss_mb: f64,
+    /// With a webhook: notifications it took, and the most that waited at once.
+    pub notified: u64,
+    pub notify_backlog_peak: u64,
 }
 
 impl std::fmt::Display for LoadReport {
@@ -78,6 +83,15 @@ impl std::fmt::Display for LoadReport {
             self.cpu_seconds,
             self.cpu_share_of_one_core * 100.0
         )?;
+        if self.notified > 0 || self.notify_backlog_peak > 0 {
+            writeln!(
+                f,
+                "notifications      {} delivered ({:.0}/s), at most {} waiting",
+                self.notified,
+                self.notified as f64 / self.seconds,
+                self.notify_backlog_peak
+            )?;
+        }
         write!(f, "memory             {:.1} MB resident at the end, {:.1} MB peak", self.rss_mb, self.peak_rss_mb)
     }
 }
@@ -100,6 +114,19 @@ impl LoadPlan {
         config.llm.url = String::new();
         config.redis.url = self.redis_url.clone();
         config.store.max_anomalies = 1_000_000;
+        if !self.webhook.is_empty() {
+            config.notify.webhook.push(crate::config::WebhookConfig {
+                name: Some("load".into()),
+                url: self.webhook.clone(),
+                token: None,
+                token_file: None,
+                events: vec![
+                    crate::config::NotifyEvent::Raised,
+                    crate::config::NotifyEvent::Cleared,
+                    crate::config::NotifyEvent::Acknowledged,
+                ],
+            });
+        }
         if self.all_rules {
             // Limits a normal reading never reaches, so the rules run on every reading but raise
             // only what the injected spikes raise.
@@ -156,8 +183,10 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.tick().await;
     let mut last = produced_before;
+    let mut backlog_peak = 0;
     while started.elapsed() < plan.duration {
         ticks.tick().await;
+        backlog_peak = backlog_peak.max(store.notify.total_backlog());
         let readings = ingress.stats.accepted(Source::Simulator);
         let (held, _) = store.anomalies.holdings();
         eprintln!(
@@ -197,6 +226,8 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
         cpu_share_of_one_core: cpu_seconds / seconds,
         peak_rss_mb,
         rss_mb,
+        notified: store.notify.receivers().values().map(|receiver| receiver.delivered).sum(),
+        notify_backlog_peak: backlog_peak,
     })
 }
 

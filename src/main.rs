@@ -16,6 +16,9 @@ struct Cli {
     /// Config file [default: config/wtf-monitor.toml if present, else /etc/wtf-monitor/wtf-monitor.toml]
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// This daemon's name among its peers (cluster.instance) [default: the hostname]
+    #[arg(long, global = true, value_name = "NAME")]
+    instance: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -53,6 +56,9 @@ enum Command {
         /// Configure every rule on every parameter (low limits, rate, stuck, deadband, off-delay).
         #[arg(long)]
         all_rules: bool,
+        /// Send every alarm transition to this webhook URL (empty: no notifications).
+        #[arg(long, default_value = "")]
+        webhook: String,
     },
     /// Word windows of the seeded simulator with a real model, as the daemon does, and report
     /// how many notes were accepted, refused (by reason) or timed out, latency and tokens.
@@ -83,11 +89,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(instance) = &cli.instance {
+        // The flag is one more layer over the file and the environment, like WTF_CLUSTER__INSTANCE,
+        // and the configuration is read (at start and on every reload) through the environment.
+        // SAFETY: nothing else runs yet: no runtime, no thread has been started.
+        unsafe { std::env::set_var("WTF_CLUSTER__INSTANCE", instance) };
+    }
     match cli.command {
         Some(Command::CheckConfig) => check_config(cli.config),
         Some(Command::Healthcheck { url }) => healthcheck(cli.config, url),
-        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules }) => {
-            load(sensors, &rate, duration, spikes_per_hour, redis, all_rules)
+        Some(Command::Load { sensors, rate, duration, spikes_per_hour, redis, all_rules, webhook }) => {
+            let plan = wtf_monitor::load::LoadPlan {
+                sensors,
+                rate: None,
+                duration,
+                spikes_per_hour,
+                redis_url: redis,
+                all_rules,
+                webhook,
+            };
+            load(&rate, plan)
         }
         Some(Command::LlmBench { url, model, windows, seed, sensors, window, timeout, show_notes }) => {
             let plan =
@@ -116,19 +137,40 @@ fn llm_bench(plan: &wtf_monitor::llm_bench::BenchPlan) -> ExitCode {
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {
+    for stray in wtf_monitor::config::stray_variables().into_iter().filter(|stray| !stray.refused) {
+        complain(&format!("warning: {}: {}", stray.name, stray.message));
+    }
     let loaded = Config::locate(path.as_deref()).and_then(|source| load_valid(&source).map(|config| (source, config)));
     match loaded {
-        Ok((source, config)) => {
-            println!("# configuration is valid (from {source})\n{}", config.to_toml());
-            ExitCode::SUCCESS
-        }
+        Ok((source, config)) => print(&format!("# configuration is valid (from {source})\n{}", config.to_toml())),
         Err(error) => report(&error),
     }
 }
 
+/// Writes `text` to stdout. A reader that stopped early (`check-config | head`) is not an error:
+/// what it wanted it got, so a broken pipe ends the command quietly and successfully.
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cannot write to stdout: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn report(error: &ConfigError) -> ExitCode {
-    eprintln!("{error}");
+    complain(&error.to_string());
     ExitCode::from(2)
+}
+
+/// Writes a line to stderr; one that cannot be written (a closed pipe) is dropped, not a panic.
+fn complain(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 fn healthcheck(path: Option<PathBuf>, url: Option<String>) -> ExitCode {
@@ -179,14 +221,7 @@ fn health_url(listen: SocketAddr) -> String {
     format!("http://{}/health", SocketAddr::new(ip, listen.port()))
 }
 
-fn load(
-    sensors: usize,
-    rate: &str,
-    duration: Duration,
-    spikes_per_hour: f64,
-    redis_url: String,
-    all_rules: bool,
-) -> ExitCode {
+fn load(rate: &str, mut plan: wtf_monitor::load::LoadPlan) -> ExitCode {
     let rate = match rate {
         "max" => None,
         number => match number.parse::<f64>() {
@@ -201,7 +236,7 @@ fn load(
             }
         },
     };
-    let plan = wtf_monitor::load::LoadPlan { sensors, rate, duration, spikes_per_hour, redis_url, all_rules };
+    plan.rate = rate;
     let runtime = match runtime(tokio::runtime::Builder::new_multi_thread(), "load") {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -210,10 +245,7 @@ fn load(
         let _logging =
             wtf_monitor::logging::init(&wtf_monitor::config::LogConfig { level: "warn".into(), ..Default::default() });
         match wtf_monitor::load::run(plan).await {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
+            Ok(report) => print(&report.to_string()),
             Err(err) => {
                 eprintln!("load: {err:#}");
                 ExitCode::FAILURE

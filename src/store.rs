@@ -22,7 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 pub use anomalies::{AnomalyLog, AnomalyQuery, METRICS_WINDOW, Metrics};
 pub use summaries::{LlmRetry, SummaryLog};
 
-use crate::alarms::{Alarm, AlarmBook, AlarmRefusal};
+use crate::alarms::{Alarm, AlarmBook, AlarmCounts, AlarmRefusal};
 use crate::audit::{AuditAction, AuditEntry, AuditLog};
 use crate::auth::Auth;
 use crate::clock::Clock;
@@ -30,6 +30,8 @@ use crate::config::ValidConfig;
 use crate::domain::{Anomaly, Summary, Transition};
 use crate::health::Health;
 use crate::journal::{Event, Journal, JournalLimits};
+use crate::notify::NotifyBoard;
+use crate::telemetry::Telemetry;
 
 pub struct Store {
     /// The configuration in force; replaced on reload.
@@ -43,6 +45,10 @@ pub struct Store {
     audit: Mutex<AuditLog>,
     /// Liveness, restarts and the state of Redis and the model: what `/status` reports.
     pub health: Health,
+    /// Totals since start for `/metrics/prometheus`, and the gauges other features set.
+    pub telemetry: Telemetry,
+    /// The notification receivers' state, backlog and last error, for `/status`.
+    pub notify: NotifyBoard,
 }
 
 impl Store {
@@ -54,6 +60,8 @@ impl Store {
             alarms: Mutex::new(AlarmBook::default()),
             audit: Mutex::new(AuditLog::new(config.audit.retention, config.audit.max_entries)),
             health: Health::new(clock, Arc::clone(&journal)),
+            telemetry: Telemetry::default(),
+            notify: NotifyBoard::default(),
             journal,
             auth: ArcSwap::from_pointee(Auth::from_config(&config.auth)),
             config: ArcSwap::from_pointee(config),
@@ -92,12 +100,14 @@ impl Store {
         let (seq, changed) = match transition {
             Transition::Raised(anomaly) => {
                 let anomaly = Arc::new(anomaly);
+                self.telemetry.anomaly_raised(anomaly.kind, &anomaly.parameter);
                 self.anomalies.push(Arc::clone(&anomaly), now);
                 let priority = config.alarms.priority(anomaly.kind);
                 let changed = alarms.raise(&anomaly, priority, config.unit(anomaly.parameter.as_str()));
                 (self.journal.append(now, Event::Anomaly(anomaly)), changed)
             }
             Transition::Cleared(cleared) => {
+                self.telemetry.anomaly_cleared(cleared.kind, &cleared.parameter);
                 let changed = alarms.clear(&cleared);
                 (self.journal.append(now, Event::Cleared(Arc::new(cleared))), changed)
             }
@@ -111,6 +121,11 @@ impl Store {
     /// The current alarms, newest first.
     pub fn alarms(&self) -> Vec<Alarm> {
         lock(&self.alarms).list()
+    }
+
+    /// How many alarms are in each state and priority, and how many are shelved and suppressed.
+    pub fn alarm_counts(&self, now: DateTime<Utc>) -> AlarmCounts {
+        lock(&self.alarms).counts(now)
     }
 
     pub fn alarm(&self, id: &str) -> Option<Alarm> {
@@ -199,6 +214,7 @@ impl Store {
     /// Publishes a summary: kept for `/summary` and journalled.
     pub fn record_summary(&self, summary: Summary, now: DateTime<Utc>) -> u64 {
         let summary = Arc::new(summary);
+        self.telemetry.summary_published(summary.generated_by);
         self.summaries.push(Arc::clone(&summary));
         self.journal.append(now, Event::Summary(summary))
     }

@@ -210,6 +210,43 @@ async fn a_slow_client_does_not_hold_up_another() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_reads_is_dropped_while_another_keeps_receiving() {
+    let daemon = Daemon::start(&format!("{CONFIG}\n[api]\nwrite_timeout = \"2s\"\n")).await;
+    // A raw client with a tiny receive window that asks for the stream and never reads it.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address: std::net::SocketAddr =
+        daemon.url("").trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+    let mut stalled = socket.connect(address).await.unwrap();
+    use tokio::io::AsyncWriteExt;
+    stalled.write_all(b"GET /events HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+    let mut reader = Stream::open(&daemon, "?types=anomaly", None).await;
+    let clients = || async { daemon.get_json("/status").await.1["live_clients"].as_u64() };
+    daemon
+        .wait_for("both clients", Duration::from_secs(5), || async { (clients().await == Some(2)).then_some(()) })
+        .await;
+    // Enough events (each anomaly with its alarm and its clear) to fill the stalled socket.
+    for round in 0..30 {
+        let batch: Vec<Value> = (0..200)
+            .map(|i| {
+                reading("wtf-pipe-1", 60.0 - round as f64 * 1.5 - i as f64 * 0.007, if i % 2 == 0 { 4.5 } else { 2.0 })
+            })
+            .collect();
+        send(&daemon, batch).await;
+        assert!(
+            reader.next_of("anomaly", Duration::from_secs(5)).await.is_some(),
+            "round {round}: the reader is held up"
+        );
+    }
+    daemon
+        .wait_for("the stalled client to be dropped", Duration::from_secs(15), || async {
+            (clients().await == Some(1)).then_some(())
+        })
+        .await;
+    drop(stalled);
+}
+
+#[tokio::test]
 async fn the_readings_history_keeps_a_spike_when_downsampled() {
     let daemon = Daemon::start(CONFIG).await;
     let readings: Vec<Value> =

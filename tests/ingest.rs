@@ -348,3 +348,34 @@ async fn two_daemons_fed_the_same_readings_serve_byte_identical_anomalies() {
     assert_eq!(kinds, ["dropout", "drift", "spike"], "{listed:?}");
     assert_eq!(bodies[0], bodies[1], "the same readings, the same bytes");
 }
+
+#[tokio::test]
+async fn a_reading_for_another_shards_sensor_is_a_421_naming_the_shard() {
+    // The documented hash: FNV-1a-64 of the id, mod the shard count.
+    let shard_of = |id: &str| {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in id.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash % 2
+    };
+    let ids: Vec<String> = (0..8).map(|i| format!("pump-{i}")).collect();
+    let mine = ids.iter().find(|id| shard_of(id) == 0).unwrap().clone();
+    let theirs = ids.iter().find(|id| shard_of(id) == 1).unwrap().clone();
+    let daemon = Daemon::start(
+        &config("[cluster]\nshards = 2\nshard = 0\ninstance = \"plant-a\"\n")
+            .replace("ids = [\"wtf-pipe-1\", \"wtf-pipe-2\"]", &format!("ids = {ids:?}")),
+    )
+    .await;
+    let (status, answer) = post_json(&daemon, &json!({"sensor_id": theirs, "flow": 61.0})).await;
+    assert_eq!(status, 421, "{answer}");
+    assert_eq!(answer["shard"], 1);
+    assert!(answer["error"].as_str().unwrap().contains("shard 1"), "{answer}");
+    let (status, answer) = post_json(&daemon, &json!({"sensor_id": mine, "flow": 61.0})).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (200, Some(1)), "{answer}");
+    let (_, status) = daemon.get_json("/status").await;
+    assert_eq!(status["cluster"], json!({"instance": "plant-a", "shards": 2, "shard": 0}));
+    let watched: Vec<String> = status["sensors"].as_object().unwrap().keys().cloned().collect();
+    assert!(watched.iter().all(|id| shard_of(id) == 0) && watched.contains(&mine), "{watched:?}");
+}

@@ -1,7 +1,7 @@
 //! `api` — owns the HTTP server.
 //!
-//! Messages: `ServerStopped` from the server task when it ends on its own (an accept loop that
-//! fails), which fails the actor so the supervisor restarts it; `InjectFault`.
+//! Messages: `ServerStopped` from the server task when it ends without being asked to, which
+//! fails the actor so the supervisor restarts it; `InjectFault`.
 //!
 //! `pre_start` binds the listen address, so a taken port fails the daemon's start with a clear
 //! reason instead of a server that silently never answers. The server itself runs in a task;
@@ -21,6 +21,7 @@ use crate::actors::Fault;
 use crate::actors::supervisor::SupervisorMsg;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
+use crate::http::server::{ServerLimits, serve};
 use crate::http::{AppState, router};
 use crate::ingress::Ingress;
 use crate::store::Store;
@@ -69,6 +70,11 @@ impl Actor for Api {
         let listen = args.config.api.listen;
         let listener = TcpListener::bind(listen).await.map_err(|err| format!("cannot listen on {listen}: {err}"))?;
         let address = listener.local_addr().unwrap_or(listen);
+        let limits = ServerLimits {
+            header_read_timeout: args.config.api.header_read_timeout,
+            write_timeout: args.config.api.write_timeout,
+            max_connections: args.config.api.max_connections,
+        };
         let state = AppState::new(args.config, args.store, args.ingress, args.clock, args.supervisor);
         let app = router(state);
         let (shutdown, mut stop) = watch::channel(false);
@@ -76,12 +82,8 @@ impl Actor for Api {
             let graceful = async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             };
-            let outcome = axum::serve(listener, app).with_graceful_shutdown(graceful).await;
-            let reason = match outcome {
-                Ok(()) => "server ended".to_owned(),
-                Err(err) => err.to_string(),
-            };
-            let _ = myself.cast(ApiMsg::ServerStopped(reason));
+            serve(listener, app, limits, graceful).await;
+            let _ = myself.cast(ApiMsg::ServerStopped("server ended".to_owned()));
         });
         tracing::info!(component = %"api", %address, "listening");
         Ok(ApiState { address, shutdown, server: Some(ServerTask(server)) })

@@ -344,6 +344,7 @@ impl SummarizerState {
     fn conclude(&mut self, facts: &Facts, cursor: u64, attempt: Attempt) -> bool {
         let now = self.clock.now();
         let elapsed_ms = attempt.elapsed.as_millis() as u64;
+        self.store.telemetry.llm_request_finished(attempt.elapsed);
         match attempt.outcome {
             Ok(note) => {
                 self.store.summaries.set_llm_retry(LlmRetry::default());

@@ -13,9 +13,9 @@
 //! the daemon exits non-zero so systemd or Docker restarts the process whole.
 //!
 //! **One stop path**, for a shutdown and a give-up alike: simulators and MQTT stop, the ingress closes
-//! (other sources are refused from then on), detectors handle every value queued, the summarizer
-//! words its open window, the mirror writes what is left to Redis, then the API stops — each
-//! step bounded in time.
+//! (other sources are refused from then on), detectors handle every value queued, the notifier
+//! queues and delivers the last alarms' notifications, the summarizer words its open window, the
+//! mirror writes what is left to Redis, then the API stops — each step bounded in time.
 //!
 //! Children are spawned without registry names (ractor keeps a crashing actor's name for a while,
 //! which would make a quick restart collide); the supervisor keeps their refs itself.
@@ -39,6 +39,7 @@ use crate::actors::api::{Api, ApiArgs};
 use crate::actors::detector::{Detector, DetectorArgs, DetectorMsg};
 use crate::actors::mirror::{Mirror, MirrorArgs, MirrorTuning};
 use crate::actors::mqtt::{Mqtt, MqttArgs, MqttMsg};
+use crate::actors::notifier::{Notifier, NotifierArgs};
 use crate::actors::simulator::{GeneratorSlot, Pace, Simulator, SimulatorArgs, SimulatorMsg};
 use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
 use crate::clock::Clock;
@@ -47,6 +48,7 @@ use crate::config::diff::ConfigDiff;
 use crate::detection::Rules;
 use crate::domain::SensorId;
 use crate::ingress::{Ingress, SensorLane};
+use crate::notify::{NotifyShared, Receiver};
 use crate::restart::{Decision, RestartHistory, RestartPolicy};
 use crate::simulation::{SensorSimulator, SimulationSettings, sensor_seed};
 use crate::store::{Store, lock};
@@ -138,6 +140,8 @@ pub struct SupervisorState {
     generators: BTreeMap<SensorId, GeneratorSlot>,
     stopping: bool,
     expiry: Option<AbortOnDropHandle<()>>,
+    /// The receivers, and what the notifier keeps across its restarts; None with no receiver.
+    notify: Option<(Vec<Receiver>, Arc<NotifyShared>)>,
 }
 
 impl Actor for Supervisor {
@@ -150,6 +154,14 @@ impl Actor for Supervisor {
         myself: ActorRef<SupervisorMsg>,
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
+        // A token file that cannot be read fails the start with its reason.
+        let notify = if args.config.notify.any_receiver() {
+            let receivers = crate::notify::receivers(&args.config.notify).map_err(ActorProcessingErr::from)?;
+            let shared = NotifyShared::new(&receivers, &args.config.notify, args.config.redis.url.is_empty());
+            Some((receivers, Arc::new(shared)))
+        } else {
+            None
+        };
         let registrar = myself.clone();
         args.ingress.set_registrar(Box::new(move |lane| {
             let _ = registrar.cast(SupervisorMsg::Register(lane));
@@ -169,6 +181,7 @@ impl Actor for Supervisor {
             generators: BTreeMap::new(),
             stopping: false,
             expiry: None,
+            notify,
         };
         // Detectors first, so the first reading of each simulator has somewhere to go; the API
         // last, so it answers only once there is something to serve. A child that cannot start
@@ -244,7 +257,9 @@ impl Actor for Supervisor {
 impl SupervisorState {
     fn initial_children(&self) -> Vec<ChildKind> {
         let mut kinds = Vec::new();
-        for sensor in &self.config.sensors.ids {
+        let sharding = self.config.cluster.sharding();
+        // With shards, each daemon takes only the configured sensors its shard owns.
+        for sensor in self.config.sensors.ids.iter().filter(|id| sharding.owns(id)) {
             let sensor_id = SensorId::new(sensor);
             self.ingress.add_sensor(&sensor_id);
             kinds.extend(self.sensor_children(&sensor_id, self.config.simulation.enabled));
@@ -256,6 +271,9 @@ impl SupervisorState {
         if !self.config.mqtt.url.is_empty() {
             // After the detectors, so the first message has somewhere to go.
             kinds.push(ChildKind::Mqtt);
+        }
+        if self.notify.is_some() {
+            kinds.push(ChildKind::Notifier);
         }
         kinds.push(ChildKind::Api);
         kinds
@@ -342,6 +360,20 @@ impl SupervisorState {
                 };
                 let (actor, _) = Actor::spawn_linked(None, Mqtt, args, supervisor).await?;
                 Ok(ChildRef::Mqtt(actor))
+            }
+            ChildKind::Notifier => {
+                let (receivers, shared) = self.notify.as_ref().ok_or_else(|| missing("notify"))?;
+                let args = NotifierArgs {
+                    config: self.config.notify.clone(),
+                    redis: self.config.redis.clone(),
+                    receivers: receivers.clone(),
+                    shared: Arc::clone(shared),
+                    store: Arc::clone(&self.store),
+                    clock: self.clock,
+                    instance: self.config.cluster.instance_id(),
+                };
+                let (actor, _) = Actor::spawn_linked(None, Notifier, args, supervisor).await?;
+                Ok(ChildRef::Notifier(actor))
             }
             ChildKind::Api => {
                 let args = ApiArgs {
@@ -512,6 +544,9 @@ impl SupervisorState {
                 // A stop was asked for mid-reload: it wins; the rest of the reload is moot.
                 return;
             }
+            if !self.config.cluster.sharding().owns(sensor_id) {
+                continue;
+            }
             let sensor_id = SensorId::new(sensor_id);
             self.ingress.add_sensor(&sensor_id);
             for kind in self.sensor_children(&sensor_id, self.config.simulation.enabled) {
@@ -591,9 +626,10 @@ impl SupervisorState {
     }
 
     /// The stop path: simulators and MQTT stop; the ingress closes; detectors handle every value queued
-    /// and stop; the summarizer publishes its open window (`Flush`); the mirror writes what is
-    /// left; the API
-    /// stops last, so `/health` answers until the end. Each step is bounded by [`DRAIN_TIMEOUT`].
+    /// and stop; the notifier queues the last alarms' notifications and delivers what it can in
+    /// a bounded time; the summarizer publishes its open window (`Flush`); the mirror writes what
+    /// is left; the API stops last, so `/health` answers until the end. Each step is bounded by
+    /// [`DRAIN_TIMEOUT`].
     async fn stop_all(&mut self) {
         if self.stopping {
             return;
@@ -624,6 +660,10 @@ impl SupervisorState {
             tracing::warn!(component = %"supervisor", left_behind = left, "detectors did not handle every queued value before the stop");
         }
         stop_together(detectors.iter().map(ChildRef::cell)).await;
+        // The last alarms are journalled: the notifier queues them and delivers what it can.
+        for child in step(|child| matches!(child, ChildRef::Notifier(_))) {
+            let _ = child.cell().drain_and_wait(Some(DRAIN_TIMEOUT)).await;
+        }
         // The summarizer before the mirror (children are held by name, which would put the mirror
         // first), so that the summary of its open window is among what the mirror writes.
         for child in step(|child| matches!(child, ChildRef::Summarizer(_))) {

@@ -74,6 +74,9 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
             != (new.api.request_timeout, &new.api.cors_allowed_origins),
     );
     let redis = changed("redis", old.redis != new.redis);
+    // Receivers and their outboxes are set up when the notifier starts: a restart applies a
+    // change whole, rather than a half-changed receiver with a half-delivered outbox.
+    let notify = changed("notify", old.notify != new.notify);
     let debug = changed("debug", old.debug != new.debug);
     let mqtt = changed("mqtt", old.mqtt.connection() != new.mqtt.connection());
     changes.mqtt_names = changed(
@@ -95,6 +98,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         ("api.request_timeout / api.cors_allowed_origins", api),
         ("redis", redis),
         ("mqtt", mqtt),
+        ("notify", notify),
         ("simulation.seed", seed),
         ("simulation.enabled", enabled),
         ("debug", debug),
@@ -161,6 +165,7 @@ pub fn live_part(in_force: &Config, new: Config) -> Config {
             sparkplug_sensors: new.mqtt.sparkplug_sensors.clone(),
             ..in_force.mqtt.clone()
         },
+        notify: in_force.notify.clone(),
         simulation: super::SimulationConfig {
             seed: in_force.simulation.seed,
             enabled: in_force.simulation.enabled,
@@ -247,5 +252,14 @@ mod tests {
         let changes = diff(&Config::default(), &new);
         assert_eq!(changes.needs_restart, ["api.listen", "redis"]);
         assert!(changes.log);
+    }
+
+    #[test]
+    fn receivers_need_a_restart_and_keep_running_as_they_were() {
+        let mut new = Config::default();
+        new.notify.alertmanager.urls = vec!["http://127.0.0.1:9093".into()];
+        let changes = diff(&Config::default(), &new);
+        assert_eq!(changes.needs_restart, ["notify"]);
+        assert_eq!(live_part(&Config::default(), new).notify, Config::default().notify);
     }
 }

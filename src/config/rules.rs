@@ -5,44 +5,39 @@ use std::time::Duration;
 
 use super::*;
 
+mod notify;
+
 pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     let mut problems = Problems::default();
     check_sensors(config, &mut problems);
     check_parameters(config, &mut problems);
     check_ingest(config, &mut problems);
     check_auth(config, &mut problems);
-    check_alarms(config, &mut problems);
+    check_cluster(config, &mut problems);
     check_simulation(config, &mut problems);
     check_detection(config, &mut problems);
-    check_store(config, &mut problems);
     check_llm(config, &mut problems);
     check_redis(config, &mut problems);
     check_mqtt(config, &mut problems);
+    notify::check(config, &mut problems);
     check_supervisor(config, &mut problems);
     check_log(config, &mut problems);
     check_api(config, &mut problems);
+    super::ranges::check(config, &mut problems);
     problems.0
 }
 
 /// More parameters than this make a reading's values a table, not a handful.
 const MAX_PARAMETERS: usize = 64;
-/// The most sensors one daemon watches: its actors cost ~10 kB each, three or more per sensor.
-const MAX_SENSORS: usize = 100_000;
 /// Rule times beyond a day are a typo, not a plant's alarm philosophy.
 const MAX_RULE_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Default)]
-struct Problems(Vec<ConfigProblem>);
+pub(super) struct Problems(pub(super) Vec<ConfigProblem>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigProblem { key: key.into(), message: message.into() });
-    }
-
-    fn positive(&mut self, key: &str, duration: Duration) {
-        if duration.is_zero() {
-            self.add(key, "must be longer than zero");
-        }
     }
 }
 
@@ -59,7 +54,10 @@ fn check_sensors(config: &Config, problems: &mut Problems) {
     if sensors.ids.is_empty() {
         problems.add("sensors.ids", "must name at least one sensor");
     }
-    let mut seen = BTreeSet::new();
+    // Ids are kept as written, but the ingress and the grounding of summaries match them
+    // case-insensitively: two that differ only in case would be one sensor to an operator and
+    // two to the daemon.
+    let mut seen = BTreeMap::new();
     for id in &sensors.ids {
         if !is_safe_identifier(id) {
             problems.add(
@@ -67,11 +65,14 @@ fn check_sensors(config: &Config, problems: &mut Problems) {
                 format!("{id:?} is not a safe identifier (letters, digits, '-', '_', '.'; at most 64)"),
             );
         }
-        if !seen.insert(id) {
-            problems.add("sensors.ids", format!("{id:?} is listed twice"));
+        match seen.insert(id.to_ascii_lowercase(), id) {
+            Some(earlier) if earlier == id => problems.add("sensors.ids", format!("{id:?} is listed twice")),
+            Some(earlier) => {
+                problems.add("sensors.ids", format!("{id:?} and {earlier:?} differ only in case; one of them must go"))
+            }
+            None => {}
         }
     }
-    problems.positive("sensors.interval", sensors.interval);
 }
 
 fn check_simulation(config: &Config, problems: &mut Problems) {
@@ -123,18 +124,6 @@ fn check_parameters(config: &Config, problems: &mut Problems) {
 
 fn check_detection(config: &Config, problems: &mut Problems) {
     let detection = &config.detection;
-    problems.positive("detection.drift_duration", detection.drift_duration);
-    problems.positive("detection.dropout_timeout", detection.dropout_timeout);
-    problems.positive("detection.rate_window", detection.rate_window);
-    for (key, duration) in [
-        ("detection.drift_duration", detection.drift_duration),
-        ("detection.dropout_timeout", detection.dropout_timeout),
-        ("detection.rate_window", detection.rate_window),
-    ] {
-        if duration > MAX_RULE_DURATION {
-            problems.add(key, "must be at most a day (24h)");
-        }
-    }
     if !detection.dropout_timeout.is_zero() && detection.dropout_timeout <= config.sensors.interval {
         problems.add(
             "detection.dropout_timeout",
@@ -142,10 +131,25 @@ fn check_detection(config: &Config, problems: &mut Problems) {
         );
     }
     check_limits(config, "detection", &detection.limits, problems);
+    let configured: BTreeMap<String, &String> =
+        config.sensors.ids.iter().map(|id| (id.to_ascii_lowercase(), id)).collect();
+    let mut overrides = BTreeMap::new();
     for (sensor_id, limits) in &detection.sensors {
         let key = format!("detection.sensors.{sensor_id}");
         if !is_safe_identifier(sensor_id) {
             problems.add(&key, format!("{sensor_id:?} is not a safe sensor identifier"));
+        }
+        // An override must name its sensor exactly: one that matched only case-insensitively
+        // would look applied to an operator and apply to nothing.
+        let folded = sensor_id.to_ascii_lowercase();
+        if let Some(configured) = configured.get(&folded).filter(|configured| **configured != sensor_id) {
+            problems.add(
+                &key,
+                format!("names sensors.ids entry {configured:?} in another case; write the id exactly as listed"),
+            );
+        }
+        if let Some(earlier) = overrides.insert(folded, sensor_id) {
+            problems.add(&key, format!("{sensor_id:?} and {earlier:?} differ only in case; one of them must go"));
         }
         check_limits(config, &key, limits, problems);
     }
@@ -234,9 +238,6 @@ fn check_resolved(config: &Config, sensor_id: Option<&str>, parameter: &str, pro
 
 fn check_ingest(config: &Config, problems: &mut Problems) {
     let ingest = &config.ingest;
-    if !(1..=MAX_SENSORS).contains(&ingest.max_sensors) {
-        problems.add("ingest.max_sensors", format!("must be from 1 to {MAX_SENSORS} (got {})", ingest.max_sensors));
-    }
     if config.sensors.ids.len() > ingest.max_sensors {
         problems.add(
             "sensors.ids",
@@ -247,39 +248,21 @@ fn check_ingest(config: &Config, problems: &mut Problems) {
             ),
         );
     }
-    if ingest.max_clock_skew > Duration::from_secs(3600) {
-        problems.add("ingest.max_clock_skew", "must be at most an hour");
-    }
-    if !(1024..=64 * 1024 * 1024).contains(&ingest.max_body) {
-        problems.add("ingest.max_body", format!("must be from 1 KiB to 64 MiB (got {} bytes)", ingest.max_body));
-    }
-    if !(16..=1_000_000).contains(&ingest.queue_capacity) {
-        problems.add("ingest.queue_capacity", format!("must be from 16 to 1,000,000 (got {})", ingest.queue_capacity));
-    }
     let line_protocol = &ingest.line_protocol;
     if line_protocol.sensor_tag.is_empty() || line_protocol.sensor_tag.len() > 64 {
         problems.add("ingest.line_protocol.sensor_tag", "must name a tag (1 to 64 characters)");
     }
 }
 
-fn check_alarms(config: &Config, problems: &mut Problems) {
-    let shelve = config.alarms.max_shelve;
-    if shelve < Duration::from_secs(60) || shelve > Duration::from_secs(7 * 24 * 3600) {
-        problems.add("alarms.max_shelve", "must be from 1m to 7d: a shelved alarm is one nobody is told about");
+fn check_cluster(config: &Config, problems: &mut Problems) {
+    let cluster = &config.cluster;
+    if !cluster.instance.is_empty() && !is_safe_identifier(&cluster.instance) {
+        problems
+            .add("cluster.instance", "must be letters, digits, '-', '_', '.' (at most 64), or \"\" for the hostname");
     }
-    let retention = config.audit.retention;
-    if retention < Duration::from_secs(24 * 3600) || retention > Duration::from_secs(10 * 366 * 24 * 3600) {
-        problems.add("audit.retention", "must be from 1d to 10 years");
-    }
-    let history = &config.history;
-    if history.recent > Duration::from_secs(24 * 3600) || history.minutes > Duration::from_secs(7 * 24 * 3600) {
-        problems.add("history", "history.recent must be at most 24h and history.minutes at most 7d");
-    }
-    if !(1..=16_384).contains(&history.max_memory_mb) {
-        problems.add("history.max_memory_mb", format!("must be from 1 to 16384 (got {})", history.max_memory_mb));
-    }
-    if !(100..=10_000_000).contains(&config.audit.max_entries) {
-        problems.add("audit.max_entries", format!("must be from 100 to 10,000,000 (got {})", config.audit.max_entries));
+    if cluster.shards >= 1 && cluster.shard >= cluster.shards {
+        problems
+            .add("cluster.shard", format!("must be below cluster.shards ({}), got {}", cluster.shards, cluster.shard));
     }
 }
 
@@ -311,24 +294,11 @@ fn check_auth(config: &Config, problems: &mut Problems) {
     }
 }
 
-fn check_store(config: &Config, problems: &mut Problems) {
-    problems.positive("store.retention", config.store.retention);
-    if config.store.retention > Duration::from_secs(366 * 24 * 3600) {
-        problems.add("store.retention", "must be at most a year (366d): anomalies are kept in memory");
-    }
-    if config.store.max_anomalies == 0 {
-        problems.add("store.max_anomalies", "must be at least 1");
-    }
-    if config.store.max_summaries == 0 {
-        problems.add("store.max_summaries", "must be at least 1");
-    }
-}
-
 fn check_llm(config: &Config, problems: &mut Problems) {
     let llm = &config.llm;
     // Ollama is local and this build carries no TLS stack: plain http only.
     if !llm.url.is_empty() && !llm.url.starts_with("http://") {
-        problems.add("llm.url", format!("must start with http://, or be empty (got {:?})", llm.url));
+        problems.add("llm.url", format!("must start with http://, or be empty (got {:?})", redact_url(&llm.url)));
     }
     if llm.model.trim().is_empty() {
         problems.add("llm.model", "must name a model");
@@ -336,22 +306,11 @@ fn check_llm(config: &Config, problems: &mut Problems) {
     if !llm.temperature.is_finite() || !(0.0..=2.0).contains(&llm.temperature) {
         problems.add("llm.temperature", format!("must be between 0 and 2 (got {})", llm.temperature));
     }
-    if llm.max_tokens == 0 {
-        problems.add("llm.max_tokens", "must be at least 1");
-    }
     if llm.max_context <= llm.max_tokens {
         problems.add("llm.max_context", "must be larger than llm.max_tokens, to leave room for the prompt");
     }
-    problems.positive("llm.interval", llm.interval);
-    if llm.interval > Duration::from_secs(180) {
-        problems.add("llm.interval", "must be at most 3m: operators get a summary at least every 3 minutes");
-    }
-    problems.positive("llm.timeout", llm.timeout);
     if llm.min_interval > llm.interval {
         problems.add("llm.min_interval", "must not be longer than llm.interval");
-    }
-    if llm.burst_anomalies == 0 {
-        problems.add("llm.burst_anomalies", "must be at least 1");
     }
 }
 
@@ -359,13 +318,16 @@ fn check_redis(config: &Config, problems: &mut Problems) {
     let redis = &config.redis;
     let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
     for seed in crate::redis_link::seed_urls(&redis.url) {
+        // The URL may carry a password: the message shows it redacted.
+        let shown = redact_url(seed);
         if !schemes.iter().any(|scheme| seed.starts_with(scheme)) {
             problems.add(
                 "redis.url",
-                format!("must start with redis://, rediss:// or unix://, or be empty (got {seed:?})"),
+                format!("must start with redis://, rediss:// or unix://, or be empty (got {shown:?})"),
             );
         } else if let Err(err) = redis::IntoConnectionInfo::into_connection_info(seed) {
-            problems.add("redis.url", format!("{seed:?} is not a usable Redis URL: {err}"));
+            let err = err.to_string().replace(seed, &shown);
+            problems.add("redis.url", format!("{shown:?} is not a usable Redis URL: {err}"));
         }
     }
     if !redis.cluster && redis.url.contains(',') {
@@ -376,12 +338,6 @@ fn check_redis(config: &Config, problems: &mut Problems) {
     }
     if redis.key_prefix.chars().any(|c| c.is_whitespace() || matches!(c, '{' | '}' | '*' | '?' | '[' | ']')) {
         problems.add("redis.key_prefix", "must not contain spaces, braces or glob characters");
-    }
-    if redis.backlog_capacity == 0 {
-        problems.add("redis.backlog_capacity", "must be at least 1");
-    }
-    if redis.max_anomalies == 0 {
-        problems.add("redis.max_anomalies", "must be at least 1");
     }
 }
 
@@ -442,21 +398,41 @@ fn check_mqtt(config: &Config, problems: &mut Problems) {
 
 fn check_supervisor(config: &Config, problems: &mut Problems) {
     let supervisor = &config.supervisor;
-    problems.positive("supervisor.restart_window", supervisor.restart_window);
-    problems.positive("supervisor.backoff_initial", supervisor.backoff_initial);
     if supervisor.backoff_max < supervisor.backoff_initial {
         problems.add("supervisor.backoff_max", "must not be shorter than supervisor.backoff_initial");
     }
 }
 
+/// The levels a filter directive may end in.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `log.level` is a level, or comma-separated directives that each end in one (`target=level`).
+///
+/// `EnvFilter` alone is not enough: it reads a bare word such as `loud` as a target with no level,
+/// which turns every other log line off, so a typo would silence the daemon.
 fn check_log(config: &Config, problems: &mut Problems) {
-    if let Err(err) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+    let level = &config.log.level;
+    let levels = LOG_LEVELS.join(", ");
+    let directives: Vec<&str> = level.split(',').map(str::trim).collect();
+    for directive in &directives {
+        let named = directive.rsplit_once('=').map_or(*directive, |(_, level)| level).trim();
+        if !LOG_LEVELS.iter().any(|known| known.eq_ignore_ascii_case(named)) {
+            let shown = crate::ingress::bounded(directive, 64);
+            problems.add(
+                "log.level",
+                format!(
+                    "{shown:?} is not a level: write one of {levels}, or a filter such as \"info,wtf_monitor=debug\""
+                ),
+            );
+            return;
+        }
+    }
+    if let Err(err) = tracing_subscriber::EnvFilter::try_new(level) {
         problems.add("log.level", format!("is not a level or filter: {err}"));
     }
 }
 
 fn check_api(config: &Config, problems: &mut Problems) {
-    problems.positive("api.request_timeout", config.api.request_timeout);
     for origin in &config.api.cors_allowed_origins {
         let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
             && origin.parse::<axum::http::HeaderValue>().is_ok();

@@ -55,9 +55,21 @@ pub fn default_parameters() -> BTreeMap<String, ParameterSpec> {
 pub struct ApiConfig {
     /// Address and port the HTTP server listens on. Needs a restart to change.
     pub listen: SocketAddr,
-    /// A request that takes longer is answered 408.
+    /// A request that takes longer is answered 408. Covers the handler, not a streamed answer's body.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A client must send a request's whole header within this long, counted from the moment the
+    /// server waits for it: after connecting, and after each answer on a kept-alive connection (so
+    /// an idle kept-alive connection is closed after it too). Needs a restart.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A write to a client that makes no progress for this long (the client stopped reading, e.g.
+    /// a live stream left open in a frozen browser) closes the connection. Needs a restart.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Most connections served at once; one more is answered 503 and closed, and the log says so
+    /// (at most once a minute). Keep it below the process's file limit. Needs a restart.
+    pub max_connections: usize,
     /// Browser origins allowed to call the API (CORS). Empty: none, the safe default.
     pub cors_allowed_origins: Vec<String>,
 }
@@ -67,6 +79,9 @@ impl Default for ApiConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            max_connections: 512,
             cors_allowed_origins: Vec::new(),
         }
     }
@@ -458,6 +473,37 @@ pub struct HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         Self { recent: Duration::from_secs(3600), minutes: Duration::from_secs(24 * 3600), max_memory_mb: 256 }
+    }
+}
+
+/// Several daemons, one plant (see [`crate::cluster`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This daemon's name among its peers (its status in Redis, `/status` → `peers`); "" means
+    /// the hostname. `--instance` overrides it. Needs a restart.
+    pub instance: String,
+    /// How many shards the plant's sensors are split into; 1: every daemon takes every sensor.
+    /// Needs a restart.
+    pub shards: u32,
+    /// Which shard this daemon takes, from 0. Needs a restart.
+    pub shard: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { instance: String::new(), shards: 1, shard: 0 }
+    }
+}
+
+impl ClusterConfig {
+    pub fn sharding(&self) -> crate::cluster::Sharding {
+        crate::cluster::Sharding { shards: self.shards.max(1), shard: self.shard }
+    }
+
+    /// The instance id: the configured one, else the hostname.
+    pub fn instance_id(&self) -> String {
+        if self.instance.is_empty() { crate::cluster::hostname() } else { self.instance.clone() }
     }
 }
 

@@ -259,3 +259,182 @@ fn the_mqtt_password_comes_from_its_file_and_never_shows() {
     assert!(!printed.contains("inline-secret"), "{printed}");
     assert!(printed.contains("password = \"***\""), "{printed}");
 }
+
+#[test]
+fn every_bad_key_of_a_section_is_reported_and_its_good_keys_still_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "wtf-monitor.toml",
+            r#"
+            [api]
+            listen = "not an address"
+            request_timeout = "soon"
+            [llm]
+            max_tokens = "many"
+            temperature = "hot"
+            interval = "10m"
+            [store]
+            max_anomalies = 9223372036854775807
+            max_summaries = 1e12
+            "#,
+        )?;
+        let error = load_valid(&ConfigSource::File(jail.directory().join("wtf-monitor.toml"))).expect_err("broken");
+        let keys = keys(&error.problems);
+        for expected in [
+            "api.listen",
+            "api.request_timeout",
+            "llm.max_tokens",
+            "llm.temperature",
+            "llm.interval",
+            "store.max_anomalies",
+            "store.max_summaries",
+        ] {
+            assert!(keys.contains(&expected), "missing {expected} in {error}");
+        }
+        let origin = error.problems.iter().find(|problem| problem.key == "llm.temperature").unwrap();
+        assert!(origin.message.contains("wtf-monitor.toml"), "names the file: {origin}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_one_problem_naming_its_path() {
+    Jail::expect_with(|jail| {
+        jail.create_file("wtf-monitor.toml", "[api\nlisten = ")?;
+        let path = jail.directory().join("wtf-monitor.toml");
+        let error = load_valid(&ConfigSource::File(path.clone())).expect_err("not toml");
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].key, path.display().to_string());
+        assert!(error.problems[0].message.contains("line 1"), "{error}");
+
+        // A reload after the file was removed.
+        std::fs::remove_file(&path).expect("remove");
+        let error = load_valid(&ConfigSource::File(path.clone())).expect_err("missing");
+        assert_eq!(error.problems.len(), 1, "{error}");
+        assert_eq!(error.problems[0].key, path.display().to_string());
+        Ok(())
+    });
+}
+
+#[test]
+fn a_log_level_that_is_not_a_level_is_refused() {
+    for bad in ["loud", "info,loud", "wtf_monitor=loud", ""] {
+        let mut config = Config::default();
+        config.log.level = bad.into();
+        let problems = config.validate().expect_err(bad);
+        assert_eq!(keys(&problems), ["log.level"], "{bad:?}");
+    }
+    for good in ["warn", "DEBUG", "info,wtf_monitor::detection=debug", "off"] {
+        let mut config = Config::default();
+        config.log.level = good.into();
+        assert!(config.validate().is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn sensor_ids_that_differ_only_in_case_are_refused() {
+    let mut config = Config::default();
+    config.sensors.ids = vec!["wtf-pipe-1".into(), "WTF-PIPE-1".into()];
+    let problems = config.validate().expect_err("case duplicates");
+    assert_eq!(keys(&problems), ["sensors.ids"]);
+    assert!(problems[0].message.contains("differ only in case"), "{}", problems[0]);
+
+    let mut config = Config::default();
+    config.detection.sensors.insert("WTF-PIPE-2".into(), Limits::default());
+    config.detection.sensors.insert("pump-9".into(), Limits::default());
+    config.detection.sensors.insert("PUMP-9".into(), Limits::default());
+    let problems = config.validate().expect_err("overrides in another case");
+    let keys = keys(&problems);
+    assert!(keys.contains(&"detection.sensors.WTF-PIPE-2"), "{keys:?}");
+    assert!(keys.contains(&"detection.sensors.pump-9"), "{keys:?}");
+    assert_eq!(keys.len(), 2, "{problems:?}");
+}
+
+#[test]
+fn a_misspelt_section_in_the_environment_is_refused() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_DETECTOIN__DRIFT_DURATION", "5s");
+        let error = Config::load(&repo_config()).expect_err("misspelt section");
+        assert_eq!(keys(&error.problems), ["WTF_DETECTOIN__DRIFT_DURATION"], "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_string_choice_outside_its_set_is_refused_by_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_LOG__FORMAT", "xml");
+        jail.set_env("WTF_INGEST__UNKNOWN_SENSORS", "accept");
+        jail.set_env("WTF_AUTH__READ", "closed");
+        let error = Config::load(&repo_config()).expect_err("unknown choices");
+        let keys = keys(&error.problems);
+        for expected in ["log.format", "ingest.unknown_sensors", "auth.read"] {
+            assert!(keys.contains(&expected), "missing {expected} in {error}");
+        }
+        let format = error.problems.iter().find(|problem| problem.key == "log.format").unwrap();
+        assert!(format.message.contains("text") && format.message.contains("json"), "{format}");
+        Ok(())
+    });
+}
+
+#[test]
+fn receivers_are_read_from_the_file_and_the_environment_and_tokens_never_printed() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WTF_NOTIFY__ALERTMANAGER__URLS", r#"["http://127.0.0.1:9093", "http://127.0.0.1:9094"]"#);
+        let config = load_text(
+            jail,
+            "[[notify.webhook]]\nname = \"pager\"\nurl = \"http://pager.local/hook\"\ntoken = \"hook-secret-1\"\n\
+             events = [\"raised\", \"cleared\"]\n",
+        )
+        .expect("loads");
+        assert_eq!(config.notify.alertmanager.urls, ["http://127.0.0.1:9093", "http://127.0.0.1:9094"]);
+        assert_eq!(config.notify.webhook[0].events, [NotifyEvent::Raised, NotifyEvent::Cleared]);
+        let printed = config.to_toml();
+        assert!(!printed.contains("hook-secret-1") && printed.contains("\"***\""), "{printed}");
+        assert!(!format!("{config:?}").contains("hook-secret-1"));
+        config.validate().expect("valid");
+        Ok(())
+    });
+}
+
+#[test]
+fn receivers_that_cannot_be_reached_or_named_are_refused_by_key() {
+    let mut config = Config::default();
+    let webhook = |name: Option<&str>, url: &str, events: Vec<NotifyEvent>| WebhookConfig {
+        name: name.map(str::to_owned),
+        url: url.into(),
+        token: None,
+        token_file: None,
+        events,
+    };
+    config.notify.alertmanager.urls = vec!["https://am.local:9093".into(), "http://user:pw@am.local".into()];
+    config.notify.alertmanager.labels.insert("severity".into(), "page".into());
+    config.notify.webhook = vec![
+        webhook(Some("alertmanager-1"), "ftp://x", vec![]),
+        webhook(Some("pager"), "http://pager.local/hook", vec![NotifyEvent::Raised, NotifyEvent::Raised]),
+        webhook(Some("pager"), "not a url", vec![NotifyEvent::Cleared]),
+    ];
+    config.notify.webhook[1].token = Some(Secret::new("a token"));
+    config.notify.outbox_capacity = 0;
+    config.notify.retry_max = Duration::from_millis(10);
+    let problems = config.validate().unwrap_err();
+    let found = keys(&problems);
+    for key in [
+        "notify.alertmanager.urls[0]",
+        "notify.alertmanager.urls[1]",
+        "notify.alertmanager.labels.severity",
+        "notify.webhook[0].name",
+        "notify.webhook[0].url",
+        "notify.webhook[0].events",
+        "notify.webhook[1].events",
+        "notify.webhook[1].token",
+        "notify.webhook[2].name",
+        "notify.webhook[2].url",
+        "notify.outbox_capacity",
+        "notify.retry_max",
+    ] {
+        assert!(found.contains(&key), "{key} not among {found:?}");
+    }
+    let https = problems.iter().find(|problem| problem.key == "notify.alertmanager.urls[0]").unwrap();
+    assert!(https.message.contains("no TLS"), "{}", https.message);
+}

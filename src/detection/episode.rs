@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
 
 /// A duration too long for chrono (about 292 million years) is as good as forever.
 pub fn saturating_delta(duration: Duration) -> TimeDelta {
@@ -72,7 +73,7 @@ pub enum Step {
 }
 
 /// A raised episode waiting to end.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 struct Raised {
     started: DateTime<Utc>,
     peak: f64,
@@ -88,7 +89,8 @@ impl Raised {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 enum Level {
     #[default]
     Idle,
@@ -100,7 +102,7 @@ enum Level {
 }
 
 /// A value beyond a limit, at once or for longer than `hold`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LevelEpisode(Level);
 
 /// The settings of a level rule, from the rules in force at each call.
@@ -174,6 +176,15 @@ impl LevelEpisode {
     pub fn is_raised(&self) -> bool {
         matches!(self.0, Level::Raised(_))
     }
+
+    /// Idle, pending or raised, as 0, 1 or 2: what a checkpoint must follow.
+    pub fn phase(&self) -> u8 {
+        match self.0 {
+            Level::Idle => 0,
+            Level::Pending { .. } => 1,
+            Level::Raised(_) => 2,
+        }
+    }
 }
 
 /// Most points a rate window keeps: the window is sampled at 1/32 of its length, so memory stays
@@ -182,8 +193,10 @@ const RATE_SAMPLES: usize = 33;
 
 /// A change faster than `limit` units per second, between the newest reading and the oldest one
 /// in the last `window`.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RateEpisode {
+    /// Not kept across a restart: the next readings refill the window.
+    #[serde(skip)]
     samples: VecDeque<(DateTime<Utc>, f64)>,
     raised: Option<Raised>,
 }
@@ -256,7 +269,7 @@ impl RateEpisode {
 }
 
 /// No change beyond `tolerance` for longer than `after`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StuckEpisode {
     /// Where the value has stayed since when.
     anchor: Option<(DateTime<Utc>, f64)>,

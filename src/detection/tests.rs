@@ -525,3 +525,110 @@ proptest! {
         }
     }
 }
+
+/// What a restart leaves: the detector as the last checkpoint had it, through JSON as in Redis.
+fn restarted(checkpoint: Option<&Checkpoint>, parameter: &str) -> ParameterDetector {
+    match checkpoint {
+        None => detector(parameter),
+        Some(checkpoint) => {
+            let json = serde_json::to_string(checkpoint).unwrap();
+            let checkpoint = serde_json::from_str(&json).unwrap();
+            ParameterDetector::resume(SensorId::new("wtf-pipe-1"), Parameter::new(parameter), checkpoint)
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_is_due_when_an_episode_changes_phase_and_only_then() {
+    let rules = rules();
+    let mut detector = detector("temperature");
+    let mut due = Vec::new();
+    for (millis, value) in [(0, 20.0), (1000, 21.0), (2000, 39.0), (3000, 46.0), (4000, 47.0), (5000, 20.0)] {
+        detector.observe(&rules, at(millis), value, at(millis)).unwrap();
+        due.push(detector.checkpoint_due());
+    }
+    // Normal, normal, drift pending, spike raised, still raised, both back to idle.
+    assert_eq!(due, [false, false, true, true, false, true]);
+    assert_eq!(detector.checkpoint(), None, "nothing to keep once every episode is idle");
+}
+
+#[test]
+fn a_value_still_above_its_limit_after_a_restart_raises_nothing_and_clears_the_same_anomaly() {
+    let rules = rules();
+    let mut before = detector("temperature");
+    let spike = raised(&feed(&mut before, &rules, &[(0, 20.0), (1000, 46.0)]))[0].clone();
+    assert!(before.checkpoint_due());
+    let mut after = restarted(before.checkpoint().as_ref(), "temperature");
+    assert!(!after.checkpoint_due(), "a resumed detector starts where its checkpoint was");
+    let transitions = feed(&mut after, &rules, &[(2000, 46.5), (3000, 47.0)]);
+    assert_eq!(kinds(&transitions), [], "the spike is the one raised before the restart");
+    let transitions = feed(&mut after, &rules, &[(4000, 20.0)]);
+    assert_eq!(cleared(&transitions).iter().map(|c| &c.anomaly_id).collect::<Vec<_>>(), [&spike.id]);
+}
+
+#[test]
+fn a_drift_in_progress_keeps_its_start_across_a_restart() {
+    let rules = rules();
+    let mut reference = detector("temperature");
+    let mut before = detector("temperature");
+    let start = steady(0, 10, 39.0);
+    feed(&mut reference, &rules, &start);
+    feed(&mut before, &rules, &start);
+    let mut after = restarted(before.checkpoint().as_ref(), "temperature");
+    let rest = steady(10, 20, 39.0);
+    let expected = feed(&mut reference, &rules, &rest);
+    let drift = raised(&expected)[0].clone();
+    assert_eq!(drift.duration_seconds, Some(16.0), "raised 16 s after its first reading at 0 s");
+    assert_eq!(feed(&mut after, &rules, &rest), expected, "same drift, same id, same duration");
+}
+
+#[test]
+fn a_raised_dropout_survives_a_restart_and_the_next_reading_clears_it() {
+    let rules = rules();
+    let mut before = detector("temperature");
+    feed(&mut before, &rules, &[(0, 20.0)]);
+    let dropout = before.check_silence(&rules, at(11_000)).unwrap();
+    let mut after = restarted(before.checkpoint().as_ref(), "temperature");
+    assert!(after.is_silent());
+    assert_eq!(after.ongoing(), Some(Ongoing::Silent { since: at(0) }));
+    assert_eq!(after.check_silence(&rules, at(60_000)), None, "raised once per silence, restart or not");
+    let transitions = feed(&mut after, &rules, &[(61_000, 20.0)]);
+    assert_eq!(cleared(&transitions).iter().map(|c| &c.anomaly_id).collect::<Vec<_>>(), [&dropout.id]);
+}
+
+proptest! {
+    /// A restart at any point, resuming from the last checkpoint taken, raises and clears the
+    /// same anomalies as a detector that never stopped (level rules: only their peaks may differ).
+    #[test]
+    fn a_restart_anywhere_raises_and_clears_what_no_restart_would(
+        values in prop::collection::vec(prop_oneof![Just(20.0), Just(39.0), Just(46.0)], 1..80),
+        restart_at in 0usize..80,
+    ) {
+        let rules = rules();
+        let readings: Vec<(i64, f64)> =
+            values.iter().enumerate().map(|(index, value)| (index as i64 * 1000, *value)).collect();
+        let restart_at = restart_at.min(readings.len());
+        let mut reference = detector("temperature");
+        let mut before = detector("temperature");
+        let mut last_checkpoint = None;
+        for reading in &readings[..restart_at] {
+            feed(&mut reference, &rules, std::slice::from_ref(reading));
+            feed(&mut before, &rules, std::slice::from_ref(reading));
+            if before.checkpoint_due() {
+                last_checkpoint = before.checkpoint();
+            }
+        }
+        let mut after = restarted(last_checkpoint.as_ref(), "temperature");
+        let identities = |transitions: Vec<Transition>| -> Vec<(AnomalyKind, AnomalyId, bool)> {
+            transitions
+                .into_iter()
+                .map(|transition| match transition {
+                    Transition::Raised(anomaly) => (anomaly.kind, anomaly.id, true),
+                    Transition::Cleared(cleared) => (cleared.kind, cleared.anomaly_id, false),
+                })
+                .collect()
+        };
+        let expected = identities(feed(&mut reference, &rules, &readings[restart_at..]));
+        prop_assert_eq!(identities(feed(&mut after, &rules, &readings[restart_at..])), expected);
+    }
+}

@@ -108,6 +108,6 @@ fn answer(prepared: Prepared) -> Response {
 async fn static_file(file: String, config: Arc<Config<'static>>) -> Response {
     match utoipa_swagger_ui::serve(&file, config) {
         Ok(Some(found)) => asset(found).into_response(),
-        _ => ApiError::NotFound(format!("{DOCS_PATH}/{file}")).into_response(),
+        _ => ApiError::no_route(&format!("{DOCS_PATH}/{file}")).into_response(),
     }
 }

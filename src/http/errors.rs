@@ -64,9 +64,27 @@ pub struct ErrorBody {
     pub parameter: Option<String>,
 }
 
+/// Most characters of a client's input (a path, a parameter name, a method) an error echoes.
+pub const MAX_ECHO_CHARS: usize = 128;
+
+/// A client's input as an error may echo it: at most [`MAX_ECHO_CHARS`].
+fn echo(text: &str) -> String {
+    crate::ingress::bounded(text, MAX_ECHO_CHARS)
+}
+
 impl ApiError {
+    /// A bad query parameter; its name is client input, so it is echoed bounded.
     pub(crate) fn bad(parameter: &str, message: impl Into<String>) -> Self {
-        ApiError::BadQuery { parameter: parameter.to_owned(), message: message.into() }
+        ApiError::BadQuery { parameter: echo(parameter), message: message.into() }
+    }
+
+    /// No route for `path`.
+    pub(crate) fn no_route(path: &str) -> Self {
+        ApiError::NotFound(echo(path))
+    }
+
+    fn wrong_method(method: &Method, path: &str) -> Self {
+        ApiError::MethodNotAllowed { method: echo(method.as_str()), path: echo(path) }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -107,12 +125,12 @@ impl IntoResponse for ApiError {
 
 /// The router's fallback: no route matches the path.
 pub(super) async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_owned())
+    ApiError::no_route(uri.path())
 }
 
 /// A route matches the path but not the method; axum keeps the `Allow` header it computed.
 pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+    ApiError::wrong_method(&method, uri.path())
 }
 
 /// What [`json_errors`] needs to word the errors made by the layers.
@@ -138,15 +156,14 @@ pub(super) async fn json_errors(State(context): State<ErrorContext>, request: Re
     }
     let (parts, body) = response.into_parts();
     let error = match status {
-        StatusCode::NOT_FOUND => ApiError::NotFound(uri.path().to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
-        }
+        StatusCode::NOT_FOUND => ApiError::no_route(uri.path()),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::wrong_method(&method, uri.path()),
         StatusCode::REQUEST_TIMEOUT => ApiError::Timeout(context.request_timeout),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge(context.max_body_bytes),
         _ => {
             let text = axum::body::to_bytes(body, MAX_MESSAGE_BYTES).await.unwrap_or_default();
-            let text = String::from_utf8_lossy(&text).trim().to_owned();
+            // A layer's text may quote the request (an extractor's rejection): bounded too.
+            let text = crate::ingress::bounded(String::from_utf8_lossy(&text).trim(), 2 * MAX_ECHO_CHARS);
             let message =
                 if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
             ApiError::Other { status, message }

@@ -90,6 +90,7 @@ async fn take_readings(state: &AppState, raw: Option<&str>, request: Request) ->
     let ingress = &state.inner.ingress;
     let mut answer = IngestAnswer { accepted: 0, rejected: Vec::new(), rejected_total: 0 };
     let (mut full, mut closing) = (false, false);
+    let mut elsewhere: Option<u32> = None;
     for (index, item) in items.into_iter().enumerate() {
         let outcome = match item {
             Ok(reading) => ingress.submit(Source::Http, reading),
@@ -103,6 +104,9 @@ async fn take_readings(state: &AppState, raw: Option<&str>, request: Request) ->
             Err(refusal) => {
                 full |= matches!(refusal, Refusal::Full { .. });
                 closing |= matches!(refusal, Refusal::ShuttingDown);
+                if let Refusal::WrongShard { shard, .. } = refusal {
+                    elsewhere = Some(shard);
+                }
                 answer.rejected_total += 1;
                 if answer.rejected.len() < LISTED_REJECTIONS {
                     answer.rejected.push(Rejected { index, error: refusal.to_string() });
@@ -112,6 +116,15 @@ async fn take_readings(state: &AppState, raw: Option<&str>, request: Request) ->
     }
     if closing && answer.accepted == 0 {
         return Err(ApiError::Unavailable(Refusal::ShuttingDown.to_string()).into_response());
+    }
+    // Every reading belongs to other shards: the client is talking to the wrong daemon.
+    if let Some(shard) = elsewhere.filter(|_| answer.accepted == 0 && answer.rejected_total > 0) {
+        let all_elsewhere = answer.rejected.iter().all(|item| item.error.contains("belongs to shard"));
+        if all_elsewhere {
+            let error = answer.rejected[0].error.clone();
+            let body = serde_json::json!({"error": error, "shard": shard, "rejected": answer.rejected});
+            return Ok((StatusCode::MISDIRECTED_REQUEST, axum::Json(body)).into_response());
+        }
     }
     let status = if full { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::OK };
     let mut response = (status, axum::Json(answer)).into_response();
@@ -194,6 +207,7 @@ async fn write_lines(state: &AppState, raw: Option<&str>, request: Request, know
     let lines = line_protocol::parse(text, &config.ingest.line_protocol, precision, state.inner.clock.now());
     let ingress = &state.inner.ingress;
     let (mut problems, mut refused, mut full) = (Vec::new(), 0usize, false);
+    let (mut taken, mut elsewhere) = (0usize, None);
     for (number, line) in lines {
         let outcome = match line {
             Ok(reading) => ingress.submit(Source::LineProtocol, reading),
@@ -202,6 +216,12 @@ async fn write_lines(state: &AppState, raw: Option<&str>, request: Request, know
                 Err(Refusal::Malformed(why))
             }
         };
+        if let Err(Refusal::WrongShard { shard, .. }) = &outcome {
+            elsewhere = Some(*shard);
+        }
+        if outcome.is_ok() {
+            taken += 1;
+        }
         if let Err(refusal) = outcome {
             full |= refusal.is_transient();
             refused += 1;
@@ -215,6 +235,13 @@ async fn write_lines(state: &AppState, raw: Option<&str>, request: Request, know
             influx_error(StatusCode::TOO_MANY_REQUESTS, "too many requests", "a detector's queue is full; retry");
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         return response;
+    }
+    if let Some(shard) =
+        elsewhere.filter(|_| taken == 0 && problems.iter().all(|line| line.contains("belongs to shard")))
+    {
+        let message =
+            format!("every line belongs to another shard (shard {shard} for the first): {}", problems.join("; "));
+        return influx_error(StatusCode::MISDIRECTED_REQUEST, "misdirected", &message);
     }
     if refused > 0 {
         let more =

@@ -16,6 +16,7 @@ use crate::actors::supervisor::simulator_name;
 use crate::domain::Reading;
 use crate::health::{ActorHealth, Component, ConfigHealth, LlmHealth, RedisHealth};
 use crate::ingress::{IngestStatus, Ingress, SensorLane};
+use crate::notify::ReceiverStatus;
 use crate::store::Store;
 
 /// Sensors `/status` lists one by one; past this it lists the first ones by id and the inactive
@@ -39,6 +40,14 @@ impl SensorStatus {
         let simulator_alive = !simulated || store.health.is_alive(&simulator_name(lane.id.as_str()));
         SensorStatus { active: simulator_alive && last_reading.is_some() && !silent, last_reading }
     }
+}
+
+/// This daemon's place in a cluster.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClusterStatus {
+    pub instance: String,
+    pub shards: u32,
+    pub shard: u32,
 }
 
 /// The history kept per series, as fitted to `history.max_memory_mb`.
@@ -79,6 +88,9 @@ pub struct HistoryStatus {
     "redis": {"state": "disabled", "backlog": 0, "dropped": 0, "mirrored": 0, "last_error": null},
     "mqtt": {"state": "connected", "last_error": null, "messages": 5120, "refused": {"not_json": 2, "unknown_sensor": 1},
         "sequence_gaps": 0, "deaths": 1},
+    "notify": {"alertmanager-1": {"kind": "alertmanager", "url": "http://127.0.0.1:9093", "outbox": "memory",
+        "state": "ok", "backlog": 0, "delivered": 12, "failures": 0, "dropped": 0,
+        "last_error": null, "last_error_at": null, "last_delivery_at": "2025-05-19T10:24:58.000Z"}},
     "config": {"source": "/etc/wtf-monitor/wtf-monitor.toml", "loaded_at": "2025-05-19T08:00:00.000Z", "last_reload": null}
 }))]
 pub struct StatusBody {
@@ -113,6 +125,8 @@ pub struct StatusBody {
     pub sensors_active: usize,
     /// Readings accepted and refused per source, and the last refusal.
     pub ingest: IngestStatus,
+    /// This daemon among its peers: its instance id and shard.
+    pub cluster: ClusterStatus,
     /// Clients following the live stream (`GET /events`) now.
     pub live_clients: usize,
     /// How much of each sensor × parameter's readings `GET /readings` can give.
@@ -125,6 +139,9 @@ pub struct StatusBody {
     pub redis: RedisHealth,
     /// The MQTT subscription: `disabled` while `mqtt.url` is empty.
     pub mqtt: crate::mqtt::MqttStatus,
+    /// The notification receivers by name (`alertmanager-1`, …, and the webhooks): state, backlog,
+    /// last error, and where their outbox is. Empty when none is configured.
+    pub notify: BTreeMap<String, ReceiverStatus>,
     pub config: ConfigHealth,
 }
 
@@ -175,6 +192,11 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
         sensors_total: total,
         sensors_active: active,
         ingest: ingress.status(),
+        cluster: ClusterStatus {
+            instance: config.cluster.instance_id(),
+            shards: config.cluster.shards,
+            shard: config.cluster.shard,
+        },
         live_clients: health.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
         history: {
             let (bounds, series) = ingress.history_bounds();
@@ -185,6 +207,7 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
         llm,
         redis: health.redis(),
         mqtt: health.mqtt.status(),
+        notify: store.notify.receivers(),
         config: health.config(),
     }
 }

@@ -537,3 +537,4 @@ async fn cached_bodies_refresh_when_anomalies_expire() {
 }
 
 mod hardening;
+mod prometheus;

@@ -8,6 +8,7 @@ use crate::actors::api::ApiMsg;
 use crate::actors::detector::DetectorMsg;
 use crate::actors::mirror::MirrorMsg;
 use crate::actors::mqtt::MqttMsg;
+use crate::actors::notifier::NotifierMsg;
 use crate::actors::simulator::SimulatorMsg;
 use crate::actors::summarizer::SummarizerMsg;
 use crate::domain::{Parameter, SensorId};
@@ -32,6 +33,8 @@ pub enum ChildKind {
     Mirror,
     /// Only when `mqtt.url` is set.
     Mqtt,
+    /// Only when a notification receiver is configured.
+    Notifier,
     Api,
 }
 
@@ -43,6 +46,7 @@ impl ChildKind {
             ChildKind::Summarizer => "summarizer".into(),
             ChildKind::Mirror => "mirror".into(),
             ChildKind::Mqtt => "mqtt".into(),
+            ChildKind::Notifier => "notifier".into(),
             ChildKind::Api => "api".into(),
         }
     }
@@ -54,6 +58,7 @@ impl ChildKind {
             ChildKind::Summarizer => Component::Llm,
             ChildKind::Mirror => Component::Redis,
             ChildKind::Mqtt => Component::Mqtt,
+            ChildKind::Notifier => Component::Notify,
             ChildKind::Api => Component::Api,
         }
     }
@@ -75,6 +80,7 @@ pub enum ChildRef {
     Summarizer(ActorRef<SummarizerMsg>),
     Mirror(ActorRef<MirrorMsg>),
     Mqtt(ActorRef<MqttMsg>),
+    Notifier(ActorRef<NotifierMsg>),
     Api(ActorRef<ApiMsg>),
 }
 
@@ -86,6 +92,7 @@ impl ChildRef {
             ChildRef::Summarizer(actor) => actor.get_cell(),
             ChildRef::Mirror(actor) => actor.get_cell(),
             ChildRef::Mqtt(actor) => actor.get_cell(),
+            ChildRef::Notifier(actor) => actor.get_cell(),
             ChildRef::Api(actor) => actor.get_cell(),
         }
     }
@@ -97,6 +104,7 @@ impl ChildRef {
             ChildRef::Summarizer(actor) => actor.cast(SummarizerMsg::InjectFault(fault)).is_ok(),
             ChildRef::Mirror(actor) => actor.cast(MirrorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Mqtt(actor) => actor.cast(MqttMsg::InjectFault(fault)).is_ok(),
+            ChildRef::Notifier(actor) => actor.cast(NotifierMsg::InjectFault(fault)).is_ok(),
             ChildRef::Api(actor) => actor.cast(ApiMsg::InjectFault(fault)).is_ok(),
         }
     }

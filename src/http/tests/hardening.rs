@@ -174,6 +174,7 @@ async fn the_openapi_document_lists_every_route_with_examples() {
             "get /events",
             "get /health",
             "get /metrics",
+            "get /metrics/prometheus",
             "get /openapi.json",
             "get /readings",
             "get /sensors",
@@ -290,4 +291,41 @@ async fn cors_allows_only_the_configured_origins_without_credentials() {
         fixture.send(with_origin(Method::GET, "/anomalies?limit=0", "https://scada.example")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://scada.example");
+}
+
+// --- echoes and security headers ---------------------------------------------------------------
+
+#[tokio::test]
+async fn client_input_is_echoed_bounded() {
+    let fixture = Fixture::new();
+    let long_path = format!("/{}", "p".repeat(65_000));
+    let long_name = "n".repeat(65_000);
+    for uri in [long_path.clone(), format!("/anomalies?{long_name}=1"), format!("/status?{long_name}=1")] {
+        let (status, headers, body) = fixture.call(Method::GET, &uri).await;
+        assert!(status.is_client_error(), "{status}");
+        assert!(body.len() < 1024, "{} bytes echoed for a {} byte request", body.len(), uri.len());
+        assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains('…'), "cut, and says so: {body}");
+    }
+    let (status, _, body) = fixture.call(Method::DELETE, &format!("/health{long_path}")).await;
+    assert!(status.is_client_error() && body.len() < 1024, "{status}: {} bytes", body.len());
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers_and_pages_a_policy() {
+    let fixture = Fixture::new();
+    for uri in ["/health", "/status", "/nope", "/anomalies?limit=0", "/docs", "/docs/swagger-ui.css"] {
+        let (_, headers, _) = fixture.call(Method::GET, uri).await;
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{uri}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{uri}");
+    }
+    for uri in ["/docs", "/docs/"] {
+        let (_, headers, _) = fixture.call(Method::GET, uri).await;
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+        assert!(!policy.contains("http"), "the page loads nothing from another host: {policy}");
+    }
+    let (_, headers, _) = fixture.call(Method::GET, "/health").await;
+    assert!(headers.get(header::CONTENT_SECURITY_POLICY).is_none(), "a policy only where there is a page");
 }
