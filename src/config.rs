@@ -8,6 +8,7 @@
 pub mod diff;
 mod environment;
 mod loading;
+mod mqtt;
 mod notify;
 mod ranges;
 mod redact;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Parameter;
 
 pub use environment::{ENV_ALLOWED, StrayVariable, stray_variables};
+pub use mqtt::{BrokerAddress, MqttConfig};
 pub use notify::*;
 pub use redact::redact_url;
 pub use sections::*;
@@ -56,6 +58,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub llm: LlmConfig,
     pub redis: RedisConfig,
+    pub mqtt: MqttConfig,
     /// Alarm notifications: Alertmanager and webhooks.
     pub notify: NotifyConfig,
     pub supervisor: SupervisorConfig,
@@ -64,7 +67,7 @@ pub struct Config {
 }
 
 /// The section names, in file order; anything else at the top level is an error.
-const SECTIONS: [&str; 18] = [
+const SECTIONS: [&str; 19] = [
     "api",
     "sensors",
     "parameters",
@@ -79,6 +82,7 @@ const SECTIONS: [&str; 18] = [
     "store",
     "llm",
     "redis",
+    "mqtt",
     "notify",
     "supervisor",
     "log",
@@ -102,6 +106,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             llm: LlmConfig::default(),
             redis: RedisConfig::default(),
+            mqtt: MqttConfig::default(),
             notify: NotifyConfig::default(),
             supervisor: SupervisorConfig::default(),
             log: LogConfig::default(),

@@ -30,6 +30,7 @@ pub enum Component {
     Redis,
     Api,
     Ingress,
+    Mqtt,
     /// The notifier: alarm notifications to Alertmanager and webhooks.
     Notify,
 }
@@ -161,6 +162,8 @@ pub struct Health {
     llm: Mutex<LlmHealth>,
     redis: Mutex<RedisHealth>,
     config: Mutex<ConfigHealth>,
+    /// The MQTT connection and its counters; written by the MQTT actor.
+    pub mqtt: crate::mqtt::MqttStats,
 }
 
 impl Health {
@@ -187,6 +190,7 @@ impl Health {
                 loaded_at: started_at,
                 last_reload: None,
             }),
+            mqtt: crate::mqtt::MqttStats::default(),
         }
     }
 
@@ -340,6 +344,14 @@ impl Health {
 
     pub fn redis(&self) -> RedisHealth {
         lock(&self.redis).clone()
+    }
+
+    /// The MQTT connection's state changed (told on the live stream), or its error did.
+    pub fn set_mqtt(&self, state: crate::mqtt::MqttState, error: Option<String>) {
+        if self.mqtt.set_state(state, error.clone()) {
+            self.tell("mqtt", &state_name(&state), error);
+            self.changed();
+        }
     }
 
     pub fn set_config(&self, update: impl FnOnce(&mut ConfigHealth)) {

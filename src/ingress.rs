@@ -39,7 +39,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
-pub use lane::{Inbox, InboxState, Sample, SensorLane, record};
+pub use lane::{Inbox, InboxState, Queued, Sample, SensorLane, record};
 
 use crate::clock::Clock;
 use crate::config::{Config, UnknownSensors};
@@ -336,6 +336,33 @@ impl Ingress {
         let outcome = self.admit(&reading).and_then(|lane| self.queue(&lane, std::slice::from_ref(&reading)));
         self.count(source, reading.sensor_id.as_str(), &outcome);
         outcome
+    }
+
+    /// Like [`Ingress::submit`], except that a full queue is handed back uncounted: the caller
+    /// (MQTT, whose broker keeps a message until it is acknowledged) waits for room and offers the
+    /// reading again, and counts it only if it gives up.
+    pub fn offer(&self, source: Source, reading: &Reading) -> Result<(), Refusal> {
+        let outcome = self.admit(reading).and_then(|lane| self.queue(&lane, std::slice::from_ref(reading)));
+        if !matches!(outcome, Err(Refusal::Full { .. })) {
+            self.count(source, reading.sensor_id.as_str(), &outcome);
+        }
+        outcome
+    }
+
+    /// Counts and logs (at most once a minute per sensor) a reading refused by its source before
+    /// it got here: a payload that does not parse, a topic that names nothing.
+    pub fn refuse(&self, source: Source, sensor_id: &str, refusal: &Refusal) {
+        self.stats.refused(source, sensor_id, refusal, self.clock.now());
+    }
+
+    /// The device behind a sensor said, at `at`, that it went offline (a Sparkplug death
+    /// certificate): each of its detectors raises its dropout once it has handled the values
+    /// queued before. Refused for a sensor not watched, and while shutting down.
+    pub fn go_offline(&self, sensor_id: &str, at: DateTime<Utc>) -> Result<(), Refusal> {
+        self.check_open()?;
+        let lane = self.lane(sensor_id).ok_or_else(|| Refusal::UnknownSensor(bounded(sensor_id, 64)))?;
+        lane.go_offline(at);
+        Ok(())
     }
 
     /// Takes a batch of one sensor's readings from a source that already holds the lane (the

@@ -13,6 +13,8 @@
 //!             ├─ detector:<sensor>:<parameter>   one per sensor × parameter; dropout timer
 //!             ├─ summarizer                      facts → Ollama (or the template) → summary
 //!             ├─ mirror                          the single writer to Redis
+//!             ├─ mqtt                            the broker subscription (when mqtt.url is set)
+//!             └─ api                             owns the HTTP server (reads, ingestion)
 //!             ├─ notifier                        alarm notifications: Alertmanager, webhooks
 //!             │    └─ courier:<receiver> tasks   delivery from the outbox, retries with backoff
 //!             └─ api                             owns the HTTP server (reads, ingestion, metrics)
@@ -37,6 +39,10 @@
 //! - readers follow the journal by sequence number (the mirror, the summarizer), so none can
 //!   stall detection and a restarted one picks up where it left off; the API answers from the
 //!   store's parts without a message round trip;
+//! - MQTT is a source like the others: [`actors::mqtt`] keeps a persistent QoS 1 subscription and
+//!   acknowledges a message only once the ingress took it; [`mqtt`] reads plain topics and
+//!   Sparkplug B, whose death certificates queue in the inboxes so each detector raises its
+//!   dropout at once, behind the values sent before;
 //! - the notifier follows the journal's alarm events and queues each transition a receiver wants
 //!   in that receiver's outbox ([`notify`]: in Redis, keyed by alarm and transition, so a restart
 //!   or an outage loses nothing and sends nothing twice); its couriers deliver them;
@@ -56,7 +62,7 @@
 //!   that same path against a real model.
 //!
 //! The business logic lives in plain modules without actors, clocks or I/O — [`detection`],
-//! [`simulation`], [`summary`], [`ingress::parse`] and [`config::diff`] — and is tested as
+//! [`simulation`], [`summary`], [`ingress::parse`], [`mqtt`] and [`config::diff`] — and is tested as
 //! plain functions.
 
 pub mod actors;
@@ -79,6 +85,7 @@ pub mod llm;
 pub mod llm_bench;
 pub mod load;
 pub mod logging;
+pub mod mqtt;
 pub mod notify;
 pub mod redis_layout;
 pub mod redis_link;

@@ -292,6 +292,52 @@ async fn a_detector_that_crashes_with_a_full_queue_loses_no_reading() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_device_gone_offline_raises_its_dropout_at_once_after_the_values_before_it() {
+    let detector = LoneDetector::start("pressure").await;
+    detector.reading_then_a_second(2.0).await;
+    // A spike, then the death certificate right behind it: the spike is judged first.
+    let reading = reading("wtf-pipe-1", detector.clock.now(), &[("pressure", 5.0)]);
+    detector.ingress.submit(Source::Mqtt, reading).expect("taken");
+    detector.ingress.go_offline("wtf-pipe-1", detector.clock.now()).expect("a watched sensor");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(detector.kinds(), [AnomalyKind::Spike, AnomalyKind::Dropout], "at once, not after 10 s");
+    let dropout = &all_anomalies(&detector.store)[1];
+    assert!(dropout.message.contains("went offline"), "{}", dropout.message);
+    assert_eq!(dropout.value, Some(5.0), "the last value before it went offline");
+    // Silence after that is the same dropout; a reading ends it and the timer is armed again.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(detector.kinds().len(), 2);
+    detector.reading_then_a_second(2.0).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(detector.kinds(), [AnomalyKind::Spike, AnomalyKind::Dropout, AnomalyKind::Dropout]);
+    assert!(detector.ingress.go_offline("pump-9", detector.clock.now()).is_err(), "not a watched sensor");
+}
+
+#[tokio::test(start_paused = true)]
+async fn word_that_a_device_went_offline_waits_for_a_detector_being_restarted() {
+    let plant = Plant::start(test_config(|config| {
+        config.simulation.enabled = false;
+        config.supervisor.backoff_initial = Duration::from_secs(2);
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let at = plant_opening();
+    plant.ingress.submit(Source::Mqtt, reading("wtf-pipe-1", at, &[("flow", 60.0)])).expect("taken");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    plant.fail("detector:wtf-pipe-1:flow", Fault::Panic).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    plant.ingress.go_offline("wtf-pipe-1", at + chrono::TimeDelta::milliseconds(200)).expect("watched");
+    assert!(!plant.store.health.is_alive("detector:wtf-pipe-1:flow"), "still in its backoff");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let dropouts: Vec<_> =
+        all_anomalies(&plant.store).into_iter().filter(|anomaly| anomaly.kind == AnomalyKind::Dropout).collect();
+    assert_eq!(dropouts.len(), 1, "raised by the restarted detector: {dropouts:?}");
+    assert!(dropouts[0].message.contains("went offline"));
+    assert!(dropouts[0].duration_seconds.unwrap_or(f64::MAX) < 1.0, "raised for the death, not the timeout");
+    plant.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_actor_that_keeps_failing_makes_the_supervisor_give_up_after_draining() {
     let plant = Plant::start(test_config(|config| {
         config.supervisor.max_restarts = 2;

@@ -2,15 +2,16 @@
 //!
 //! Messages: `Wake` from the ingress when values wait in its [`Inbox`] (one per batch, however
 //! many values); `CheckSilence` from its own dropout timer; `SetRules` from the supervisor on
-//! reload; `GoOffline` when the device said it went offline; `Drain` from the supervisor at
-//! shutdown; `InjectFault`.
+//! reload; `Drain` from the supervisor at shutdown; `InjectFault`.
 //!
 //! The values and the episode state live in the inbox, not in the actor: a detector restarted
 //! after a crash finds the values queued before and during its restart, and carries on with the
 //! episodes its predecessor had open, so it neither loses a reading nor raises an anomaly twice.
 //! While it runs, values that find nothing waiting are handled in the inbox by whoever hands
 //! them in (see [`crate::ingress`]); the actor drains what waited (after a restart), keeps the
-//! dropout timer, and puts reloads and death certificates in force. Either way values are run
+//! dropout timer, and puts reloads in force. Word that the device went offline (a Sparkplug
+//! death certificate) comes through the inbox like a value ([`crate::ingress::Queued`]), so it is
+//! judged after the values sent before it, and a detector restarted meanwhile finds it waiting. Either way values are run
 //! through the state machine under the inbox's lock, and what they raise or clear is recorded
 //! before the lock is let go, so a crash cannot separate "the state says raised" from "the
 //! anomaly is recorded".
@@ -23,7 +24,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio_util::task::AbortOnDropHandle;
 
@@ -54,8 +54,6 @@ pub enum DetectorMsg {
     CheckSilence,
     /// New thresholds or durations from a reload; episodes in progress carry on.
     SetRules(Rules),
-    /// The device said, at this time, that it went offline: raise the dropout now.
-    GoOffline(DateTime<Utc>),
     /// Handle every value queued, then reply (the stop path, before the detector stops).
     Drain(RpcReplyPort<()>),
     InjectFault(Fault),
@@ -104,7 +102,6 @@ impl Actor for Detector {
             DetectorMsg::Wake => state.on_wake(&myself),
             DetectorMsg::CheckSilence => state.on_check_silence(&myself),
             DetectorMsg::SetRules(rules) => state.on_set_rules(&myself, rules),
-            DetectorMsg::GoOffline(at) => state.on_go_offline(&myself, at),
             DetectorMsg::Drain(reply) => {
                 state.drain_all();
                 let _ = reply.send(());
@@ -138,8 +135,8 @@ impl DetectorState {
         let inbox = Arc::clone(&self.inbox);
         let mut state = inbox.lock();
         for _ in 0..max {
-            let Some(sample) = state.pop() else { break };
-            state.handle(sample);
+            let Some(queued) = state.pop() else { break };
+            state.handle_queued(queued);
         }
         let more = state.queued() > 0;
         drop(state);
@@ -154,17 +151,6 @@ impl DetectorState {
         let now = self.clock.now();
         let mut inbox = self.inbox.lock();
         if let Some(dropout) = inbox.detector.check_silence(&self.rules, now) {
-            record(&self.store, vec![Transition::Raised(dropout)], now);
-        }
-        drop(inbox);
-        self.arm_timer(myself);
-    }
-
-    fn on_go_offline(&mut self, myself: &ActorRef<DetectorMsg>, at: DateTime<Utc>) {
-        self.drain_all();
-        let now = self.clock.now();
-        let mut inbox = self.inbox.lock();
-        if let Some(dropout) = inbox.detector.go_offline(&self.rules, at) {
             record(&self.store, vec![Transition::Raised(dropout)], now);
         }
         drop(inbox);

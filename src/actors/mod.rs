@@ -5,6 +5,7 @@
 pub mod api;
 pub mod detector;
 pub mod mirror;
+pub mod mqtt;
 pub mod notifier;
 pub mod simulator;
 pub mod summarizer;

@@ -12,7 +12,7 @@
 //! everything the same way a shutdown does (nothing accepted is lost on the way out), and stops;
 //! the daemon exits non-zero so systemd or Docker restarts the process whole.
 //!
-//! **One stop path**, for a shutdown and a give-up alike: simulators stop, the ingress closes
+//! **One stop path**, for a shutdown and a give-up alike: simulators and MQTT stop, the ingress closes
 //! (other sources are refused from then on), detectors handle every value queued, the notifier
 //! queues and delivers the last alarms' notifications, the summarizer words its open window, the
 //! mirror writes what is left to Redis, then the API stops — each step bounded in time.
@@ -38,6 +38,7 @@ use crate::actors::Fault;
 use crate::actors::api::{Api, ApiArgs};
 use crate::actors::detector::{Detector, DetectorArgs, DetectorMsg};
 use crate::actors::mirror::{Mirror, MirrorArgs, MirrorTuning};
+use crate::actors::mqtt::{Mqtt, MqttArgs, MqttMsg};
 use crate::actors::notifier::{Notifier, NotifierArgs};
 use crate::actors::simulator::{GeneratorSlot, Pace, Simulator, SimulatorArgs, SimulatorMsg};
 use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
@@ -267,6 +268,10 @@ impl SupervisorState {
         if !self.config.redis.url.is_empty() {
             kinds.push(ChildKind::Mirror);
         }
+        if !self.config.mqtt.url.is_empty() {
+            // After the detectors, so the first message has somewhere to go.
+            kinds.push(ChildKind::Mqtt);
+        }
         if self.notify.is_some() {
             kinds.push(ChildKind::Notifier);
         }
@@ -345,6 +350,16 @@ impl SupervisorState {
                 };
                 let (actor, _) = Actor::spawn_linked(None, Mirror, args, supervisor).await?;
                 Ok(ChildRef::Mirror(actor))
+            }
+            ChildKind::Mqtt => {
+                let args = MqttArgs {
+                    config: self.config.clone(),
+                    ingress: Arc::clone(&self.ingress),
+                    store: Arc::clone(&self.store),
+                    clock: self.clock,
+                };
+                let (actor, _) = Actor::spawn_linked(None, Mqtt, args, supervisor).await?;
+                Ok(ChildRef::Mqtt(actor))
             }
             ChildKind::Notifier => {
                 let (receivers, shared) = self.notify.as_ref().ok_or_else(|| missing("notify"))?;
@@ -512,6 +527,13 @@ impl SupervisorState {
                 }
             }
         }
+        if changes.mqtt_names || changes.parameters {
+            for child in self.children.values() {
+                if let Some(ChildRef::Mqtt(actor)) = &child.running {
+                    let _ = actor.cast(MqttMsg::SetNames(Box::new(self.config.clone().into_inner())));
+                }
+            }
+        }
         let removed: BTreeSet<SensorId> = changes.sensors_removed.iter().map(|id| SensorId::new(id)).collect();
         self.remove_sensors(&removed);
         if changes.parameters {
@@ -603,7 +625,7 @@ impl SupervisorState {
         }
     }
 
-    /// The stop path: simulators stop; the ingress closes; detectors handle every value queued
+    /// The stop path: simulators and MQTT stop; the ingress closes; detectors handle every value queued
     /// and stop; the notifier queues the last alarms' notifications and delivers what it can in
     /// a bounded time; the summarizer publishes its open window (`Flush`); the mirror writes what
     /// is left; the API stops last, so `/health` answers until the end. Each step is bounded by
@@ -616,7 +638,11 @@ impl SupervisorState {
         let running: Vec<ChildRef> = self.children.values().filter_map(|child| child.running.clone()).collect();
         let step = |wanted: fn(&ChildRef) -> bool| running.iter().filter(move |child| wanted(child)).cloned();
 
-        stop_together(step(|child| matches!(child, ChildRef::Simulator(_))).map(|child| child.cell())).await;
+        // The sources first: MQTT leaves what it has not handled with the broker for the next run.
+        stop_together(
+            step(|child| matches!(child, ChildRef::Simulator(_) | ChildRef::Mqtt(_))).map(|child| child.cell()),
+        )
+        .await;
         // The other sources are refused from here on (HTTP answers 503), so nothing new slips in
         // behind the drain.
         self.ingress.close();

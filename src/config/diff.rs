@@ -25,6 +25,8 @@ pub struct ConfigDiff {
     pub log: bool,
     pub store: bool,
     pub supervisor: bool,
+    /// The Sparkplug name maps changed: the MQTT actor takes them for the next message.
+    pub mqtt_names: bool,
     /// Keys that changed but apply only after a restart; they are not half-applied.
     pub needs_restart: Vec<String>,
     /// Every changed key, for the log and `/status`.
@@ -76,6 +78,12 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
     // change whole, rather than a half-changed receiver with a half-delivered outbox.
     let notify = changed("notify", old.notify != new.notify);
     let debug = changed("debug", old.debug != new.debug);
+    let mqtt = changed("mqtt", old.mqtt.connection() != new.mqtt.connection());
+    changes.mqtt_names = changed(
+        "mqtt.sparkplug_metrics / mqtt.sparkplug_sensors",
+        (&old.mqtt.sparkplug_metrics, &old.mqtt.sparkplug_sensors)
+            != (&new.mqtt.sparkplug_metrics, &new.mqtt.sparkplug_sensors),
+    );
 
     let old_ids: BTreeSet<&String> = old.sensors.ids.iter().collect();
     let new_ids: BTreeSet<&String> = new.sensors.ids.iter().collect();
@@ -89,6 +97,7 @@ pub fn diff(old: &Config, new: &Config) -> ConfigDiff {
         ("api.listen", listen),
         ("api.request_timeout / api.cors_allowed_origins", api),
         ("redis", redis),
+        ("mqtt", mqtt),
         ("notify", notify),
         ("simulation.seed", seed),
         ("simulation.enabled", enabled),
@@ -151,6 +160,11 @@ pub fn live_part(in_force: &Config, new: Config) -> Config {
     Config {
         api: super::ApiConfig { listen: in_force.api.listen, ..in_force.api.clone() },
         redis: in_force.redis.clone(),
+        mqtt: super::MqttConfig {
+            sparkplug_metrics: new.mqtt.sparkplug_metrics.clone(),
+            sparkplug_sensors: new.mqtt.sparkplug_sensors.clone(),
+            ..in_force.mqtt.clone()
+        },
         notify: in_force.notify.clone(),
         simulation: super::SimulationConfig {
             seed: in_force.simulation.seed,
@@ -181,6 +195,19 @@ mod tests {
         assert_eq!(live.simulation.seed, None);
         assert_eq!(live.simulation.spikes_per_hour, 1.0);
         assert_eq!(live.detection.drift_duration, std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_broker_needs_a_restart_and_the_sparkplug_names_apply_live() {
+        let mut new = Config::default();
+        new.mqtt.url = "mqtt://127.0.0.1:1883".into();
+        new.mqtt.sparkplug_metrics.insert("Pressure/PT-101".into(), "pressure".into());
+        let changes = diff(&Config::default(), &new);
+        assert_eq!(changes.needs_restart, ["mqtt"]);
+        assert!(changes.mqtt_names);
+        let live = live_part(&Config::default(), new.clone());
+        assert_eq!(live.mqtt.url, "");
+        assert_eq!(live.mqtt.sparkplug_metrics, new.mqtt.sparkplug_metrics);
     }
 
     #[test]

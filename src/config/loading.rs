@@ -89,6 +89,7 @@ fn extract(figment: &Figment) -> Loaded {
     reader.section("store", &mut config.store);
     reader.section("llm", &mut config.llm);
     reader.section("redis", &mut config.redis);
+    reader.section("mqtt", &mut config.mqtt);
     reader.section("notify", &mut config.notify);
     reader.section("supervisor", &mut config.supervisor);
     reader.section("log", &mut config.log);

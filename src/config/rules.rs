@@ -18,6 +18,7 @@ pub(super) fn check(config: &Config) -> Vec<ConfigProblem> {
     check_detection(config, &mut problems);
     check_llm(config, &mut problems);
     check_redis(config, &mut problems);
+    check_mqtt(config, &mut problems);
     notify::check(config, &mut problems);
     check_supervisor(config, &mut problems);
     check_log(config, &mut problems);
@@ -337,6 +338,61 @@ fn check_redis(config: &Config, problems: &mut Problems) {
     }
     if redis.key_prefix.chars().any(|c| c.is_whitespace() || matches!(c, '{' | '}' | '*' | '?' | '[' | ']')) {
         problems.add("redis.key_prefix", "must not contain spaces, braces or glob characters");
+    }
+}
+
+fn check_mqtt(config: &Config, problems: &mut Problems) {
+    let mqtt = &config.mqtt;
+    if !mqtt.url.is_empty()
+        && let Err(why) = BrokerAddress::parse(&mqtt.url)
+    {
+        problems.add("mqtt.url", why);
+    }
+    if !is_safe_identifier(&mqtt.client_id) {
+        problems.add("mqtt.client_id", "must be letters, digits, '-', '_', '.', at most 64 characters");
+    }
+    if mqtt.username.as_ref().is_some_and(|name| name.is_empty() || name.len() > 256) {
+        problems.add("mqtt.username", "must be 1 to 256 characters");
+    }
+    match mqtt.read_password() {
+        Ok(Some(_)) if mqtt.username.is_none() => {
+            problems.add("mqtt.password", "a password needs mqtt.username");
+        }
+        Ok(_) => {}
+        Err(why) => problems.add("mqtt.password", why),
+    }
+    let prefix = &mqtt.topic_prefix;
+    if prefix.is_empty()
+        || prefix.len() > 128
+        || prefix.starts_with(['/', '$'])
+        || prefix.ends_with('/')
+        || prefix.contains(['+', '#', '\0'])
+        || prefix.split('/').any(str::is_empty)
+        || prefix.starts_with("spBv1.0")
+    {
+        problems.add(
+            "mqtt.topic_prefix",
+            "must be a topic level or levels like \"wtf\" or \"plant/wtf\": no wildcards, no leading or \
+             trailing '/', not '$…' or spBv1.0",
+        );
+    }
+    for (metric, parameter) in &mqtt.sparkplug_metrics {
+        let key = format!("mqtt.sparkplug_metrics.{metric:?}");
+        if metric.is_empty() {
+            problems.add(&key, "a metric name must not be empty");
+        }
+        if !config.parameters.contains_key(parameter) {
+            problems.add(&key, format!("{parameter:?} is not a configured parameter (add [parameters.{parameter}])"));
+        }
+    }
+    for (device, sensor) in &mqtt.sparkplug_sensors {
+        let key = format!("mqtt.sparkplug_sensors.{device:?}");
+        if device.is_empty() || device.split('/').count() > 2 || device.split('/').any(str::is_empty) {
+            problems.add(&key, "must be \"<edge_node>\" or \"<edge_node>/<device>\"");
+        }
+        if !is_safe_identifier(sensor) {
+            problems.add(&key, format!("{sensor:?} is not a safe sensor identifier"));
+        }
     }
 }
 

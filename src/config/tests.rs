@@ -211,6 +211,56 @@ fn a_value_that_does_not_parse_does_not_hide_a_rule_broken_elsewhere() {
 }
 
 #[test]
+fn mqtt_is_off_by_default_and_a_bad_broker_setup_is_refused_key_by_key() {
+    let config = Config::default();
+    assert_eq!(config.mqtt.url, "");
+    assert_eq!(config.mqtt.topic_prefix, "wtf");
+    assert!(!config.mqtt.sparkplug);
+    assert!(config.clone().validate().is_ok());
+
+    let mut config = Config::default();
+    config.mqtt.url = "mqtts://broker:8883".into();
+    config.mqtt.client_id = String::new();
+    config.mqtt.password = Some(Secret::new("hunter2"));
+    config.mqtt.topic_prefix = "wtf/#".into();
+    config.mqtt.sparkplug_metrics.insert("Level/LT-1".into(), "level".into());
+    config.mqtt.sparkplug_sensors.insert("node-1/pump 1".into(), "pump 1".into());
+    let problems = config.validate().expect_err("invalid");
+    let keys = keys(&problems);
+    for expected in [
+        "mqtt.url",
+        "mqtt.client_id",
+        "mqtt.password",
+        "mqtt.topic_prefix",
+        "mqtt.sparkplug_metrics.\"Level/LT-1\"",
+        "mqtt.sparkplug_sensors.\"node-1/pump 1\"",
+    ] {
+        assert!(keys.contains(&expected), "missing {expected} in {keys:?}");
+    }
+    assert!(problems.iter().all(|problem| !problem.message.contains("hunter2")));
+}
+
+#[test]
+fn the_mqtt_password_comes_from_its_file_and_never_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mqtt-password");
+    std::fs::write(&path, "s3cret-broker\n").unwrap();
+    let mut config = Config::default();
+    config.mqtt.url = "mqtt://127.0.0.1:1883".into();
+    config.mqtt.username = Some("wtf".into());
+    config.mqtt.password_file = Some(path.clone());
+    assert_eq!(config.mqtt.read_password(), Ok(Some("s3cret-broker".into())));
+    assert!(config.clone().validate().is_ok());
+
+    config.mqtt.password = Some(Secret::new("inline-secret"));
+    assert!(config.mqtt.read_password().unwrap_err().contains("not both"));
+    config.mqtt.password_file = None;
+    let printed = config.to_toml();
+    assert!(!printed.contains("inline-secret"), "{printed}");
+    assert!(printed.contains("password = \"***\""), "{printed}");
+}
+
+#[test]
 fn every_bad_key_of_a_section_is_reported_and_its_good_keys_still_checked() {
     Jail::expect_with(|jail| {
         jail.create_file(

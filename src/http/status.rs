@@ -86,6 +86,8 @@ pub struct HistoryStatus {
         "answers_accepted": 41, "answers_refused": 3, "calls_failed": 2,
         "last_refusal": "answer refused: the answer is not JSON: expected value at line 1 column 1: All quiet"},
     "redis": {"state": "disabled", "backlog": 0, "dropped": 0, "mirrored": 0, "last_error": null},
+    "mqtt": {"state": "connected", "last_error": null, "messages": 5120, "refused": {"not_json": 2, "unknown_sensor": 1},
+        "sequence_gaps": 0, "deaths": 1},
     "notify": {"alertmanager-1": {"kind": "alertmanager", "url": "http://127.0.0.1:9093", "outbox": "memory",
         "state": "ok", "backlog": 0, "delivered": 12, "failures": 0, "dropped": 0,
         "last_error": null, "last_error_at": null, "last_delivery_at": "2025-05-19T10:24:58.000Z"}},
@@ -135,6 +137,8 @@ pub struct StatusBody {
     pub actors_total: usize,
     pub llm: LlmHealth,
     pub redis: RedisHealth,
+    /// The MQTT subscription: `disabled` while `mqtt.url` is empty.
+    pub mqtt: crate::mqtt::MqttStatus,
     /// The notification receivers by name (`alertmanager-1`, …, and the webhooks): state, backlog,
     /// last error, and where their outbox is. Empty when none is configured.
     pub notify: BTreeMap<String, ReceiverStatus>,
@@ -202,6 +206,7 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
         actors: health.notable_actors(STATUS_SENSORS),
         llm,
         redis: health.redis(),
+        mqtt: health.mqtt.status(),
         notify: store.notify.receivers(),
         config: health.config(),
     }

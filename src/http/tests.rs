@@ -166,7 +166,7 @@ fn fall_silent(fixture: &Fixture, sensor: &str) {
     let rules = crate::detection::Rules::for_sensor(&fixture.store.config(), sensor, "pressure");
     for (_, inbox) in fixture.ingress.lane(sensor).unwrap().inboxes().iter() {
         let mut inbox = inbox.lock();
-        while let Some(sample) = inbox.pop() {
+        while let Some(crate::ingress::Queued::Value(sample)) = inbox.pop() {
             let (timestamp, value, arrival) = (sample.timestamp, sample.value, sample.arrival);
             inbox.detector.observe(&rules, timestamp, value, arrival).unwrap();
         }

@@ -38,10 +38,21 @@ pub struct Sample {
     pub arrival: DateTime<Utc>,
 }
 
+/// What waits in a detector's queue: a value, or word that the device went offline. The word
+/// waits behind the values sent before it, so they are judged first, and it waits in the queue
+/// like they do, so a detector restarted meanwhile still raises the dropout.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Queued {
+    Value(Sample),
+    /// The device said (a Sparkplug death certificate), at this time on the daemon's clock, that
+    /// it went offline: raise the dropout now rather than after the timeout.
+    Offline(DateTime<Utc>),
+}
+
 /// A detector's queue and episode state, under one lock.
 pub struct InboxState {
     pub detector: ParameterDetector,
-    queue: VecDeque<Sample>,
+    queue: VecDeque<Queued>,
     /// The newest timestamp queued (or processed): the next value must be newer.
     last_queued: Option<DateTime<Utc>>,
     /// What values are run with when the detector runs: its rules and where to record.
@@ -61,7 +72,7 @@ struct Bound {
 }
 
 impl InboxState {
-    pub fn pop(&mut self) -> Option<Sample> {
+    pub fn pop(&mut self) -> Option<Queued> {
         self.queue.pop_front()
     }
 
@@ -93,6 +104,23 @@ impl InboxState {
                 component = %"detector", sensor_id = %self.detector.sensor_id(), parameter = %self.detector.parameter(),
                 ?rejection, "value refused by the detector"
             ),
+        }
+    }
+
+    /// Runs what waited in the queue: a value, or the device going offline.
+    pub fn handle_queued(&mut self, queued: Queued) {
+        match queued {
+            Queued::Value(sample) => self.handle(sample),
+            Queued::Offline(at) => self.go_offline(at),
+        }
+    }
+
+    /// The device went offline at `at`: the dropout is raised now, if the parameter reported and
+    /// is not silent already.
+    pub fn go_offline(&mut self, at: DateTime<Utc>) {
+        let Some(bound) = &self.bound else { return };
+        if let Some(dropout) = self.detector.go_offline(&bound.rules, at) {
+            record(&bound.store, vec![Transition::Raised(dropout)], at);
         }
     }
 
@@ -379,7 +407,7 @@ impl SensorLane {
                 if runs_now[slot] {
                     guard.handle(sample);
                 } else {
-                    guard.queue.push_back(sample);
+                    guard.queue.push_back(Queued::Value(sample));
                 }
                 guard.last_queued = Some(reading.timestamp);
             }
@@ -419,6 +447,25 @@ impl SensorLane {
         if sent.is_none_or(|sent| newest.signed_duration_since(sent) >= chrono::TimeDelta::seconds(1)) {
             *sent = Some(newest);
             let _ = self.live.send(merged.clone());
+        }
+    }
+
+    /// The device behind this sensor went offline at `at`: each inbox whose detector runs with
+    /// nothing waiting raises its dropout at once; the others queue the word behind the values
+    /// already there (even into a full queue, but never twice in a row, so a storm of death
+    /// certificates cannot grow one) for their detector to find.
+    pub fn go_offline(&self, at: DateTime<Utc>) {
+        for (_, inbox) in self.inboxes.load().iter() {
+            let mut state = inbox.lock();
+            if state.runs_now() {
+                state.go_offline(at);
+                continue;
+            }
+            if !matches!(state.queue.back(), Some(Queued::Offline(_))) {
+                state.queue.push_back(Queued::Offline(at));
+            }
+            drop(state);
+            inbox.ring();
         }
     }
 

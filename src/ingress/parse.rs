@@ -101,7 +101,17 @@ pub fn single_value(
     arrival: DateTime<Utc>,
 ) -> Result<Reading, String> {
     let value: Value = serde_json::from_slice(payload).map_err(|_| "the payload is not a number or JSON".to_owned())?;
-    let (number, timestamp) = match &value {
+    single_value_of(&value, sensor_id, parameter, arrival)
+}
+
+/// [`single_value`] of a payload already read as JSON.
+pub fn single_value_of(
+    value: &Value,
+    sensor_id: &str,
+    parameter: &str,
+    arrival: DateTime<Utc>,
+) -> Result<Reading, String> {
+    let (number, timestamp) = match value {
         Value::Number(number) => (number.as_f64(), None),
         Value::Object(object) => {
             if let Some(extra) = object.keys().find(|key| !matches!(key.as_str(), "value" | "timestamp")) {
@@ -111,7 +121,9 @@ pub fn single_value(
         }
         _ => (None, None),
     };
-    let number = number.filter(|number| number.is_finite()).ok_or_else(|| format!("{parameter}: not a number"))?;
+    let number = number
+        .filter(|number| number.is_finite())
+        .ok_or_else(|| format!("{}: not a number", bounded(parameter, 64)))?;
     if !is_safe_identifier(sensor_id) {
         return Err(format!("sensor_id {:?} is not valid", bounded(sensor_id, 64)));
     }

@@ -7,6 +7,7 @@ use crate::actors::Fault;
 use crate::actors::api::ApiMsg;
 use crate::actors::detector::DetectorMsg;
 use crate::actors::mirror::MirrorMsg;
+use crate::actors::mqtt::MqttMsg;
 use crate::actors::notifier::NotifierMsg;
 use crate::actors::simulator::SimulatorMsg;
 use crate::actors::summarizer::SummarizerMsg;
@@ -30,6 +31,8 @@ pub enum ChildKind {
     Summarizer,
     /// Only when `redis.url` is set.
     Mirror,
+    /// Only when `mqtt.url` is set.
+    Mqtt,
     /// Only when a notification receiver is configured.
     Notifier,
     Api,
@@ -42,6 +45,7 @@ impl ChildKind {
             ChildKind::Detector(sensor_id, parameter) => detector_name(sensor_id.as_str(), parameter.as_str()),
             ChildKind::Summarizer => "summarizer".into(),
             ChildKind::Mirror => "mirror".into(),
+            ChildKind::Mqtt => "mqtt".into(),
             ChildKind::Notifier => "notifier".into(),
             ChildKind::Api => "api".into(),
         }
@@ -53,6 +57,7 @@ impl ChildKind {
             ChildKind::Detector(..) => Component::Detector,
             ChildKind::Summarizer => Component::Llm,
             ChildKind::Mirror => Component::Redis,
+            ChildKind::Mqtt => Component::Mqtt,
             ChildKind::Notifier => Component::Notify,
             ChildKind::Api => Component::Api,
         }
@@ -74,6 +79,7 @@ pub enum ChildRef {
     Detector(ActorRef<DetectorMsg>),
     Summarizer(ActorRef<SummarizerMsg>),
     Mirror(ActorRef<MirrorMsg>),
+    Mqtt(ActorRef<MqttMsg>),
     Notifier(ActorRef<NotifierMsg>),
     Api(ActorRef<ApiMsg>),
 }
@@ -85,6 +91,7 @@ impl ChildRef {
             ChildRef::Detector(actor) => actor.get_cell(),
             ChildRef::Summarizer(actor) => actor.get_cell(),
             ChildRef::Mirror(actor) => actor.get_cell(),
+            ChildRef::Mqtt(actor) => actor.get_cell(),
             ChildRef::Notifier(actor) => actor.get_cell(),
             ChildRef::Api(actor) => actor.get_cell(),
         }
@@ -96,6 +103,7 @@ impl ChildRef {
             ChildRef::Detector(actor) => actor.cast(DetectorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Summarizer(actor) => actor.cast(SummarizerMsg::InjectFault(fault)).is_ok(),
             ChildRef::Mirror(actor) => actor.cast(MirrorMsg::InjectFault(fault)).is_ok(),
+            ChildRef::Mqtt(actor) => actor.cast(MqttMsg::InjectFault(fault)).is_ok(),
             ChildRef::Notifier(actor) => actor.cast(NotifierMsg::InjectFault(fault)).is_ok(),
             ChildRef::Api(actor) => actor.cast(ApiMsg::InjectFault(fault)).is_ok(),
         }
