@@ -9,9 +9,11 @@
 //! the anomaly log's lock, so detectors never wait for a query.
 //!
 //! The detectors' episode state and the last reading of each sensor live with the ingress
-//! ([`crate::ingress`]), beside the queues they are bound up with.
+//! ([`crate::ingress`]), beside the queues they are bound up with; only their checkpoints pass
+//! through here ([`EpisodeBook`]).
 
 mod anomalies;
+mod episodes;
 mod summaries;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,6 +22,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, TimeDelta, Utc};
 
 pub use anomalies::{AnomalyLog, AnomalyQuery, METRICS_WINDOW, Metrics};
+pub use episodes::{DetectorKey, EpisodeBook};
 pub use summaries::{LlmRetry, SummaryLog};
 
 use crate::alarms::{Alarm, AlarmBook, AlarmCounts, AlarmRefusal};
@@ -41,6 +44,8 @@ pub struct Store {
     pub journal: Arc<Journal>,
     pub anomalies: AnomalyLog,
     pub summaries: SummaryLog,
+    /// The detectors' episode checkpoints, to Redis and back at start.
+    pub episodes: EpisodeBook,
     alarms: Mutex<AlarmBook>,
     audit: Mutex<AuditLog>,
     /// Liveness, restarts and the state of Redis and the model: what `/status` reports.
@@ -57,6 +62,7 @@ impl Store {
         Self {
             anomalies: AnomalyLog::new(&config.store),
             summaries: SummaryLog::new(config.store.max_summaries),
+            episodes: EpisodeBook::default(),
             alarms: Mutex::new(AlarmBook::default()),
             audit: Mutex::new(AuditLog::new(config.audit.retention, config.audit.max_entries)),
             health: Health::new(clock, Arc::clone(&journal)),

@@ -152,6 +152,7 @@ impl DetectorState {
         let mut inbox = self.inbox.lock();
         if let Some(dropout) = inbox.detector.check_silence(&self.rules, now) {
             record(&self.store, vec![Transition::Raised(dropout)], now);
+            inbox.checkpoint_if_due();
         }
         drop(inbox);
         self.arm_timer(myself);

@@ -99,6 +99,7 @@ impl InboxState {
             Ok(transitions) => {
                 self.history.record(sample.timestamp, sample.value, self.history_limits.get());
                 record(&bound.store, transitions, sample.arrival);
+                self.checkpoint_if_due();
             }
             Err(rejection) => tracing::debug!(
                 component = %"detector", sensor_id = %self.detector.sensor_id(), parameter = %self.detector.parameter(),
@@ -121,6 +122,16 @@ impl InboxState {
         let Some(bound) = &self.bound else { return };
         if let Some(dropout) = self.detector.go_offline(&bound.rules, at) {
             record(&bound.store, vec![Transition::Raised(dropout)], at);
+            self.checkpoint_if_due();
+        }
+    }
+
+    /// Hands the episode state to the store when an episode changed phase, for Redis.
+    pub fn checkpoint_if_due(&mut self) {
+        let Some(bound) = &self.bound else { return };
+        if self.detector.checkpoint_due() {
+            let key = (self.detector.sensor_id().clone(), self.detector.parameter().clone());
+            bound.store.episodes.put(key, self.detector.checkpoint());
         }
     }
 
@@ -194,8 +205,17 @@ impl Inbox {
 
     /// A detector takes over this inbox with its rules: it is rung from now on, and values that
     /// find nothing waiting are handled at once.
+    ///
+    /// The first detector of a sensor × parameter resumes from the checkpoint Redis had at start,
+    /// if any: it has handled nothing yet, and is taken only once.
     pub fn attach(&self, detector: ActorRef<DetectorMsg>, rules: Rules, store: Arc<Store>) {
-        self.lock().bound = Some(Bound { rules, store, timer_armed: false });
+        let mut state = self.lock();
+        let (sensor_id, parameter) = (state.detector.sensor_id().clone(), state.detector.parameter().clone());
+        if let Some(checkpoint) = store.episodes.take_restored(&sensor_id, &parameter) {
+            state.detector = ParameterDetector::resume(sensor_id, parameter, checkpoint);
+        }
+        state.bound = Some(Bound { rules, store, timer_armed: false });
+        drop(state);
         self.doorbell.store(Some(Arc::new(detector)));
     }
 
