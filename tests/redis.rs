@@ -473,3 +473,61 @@ async fn mirror_throughput() {
     let elapsed = started.elapsed();
     println!("catching up: {N} anomalies in {elapsed:.2?}: {:.0} anomalies/s", N as f64 / elapsed.as_secs_f64());
 }
+
+/// A server that accepts connections and reads what is sent, but never answers; it counts the
+/// connections still open.
+struct SilentRedis {
+    url: String,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentRedis {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let url = format!("redis://{}", listener.local_addr().expect("its address"));
+        let open = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&open);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while socket.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
+                    counted.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { url, open }
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_mirror_leaves_nothing_running() {
+    let silent = SilentRedis::start().await;
+    let nowhere = TestRedis { url: silent.url.clone(), prefix: "wtf-test:".into(), server: None };
+    let fixture = Fixture::new(config(&nowhere, |_| {}));
+    let followers_before = fixture.store.journal.followers();
+    // A write that would wait half a minute for its answer.
+    let patient =
+        MirrorTuning { write_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(30), ..fast() };
+    let mirror = fixture.spawn_mirror(patient).await;
+    fixture.record(5, TimeDelta::zero());
+    wait_until("the write is on its way", PATIENCE, || async { silent.open() > 0 }).await;
+    assert_eq!(fixture.store.journal.followers(), followers_before + 1, "the mirror follows the journal");
+
+    mirror.cast(MirrorMsg::InjectFault(wtf_monitor::actors::Fault::Panic)).expect("the mirror takes the fault");
+    wait_until("the mirror has crashed", PATIENCE, || async { mirror.get_status() == ractor::ActorStatus::Stopped })
+        .await;
+    // Its write went with it, so an old write cannot land after a successor's; and so did its
+    // follower.
+    wait_until("the crashed mirror's connection is closed", Duration::from_secs(5), || async { silent.open() == 0 })
+        .await;
+    assert_eq!(fixture.store.journal.followers(), followers_before, "the follower is gone too");
+}

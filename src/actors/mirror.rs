@@ -35,6 +35,7 @@ use chrono::{DateTime, Utc};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
 use crate::clock::Clock;
@@ -148,7 +149,9 @@ struct Pending {
 struct InFlight {
     generation: u64,
     pending: Pending,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    /// Aborted with the state, on a stop and on a crash alike: a crashed mirror's write cannot
+    /// land after its successor's and put older snapshots back.
+    task: AbortOnDropHandle<Result<(), String>>,
 }
 
 pub struct MirrorState {
@@ -181,7 +184,8 @@ pub struct MirrorState {
     drop_warned_at: Option<Instant>,
     /// Set while a `Wake` from the follower waits in the mailbox, so a flood sends only one.
     wake_pending: Arc<AtomicBool>,
-    follower: Option<tokio::task::JoinHandle<()>>,
+    /// Aborted with the state, like the write.
+    follower: Option<AbortOnDropHandle<()>>,
     tick: Option<JoinHandle<()>>,
 }
 
@@ -275,9 +279,7 @@ impl Actor for Mirror {
     }
 
     async fn post_stop(&self, _myself: ActorRef<MirrorMsg>, state: &mut MirrorState) -> Result<(), ActorProcessingErr> {
-        if let Some(follower) = state.follower.take() {
-            follower.abort();
-        }
+        state.follower = None;
         if let Some(tick) = state.tick.take() {
             tick.abort();
         }
@@ -370,11 +372,11 @@ impl MirrorState {
         let myself = myself.clone();
         // The JSON is encoded in the task too: a batch of thousands takes milliseconds of CPU
         // that the mailbox should not wait for.
-        let task = tokio::spawn(async move {
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
             let outcome = redis.exec(&batch_pipeline(&keys, &batch, &limits), timeout).await;
             let _ = myself.cast(MirrorMsg::Flushed(generation));
             outcome
-        });
+        }));
         self.in_flight = Some(InFlight { generation, pending, task });
     }
 
@@ -550,14 +552,11 @@ impl MirrorState {
     }
 }
 
-/// Wakes the mirror when something is journalled; ends with the mirror.
-fn spawn_follower(
-    store: &Store,
-    mirror: ActorRef<MirrorMsg>,
-    wake_pending: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
+/// Wakes the mirror when something is journalled; aborted when its handle, in the mirror's
+/// state, is dropped.
+fn spawn_follower(store: &Store, mirror: ActorRef<MirrorMsg>, wake_pending: Arc<AtomicBool>) -> AbortOnDropHandle<()> {
     let mut journal = store.journal.subscribe();
-    tokio::spawn(async move {
+    AbortOnDropHandle::new(tokio::spawn(async move {
         loop {
             if journal.changed().await.is_err() {
                 return;
@@ -566,5 +565,5 @@ fn spawn_follower(
                 return;
             }
         }
-    })
+    }))
 }
