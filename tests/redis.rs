@@ -531,3 +531,44 @@ async fn a_crashed_mirror_leaves_nothing_running() {
         .await;
     assert_eq!(fixture.store.journal.followers(), followers_before, "the follower is gone too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_notifier_leaves_nothing_running_and_its_successor_gets_the_unwritten() {
+    use wtf_monitor::actors::notifier::{Notifier, NotifierArgs, NotifierMsg};
+    use wtf_monitor::notify::NotifyShared;
+    let silent = SilentRedis::start().await;
+    let nowhere = TestRedis { url: silent.url.clone(), prefix: "wtf-test:".into(), server: None };
+    let fixture = Fixture::new(config(&nowhere, |config| {
+        let hook = serde_json::json!({"name": "pager", "url": format!("http://127.0.0.1:{}/hook", free_port())});
+        config.notify.webhook = vec![serde_json::from_value(hook).expect("a webhook")];
+    }));
+    let receivers = wtf_monitor::notify::receivers(&fixture.config.notify).expect("receivers");
+    let shared = Arc::new(NotifyShared::new(&receivers, &fixture.config.notify, false));
+    let args = NotifierArgs {
+        config: fixture.config.notify.clone(),
+        redis: fixture.config.redis.clone(),
+        receivers,
+        shared: Arc::clone(&shared),
+        store: Arc::clone(&fixture.store),
+        clock: fixture.clock,
+        instance: "test".into(),
+    };
+    let (notifier, _) = Actor::spawn(None, Notifier, args).await.expect("the notifier starts");
+    fixture.record(1, TimeDelta::zero());
+    let staged = || wtf_monitor::store::lock(&shared.progress).staged.len();
+    wait_until("the alarm is derived and its write is on its way", PATIENCE, || async {
+        silent.open() > 0 && wtf_monitor::store::lock(&shared.progress).cursor > 0 && staged() == 0
+    })
+    .await;
+
+    notifier.cast(NotifierMsg::InjectFault(wtf_monitor::actors::Fault::Panic)).expect("the notifier takes the fault");
+    wait_until("the notifier has crashed", PATIENCE, || async {
+        notifier.get_status() == ractor::ActorStatus::Stopped
+    })
+    .await;
+    assert_eq!(staged(), 1, "the write that did not get through waits for the next notifier");
+    wait_until("the crashed notifier's connections are closed", Duration::from_secs(4), || async {
+        silent.open() == 0
+    })
+    .await;
+}
