@@ -208,3 +208,58 @@ async fn without_a_redis_url_the_daemon_runs_in_memory_and_says_so() {
     assert!(status["actors"]["api"]["alive"] == true, "{status}");
     assert!(!daemon.log().contains("cannot restore"), "{}", daemon.log());
 }
+
+/// A server that accepts connections and reads what is sent, but never answers.
+async fn silent_redis() -> String {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let url = format!("redis://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                while socket.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
+            });
+        }
+    });
+    url
+}
+
+/// Stops the daemon once anomalies wait for Redis; it must say how many it leaves behind, at
+/// WARN, exit with status 5, and not take long about it.
+async fn stop_with_a_backlog(url: &str) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_config(dir.path(), url, "wtf-test:left-behind:");
+    let mut daemon = Daemon::start(&config, &[]).await;
+    wait_until("anomalies wait for redis", PATIENCE, || async {
+        daemon.get("/status").await.is_some_and(|status| status["redis"]["backlog"].as_u64() > Some(2))
+    })
+    .await;
+    let asked = Instant::now();
+    let exit = daemon.terminate();
+    let took = asked.elapsed();
+    let log = daemon.log();
+    assert_eq!(exit.code(), Some(5), "exit {exit}:\n{log}");
+    assert!(took < Duration::from_secs(8), "the stop took {took:?}:\n{log}");
+    let warning = log
+        .lines()
+        .find(|line| line.contains("WARN") && line.contains("left_behind=") && line.contains("final flush"))
+        .unwrap_or_else(|| panic!("no warning with the count:\n{log}"));
+    let count: u64 = warning
+        .split("left_behind=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {warning}"));
+    assert!(count > 2, "{warning}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_against_a_redis_that_never_answers_says_what_it_left_behind_and_exits_5() {
+    stop_with_a_backlog(&silent_redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_against_a_refused_redis_says_what_it_left_behind_and_exits_5() {
+    stop_with_a_backlog(&format!("redis://127.0.0.1:{}", free_port())).await;
+}

@@ -21,7 +21,8 @@
 //! recovers what its predecessor still had in its backlog. The same holds after a restore.
 //!
 //! On a graceful stop (`drain_and_wait` from the supervisor, after the detectors have drained)
-//! `post_stop` waits for the write on its way and flushes what is left, within a bounded time.
+//! `post_stop` waits for the write on its way and flushes what is left, within a bounded time;
+//! what it could not write is logged at WARN with its count and makes the process exit with 5.
 //!
 //! [`restore_at_start`] runs before any actor: it puts the last 24 h of anomalies and the
 //! recent summaries back into the store, so `/anomalies` answers after a restart as before it.
@@ -520,20 +521,21 @@ impl MirrorState {
     }
 
     /// On a graceful stop: finish the write on its way, then write what is left, within
-    /// [`FINAL_FLUSH_BUDGET`]. Stops at the first failure: Redis is away, and the process ends.
+    /// [`FINAL_FLUSH_BUDGET`]. Stops writing at the first failure (Redis is away, and the process
+    /// ends); whatever is left behind is counted, logged as a warning and published for the exit
+    /// status.
     async fn final_flush(&mut self) {
         let deadline = Instant::now() + FINAL_FLUSH_BUDGET;
+        let mut answering = true;
         if let Some(in_flight) = self.in_flight.take() {
             let outcome = match tokio::time::timeout_at(deadline, in_flight.task).await {
                 Ok(joined) => joined.unwrap_or_else(|err| Err(format!("write task failed: {err}"))),
                 Err(_) => Err("no answer before the end of the shutdown budget".into()),
             };
-            if !self.record(in_flight.pending, outcome) {
-                return;
-            }
+            answering = self.record(in_flight.pending, outcome);
         }
         self.status_due = Instant::now();
-        loop {
+        while answering {
             self.pull();
             let (batch, pending) = self.next_batch();
             if batch.is_empty() {
@@ -542,13 +544,23 @@ impl MirrorState {
             let pipe = batch_pipeline(&self.keys, &batch, &self.limits());
             let timeout = self.tuning.write_timeout.min(deadline.saturating_duration_since(Instant::now()));
             let outcome = self.redis.exec(&pipe, timeout).await;
-            if !self.record(pending, outcome) {
-                break;
-            }
+            answering = self.record(pending, outcome);
         }
-        tracing::info!(
-            component = %"redis", mirrored = self.mirrored, left_behind = self.backlog.len(), "final flush to redis done"
-        );
+        // Everything not written is now in the backlog: a failed write leaves the link down,
+        // and the pull then takes all the store has.
+        self.pull();
+        let left_behind = self.backlog.len() as u64;
+        self.store.health.set_redis(|health| health.left_behind = Some(left_behind));
+        if left_behind > 0 {
+            tracing::warn!(
+                component = %"redis", mirrored = self.mirrored, left_behind,
+                dropped = self.dropped_before + self.backlog.dropped() + self.missed,
+                error = self.last_error.as_deref().unwrap_or("none"),
+                "final flush to redis incomplete: anomalies left behind, never written"
+            );
+        } else {
+            tracing::info!(component = %"redis", mirrored = self.mirrored, left_behind, "final flush to redis done");
+        }
     }
 }
 

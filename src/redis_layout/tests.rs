@@ -183,6 +183,7 @@ fn the_status_hash_is_replaced_whole() {
         dropped: 0,
         mirrored: 7,
         last_error: None,
+        left_behind: None,
     };
     let llm = LlmHealth { state: crate::health::LlmState::Disabled, model: "m".into(), ..LlmHealth::default() };
     let mut actors = BTreeMap::new();
