@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use serde_json::Value;
 
-use redis_support::{TestRedis, free_port, redis_or_skip, wait_until};
+use redis_support::{TestRedis, free_port, own_redis_or_skip, redis_or_skip, wait_until};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -262,4 +262,43 @@ async fn a_stop_against_a_redis_that_never_answers_says_what_it_left_behind_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_against_a_refused_redis_says_what_it_left_behind_and_exits_5() {
     stop_with_a_backlog(&format!("redis://127.0.0.1:{}", free_port())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_redis_is_back_status_shows_no_error_and_the_log_the_backlog_it_flushes() {
+    let Some(mut redis) = own_redis_or_skip("once_redis_is_back_status_shows_no_error") else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_config(dir.path(), &redis.url, &redis.prefix);
+    let daemon = Daemon::start(&config, &[]).await;
+    let redis_status = || async { daemon.get("/status").await.map(|status| status["redis"].clone()) };
+    wait_until("connected", PATIENCE, || async { redis_status().await.is_some_and(|r| r["state"] == "connected") })
+        .await;
+
+    redis.server().kill();
+    wait_until("an outage with anomalies waiting", PATIENCE, || async {
+        redis_status().await.is_some_and(|r| {
+            r["state"] == "reconnecting" && r["backlog"].as_u64() >= Some(3) && r["last_error"].is_string()
+        })
+    })
+    .await;
+    redis.server().resume();
+    wait_until("connected again", PATIENCE, || async {
+        redis_status().await.is_some_and(|r| r["state"] == "connected")
+    })
+    .await;
+    let status = redis_status().await.expect("/status answers");
+    assert_eq!(status["last_error"], Value::Null, "the error is over: {status}");
+
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("redis reachable again"))
+        .unwrap_or_else(|| panic!("no line for the return:\n{log}"));
+    let flushed: u64 = line
+        .split("backlog=")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no backlog in {line}"));
+    assert!(flushed >= 3, "the backlog flushed is counted: {line}");
 }

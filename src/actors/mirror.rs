@@ -448,6 +448,8 @@ impl MirrorState {
     fn record(&mut self, pending: Pending, outcome: Result<(), String>) -> bool {
         match outcome {
             Ok(()) => {
+                // What waited when Redis answered again: this write's and the rest of the backlog.
+                let waited = pending.anomalies.len() + self.backlog.len();
                 self.mirrored += pending.anomalies.len() as u64;
                 if let Some(seq) = pending.summary_seq {
                     self.summaries_written = seq;
@@ -461,11 +463,15 @@ impl MirrorState {
                 match self.link {
                     Link::Up => {}
                     Link::Down { since } => tracing::info!(
-                        component = %"redis", backlog = self.backlog.len(),
+                        component = %"redis", backlog = waited,
                         outage_ms = since.elapsed().as_millis() as u64, "redis reachable again; flushing the backlog"
                     ),
-                    Link::Connecting { .. } => tracing::info!(component = %"redis", "connected to redis"),
+                    Link::Connecting { .. } => {
+                        tracing::info!(component = %"redis", backlog = waited, "connected to redis")
+                    }
                 }
+                // `/status` shows an error only while it stands.
+                self.last_error = None;
                 self.link = Link::Up;
                 self.retry.reset();
                 true
