@@ -17,6 +17,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::domain::{Anomaly, Reading, Summary};
 use crate::health::{ActorHealth, LlmHealth, RedisHealth};
 
+pub mod records;
+pub use records::{AuditLimits, Records};
+
 /// The hash tag shared by every key: Redis Cluster hashes only the text between the braces.
 pub const HASH_TAG: &str = "{plant}";
 /// Written to the status hash; bumped when the layout changes in a way readers must know.
@@ -43,6 +46,12 @@ pub struct Keys {
     pub readings_stream: String,
     /// Hash: the daemon's components as `/status` reports them (see [`status_fields`]).
     pub status: String,
+    /// Hash: alarm id → the alarm's JSON as `GET /alarms` serves it (see [`records`]).
+    pub alarms: String,
+    /// Sorted set: score = audit entry time in ms, member = its JSON as `GET /audit` serves it.
+    pub audit: String,
+    /// Hash: `<sensor_id>/<parameter>` → the detector's episode checkpoint JSON.
+    pub episodes: String,
 }
 
 impl Keys {
@@ -55,10 +64,13 @@ impl Keys {
             readings_last: key("readings:last"),
             readings_stream: key("readings:stream"),
             status: key("status"),
+            alarms: key("alarms"),
+            audit: key("audit"),
+            episodes: key("episodes"),
         }
     }
 
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 9] {
         [
             &self.anomalies,
             &self.summaries,
@@ -66,6 +78,9 @@ impl Keys {
             &self.readings_last,
             &self.readings_stream,
             &self.status,
+            &self.alarms,
+            &self.audit,
+            &self.episodes,
         ]
     }
 }
@@ -91,6 +106,7 @@ pub struct Limits {
     pub max_anomalies: usize,
     /// Recent summaries kept (`store.max_summaries`).
     pub max_summaries: usize,
+    pub audit: AuditLimits,
 }
 
 /// What one pipeline writes. Anomalies are the only part that accumulates; the rest are
@@ -107,6 +123,8 @@ pub struct Batch {
     pub new_readings: Vec<Reading>,
     /// The status hash, when it is due.
     pub status: Option<Vec<(String, String)>>,
+    /// Alarms, audit entries and episode checkpoints that changed.
+    pub records: Records,
 }
 
 impl Batch {
@@ -116,6 +134,7 @@ impl Batch {
             && self.last_readings.is_none()
             && self.new_readings.is_empty()
             && self.status.is_none()
+            && self.records.is_empty()
     }
 }
 
@@ -182,6 +201,8 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
         }
         command.ignore();
     }
+
+    records::write(&mut pipe, keys, &batch.records, &limits.audit);
 
     if let Some(fields) = &batch.status
         && !fields.is_empty()

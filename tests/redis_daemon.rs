@@ -302,3 +302,145 @@ async fn once_redis_is_back_status_shows_no_error_and_the_log_the_backlog_it_flu
         .unwrap_or_else(|| panic!("no backlog in {line}"));
     assert!(flushed >= 3, "the backlog flushed is counted: {line}");
 }
+
+const OPERATOR: &str = "operator-token-0123456789";
+const GATEWAY: &str = "gateway-token-0123456789";
+
+/// No simulation: readings come over HTTP, so the test decides every episode.
+fn write_plant_config(dir: &Path, redis: &TestRedis) -> PathBuf {
+    let path = dir.join("plant.toml");
+    let config = format!(
+        r#"
+[simulation]
+enabled = false
+
+[detection]
+drift_duration = "3s"
+dropout_timeout = "60s"
+
+[redis]
+url = "{}"
+key_prefix = "{}"
+
+[[auth.tokens]]
+name = "gateway"
+role = "ingest"
+token = "{GATEWAY}"
+
+[[auth.tokens]]
+name = "night-shift"
+role = "operator"
+token = "{OPERATOR}"
+"#,
+        redis.url, redis.prefix
+    );
+    std::fs::write(&path, config).expect("the config is written");
+    path
+}
+
+impl Daemon {
+    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("a client");
+        let answer = client
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("an answer");
+        let status = answer.status().as_u16();
+        (status, serde_json::from_str(&answer.text().await.unwrap_or_default()).unwrap_or(Value::Null))
+    }
+
+    /// One reading of `sensor`, stamped now.
+    async fn reading(&self, sensor: &str, values: &[(&str, f64)]) {
+        let mut reading = serde_json::json!({"sensor_id": sensor, "timestamp": chrono::Utc::now().to_rfc3339()});
+        for (parameter, value) in values {
+            reading[*parameter] = serde_json::json!(value);
+        }
+        let (status, answer) = self.post("/readings", GATEWAY, reading).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    async fn list(&self, path: &str) -> Vec<Value> {
+        self.get(path).await.and_then(|list| list.as_array().cloned()).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_gets_its_alarms_acks_shelves_and_open_episodes_back_and_raises_nothing_twice() {
+    let Some(redis) = redis_or_skip("a_killed_daemon_gets_its_alarms_back") else { return };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = write_plant_config(dir.path(), &redis);
+    let mut first = Daemon::start(&config, &[]).await;
+
+    // Three spikes, each of which starts a drift too (above the drift limit as well).
+    let started = Instant::now();
+    first.reading("wtf-pipe-1", &[("pressure", 5.0), ("temperature", 40.0)]).await;
+    first.reading("wtf-pipe-2", &[("flow", 130.0)]).await;
+    first.reading("wtf-pipe-3", &[("pressure", 4.5)]).await;
+    wait_until("three alarms", PATIENCE, || async { first.list("/alarms").await.len() == 3 }).await;
+    let alarms = first.list("/alarms").await;
+    let id_of = |sensor: &str| {
+        alarms.iter().find(|alarm| alarm["sensor_id"] == sensor).expect("an alarm of the sensor")["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned()
+    };
+    let (status, acked) = first
+        .post(&format!("/alarms/{}/ack", id_of("wtf-pipe-2")), OPERATOR, serde_json::json!({"comment": "seen"}))
+        .await;
+    assert_eq!(status, 200, "{acked}");
+    let shelve = serde_json::json!({"duration": "30m", "reason": "maintenance"});
+    let (status, shelved) = first.post(&format!("/alarms/{}/shelve", id_of("wtf-pipe-3")), OPERATOR, shelve).await;
+    assert_eq!(status, 200, "{shelved}");
+
+    // Everything in Redis before the power cut.
+    let keys = redis.keys();
+    wait_until("alarms, audit and episodes are mirrored", PATIENCE, || async {
+        let mut connection = redis.connection().await;
+        let alarms: BTreeMap<String, String> = connection.hgetall(&keys.alarms).await.expect("HGETALL");
+        let audit: usize = connection.zcard(&keys.audit).await.expect("ZCARD");
+        let episodes: usize = connection.hlen(&keys.episodes).await.expect("HLEN");
+        let has = |needle: &str| alarms.values().any(|alarm| alarm.contains(needle));
+        alarms.len() == 3 && has("\"active_ack\"") && has("\"maintenance\"") && audit == 2 && episodes == 4
+    })
+    .await;
+    let anomalies_before = first.anomalies().await;
+    let alarms_before = first.list("/alarms").await;
+    let audit_before = first.list("/audit").await;
+    assert_eq!(anomalies_before.len(), 3);
+    first.kill();
+
+    let mut second = Daemon::start(&config, &[]).await;
+    assert_eq!(second.anomalies().await, anomalies_before);
+    assert_eq!(second.list("/alarms").await, alarms_before, "alarms, acks and shelves come back as they were");
+    assert_eq!(second.list("/audit").await, audit_before);
+
+    // Still above the limits, after the drift duration has passed since the episodes began: the
+    // spikes are not raised again; the drifts, in progress since before the restart, are raised
+    // with their first start.
+    let wait = Duration::from_secs(5).saturating_sub(started.elapsed());
+    tokio::time::sleep(wait).await;
+    second.reading("wtf-pipe-1", &[("pressure", 5.0), ("temperature", 40.0)]).await;
+    second.reading("wtf-pipe-2", &[("flow", 130.0)]).await;
+    second.reading("wtf-pipe-3", &[("pressure", 4.5)]).await;
+    wait_until("the four drifts", PATIENCE, || async { second.anomalies().await.len() == 7 }).await;
+    let anomalies = second.anomalies().await;
+    let new: Vec<&Value> = anomalies.iter().filter(|anomaly| !anomalies_before.contains(anomaly)).collect();
+    assert_eq!(new.len(), 4, "{new:?}");
+    for drift in &new {
+        assert_eq!(drift["type"], "drift", "nothing but the drifts is new: {drift}");
+        assert!(drift["duration_seconds"].as_f64() >= Some(4.5), "the drift kept its start: {drift}");
+    }
+    let alarms = second.list("/alarms").await;
+    assert_eq!(alarms.len(), 7, "{alarms:?}");
+    for before in &alarms_before {
+        let after = alarms.iter().find(|alarm| alarm["id"] == before["id"]).expect("still there");
+        for field in ["state", "acked_by", "shelved_until", "raised_at"] {
+            assert_eq!(after[field], before[field], "{field} of {before}");
+        }
+    }
+    second.terminate();
+}

@@ -45,11 +45,15 @@ use crate::domain::{Anomaly, SensorId, Summary};
 use crate::health::RedisState;
 use crate::ingress::Ingress;
 use crate::journal::Event;
-use crate::redis_layout::{Backlog, Batch, Keys, Limits, RetryDelay, batch_pipeline, pull_budget, status_fields};
+use crate::redis_layout::{
+    AuditLimits, Backlog, Batch, Keys, Limits, Records, RetryDelay, batch_pipeline, pull_budget, status_fields,
+};
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
 
+mod records;
 mod restore;
+use records::RecordQueue;
 pub use restore::{Restored, restore, restore_at_start};
 
 /// How long a graceful stop may spend flushing; below the supervisor's drain timeout.
@@ -145,6 +149,7 @@ struct Pending {
     summary_seq: Option<u64>,
     readings: Option<BTreeMap<SensorId, DateTime<Utc>>>,
     status: bool,
+    records: Records,
 }
 
 struct InFlight {
@@ -168,6 +173,8 @@ pub struct MirrorState {
     /// Sequence number of the last journal entry looked at (its anomaly, if any, is in the backlog).
     cursor: u64,
     backlog: Backlog<Arc<Anomaly>>,
+    /// Alarms, audit entries and episode checkpoints waiting.
+    records: RecordQueue,
     in_flight: Option<InFlight>,
     generation: u64,
     retry: RetryDelay,
@@ -219,6 +226,9 @@ impl Actor for Mirror {
         for anomaly in held.into_iter().skip(skipped) {
             backlog.push(anomaly);
         }
+        // The alarms, the audit trail and the open episodes likewise.
+        let mut records = RecordQueue::new(redis.backlog_capacity);
+        records.queue_all(&store);
         // A restarted mirror carries on with its predecessor's counts and last error.
         let before = store.health.redis();
         Ok(MirrorState {
@@ -226,6 +236,7 @@ impl Actor for Mirror {
             backlog_capacity: redis.backlog_capacity,
             max_anomalies: redis.max_anomalies,
             backlog,
+            records,
             retry: RetryDelay::new(tuning.retry_initial, tuning.retry_max),
             store,
             ingress,
@@ -343,11 +354,13 @@ impl MirrorState {
             let Some(last) = followed.entries.last() else { return };
             self.cursor = last.seq;
             let taken = followed.entries.len();
-            let anomalies = followed.entries.into_iter().filter_map(|entry| match entry.event {
-                Event::Anomaly(anomaly) => Some(anomaly),
-                _ => None,
-            });
-            let dropped: u64 = anomalies.map(|anomaly| self.backlog.push(anomaly)).sum();
+            let mut dropped = 0;
+            for entry in followed.entries {
+                match entry.event {
+                    Event::Anomaly(anomaly) => dropped += self.backlog.push(anomaly),
+                    other => self.records.follow(other),
+                }
+            }
             if dropped > 0 {
                 self.warn_dropped("redis backlog full: dropping the oldest anomalies");
             }
@@ -413,14 +426,22 @@ impl MirrorState {
             let health = &self.store.health;
             status_fields(&health.actors(), &health.llm(), &health.redis(), health.started_at(), self.clock.now())
         });
+        let records = self.records.take(&self.store, self.tuning.batch);
         let pending = Pending {
             anomalies: anomalies.clone(),
             summary_seq: summaries.is_some().then_some(summary_seq),
             readings: written,
             status: status.is_some(),
+            records: records.clone(),
         };
-        let batch =
-            Batch { anomalies, summaries, last_readings: readings_changed.then_some(readings), new_readings, status };
+        let batch = Batch {
+            anomalies,
+            summaries,
+            last_readings: readings_changed.then_some(readings),
+            new_readings,
+            status,
+            records,
+        };
         (batch, pending)
     }
 
@@ -431,6 +452,11 @@ impl MirrorState {
             retention: config.store.retention,
             max_anomalies: self.max_anomalies,
             max_summaries: config.store.max_summaries,
+            audit: AuditLimits {
+                now: self.clock.now(),
+                retention: config.audit.retention,
+                max_entries: config.audit.max_entries,
+            },
         }
     }
 
@@ -477,6 +503,7 @@ impl MirrorState {
                 true
             }
             Err(error) => {
+                self.records.requeue(&self.store, pending.records);
                 let dropped = self.backlog.requeue(pending.anomalies);
                 if dropped > 0 {
                     self.warn_dropped("redis backlog full: dropping the oldest anomalies");
@@ -555,14 +582,14 @@ impl MirrorState {
         // Everything not written is now in the backlog: a failed write leaves the link down,
         // and the pull then takes all the store has.
         self.pull();
-        let left_behind = self.backlog.len() as u64;
+        let left_behind = (self.backlog.len() + self.records.len() + self.store.episodes.pending()) as u64;
         self.store.health.set_redis(|health| health.left_behind = Some(left_behind));
         if left_behind > 0 {
             tracing::warn!(
                 component = %"redis", mirrored = self.mirrored, left_behind,
                 dropped = self.dropped_before + self.backlog.dropped() + self.missed,
                 error = self.last_error.as_deref().unwrap_or("none"),
-                "final flush to redis incomplete: anomalies left behind, never written"
+                "final flush to redis incomplete: anomalies and records left behind, never written"
             );
         } else {
             tracing::info!(component = %"redis", mirrored = self.mirrored, left_behind, "final flush to redis done");
@@ -570,14 +597,22 @@ impl MirrorState {
     }
 }
 
-/// Wakes the mirror when something is journalled; aborted when its handle, in the mirror's
-/// state, is dropped.
-fn spawn_follower(store: &Store, mirror: ActorRef<MirrorMsg>, wake_pending: Arc<AtomicBool>) -> AbortOnDropHandle<()> {
+/// Wakes the mirror when something is journalled or a checkpoint waits; aborted when its
+/// handle, in the mirror's state, is dropped.
+fn spawn_follower(
+    store: &Arc<Store>,
+    mirror: ActorRef<MirrorMsg>,
+    wake_pending: Arc<AtomicBool>,
+) -> AbortOnDropHandle<()> {
     let mut journal = store.journal.subscribe();
+    let store = Arc::clone(store);
     AbortOnDropHandle::new(tokio::spawn(async move {
         loop {
-            if journal.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = journal.changed() => if changed.is_err() {
+                    return;
+                },
+                () = store.episodes.changed.notified() => {}
             }
             if !wake_pending.swap(true, Ordering::AcqRel) && mirror.cast(MirrorMsg::Wake).is_err() {
                 return;

@@ -29,7 +29,8 @@ fn summary(seconds: i64) -> Arc<Summary> {
 }
 
 fn limits(now: DateTime<Utc>) -> Limits {
-    Limits { now, retention: Duration::from_secs(24 * 3600), max_anomalies: 1_000_000, max_summaries: 100 }
+    let audit = AuditLimits { now, retention: Duration::from_secs(400 * 86_400), max_entries: 100_000 };
+    Limits { now, retention: Duration::from_secs(24 * 3600), max_anomalies: 1_000_000, max_summaries: 100, audit }
 }
 
 /// The pipeline's commands as text, e.g. `["ZADD", "wtf:{plant}:anomalies", "…", …]`.
@@ -267,4 +268,37 @@ fn the_retry_delay_doubles_up_to_its_cap_and_resets() {
     assert_eq!(delays, [100, 200, 350, 350]);
     delay.reset();
     assert_eq!(delay.next_delay(), Duration::from_millis(100));
+}
+
+#[test]
+fn alarms_audit_and_episodes_are_written_and_deleted_field_by_field() {
+    let anomaly = spike(1);
+    let mut book = crate::alarms::AlarmBook::default();
+    let alarm = Arc::new(book.raise(&anomaly, crate::alarms::Priority::High, "bar").remove(0));
+    let entry = Arc::new(crate::audit::AuditEntry {
+        at: at(2),
+        actor: "night-shift".into(),
+        action: crate::audit::AuditAction::Ack,
+        target: alarm.id.to_string(),
+        detail: String::new(),
+    });
+    let sensor = (SensorId::new("wtf-pipe-1"), Parameter::new("pressure"));
+    let records = Records {
+        alarms: vec![(alarm.id.clone(), Some(Arc::clone(&alarm))), (spike(0).id.clone(), None)],
+        audit: vec![Arc::clone(&entry)],
+        episodes: vec![(sensor.clone(), None)],
+    };
+    let batch = Batch { records, ..Batch::default() };
+    let commands = commands(&batch_pipeline(&Keys::new("wtf:"), &batch, &limits(at(10))));
+    let named = |name: &str, key: &str| {
+        commands.iter().find(|command| command[0] == name && command[1] == key).cloned().unwrap_or_default()
+    };
+    let hset = named("HSET", "wtf:{plant}:alarms");
+    assert_eq!(hset[2], alarm.id.as_str());
+    assert_eq!(hset[3], serde_json::to_string(alarm.as_ref()).unwrap(), "as /alarms serves it");
+    assert_eq!(named("HDEL", "wtf:{plant}:alarms").len(), 3, "an alarm gone is deleted");
+    let zadd = named("ZADD", "wtf:{plant}:audit");
+    assert_eq!(zadd[2..4], [score(at(2)).to_string(), serde_json::to_string(entry.as_ref()).unwrap()]);
+    assert_eq!(named("HDEL", "wtf:{plant}:episodes")[2], "wtf-pipe-1/pressure", "an idle detector is deleted");
+    assert_eq!(records::parse_episode_field("a/b/pressure"), Some((SensorId::new("a/b"), Parameter::new("pressure"))));
 }

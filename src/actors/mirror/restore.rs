@@ -1,19 +1,26 @@
 //! The restore at start: before any actor runs, the last 24 h of anomalies and the recent
 //! summaries are read back from Redis into the store, so `/anomalies` answers after a restart as
-//! it did before. Bounded in time; Redis being away is logged, never fatal.
+//! it did before; so are the alarms with their acknowledgements and shelves, the audit trail, and
+//! the detectors' open episodes (each detector resumes from its own, so nothing is raised twice).
+//! Bounded in time; Redis being away is logged, never fatal.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::alarms::Alarm;
+use crate::audit::AuditEntry;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
+use crate::detection::Checkpoint;
 use crate::domain::{Anomaly, Summary};
 use crate::health::RedisState;
+use crate::redis_layout::records::parse_episode_field;
 use crate::redis_layout::{Keys, retention_cutoff};
 use crate::redis_link::{LinkTimeouts, RedisLink};
-use crate::store::Store;
+use crate::store::{DetectorKey, Store};
+use std::collections::HashMap;
 
 /// Connecting: past this, the daemon starts without Redis's history.
 const RESTORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,6 +34,10 @@ const RESTORE_PAGE: usize = 10_000;
 pub struct Restored {
     pub anomalies: usize,
     pub summaries: usize,
+    /// Alarms, audit entries and open episode checkpoints put back.
+    pub alarms: usize,
+    pub audit: usize,
+    pub episodes: usize,
     /// Members that did not parse as an anomaly or a summary (written by something else).
     pub unreadable: usize,
     /// Why the restore stopped early, if it did; what was read until then was kept.
@@ -52,6 +63,7 @@ pub async fn restore_at_start(config: &ValidConfig, store: &Store, clock: &Clock
             }
             tracing::info!(
                 component = %"redis", anomalies = restored.anomalies, summaries = restored.summaries,
+                alarms = restored.alarms, audit = restored.audit, episodes = restored.episodes,
                 "restored from redis"
             );
         }
@@ -142,7 +154,61 @@ pub async fn restore(
     if !summaries.is_empty() {
         store.summaries.restore(summaries);
     }
+    if let Err(err) = restore_records(config, &link, &keys, store, now, remaining(), &mut restored).await {
+        restored.incomplete.get_or_insert(err);
+    }
     Ok(restored)
+}
+
+/// Puts back the alarms (acknowledgements and shelves with them), the audit trail and the
+/// detectors' open episodes, in one round trip.
+async fn restore_records(
+    config: &ValidConfig,
+    link: &RedisLink,
+    keys: &Keys,
+    store: &Store,
+    now: DateTime<Utc>,
+    timeout: Duration,
+    restored: &mut Restored,
+) -> Result<(), String> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGETALL").arg(&keys.alarms);
+    let cutoff = retention_cutoff(now, config.audit.retention);
+    let newest = config.audit.max_entries.saturating_sub(1);
+    pipe.cmd("ZREVRANGEBYSCORE").arg(&keys.audit).arg("+inf").arg(cutoff).arg("LIMIT").arg(0).arg(newest + 1);
+    pipe.cmd("HGETALL").arg(&keys.episodes);
+    type Answer = (HashMap<String, Vec<u8>>, Vec<Vec<u8>>, HashMap<String, Vec<u8>>);
+    let (alarms, audit, episodes): Answer = link.query(&pipe, timeout).await?;
+
+    let mut unreadable = 0;
+    let mut readable = |parsed: Option<Alarm>| {
+        unreadable += usize::from(parsed.is_none());
+        parsed
+    };
+    let alarms: Vec<Alarm> = alarms.values().filter_map(|json| readable(serde_json::from_slice(json).ok())).collect();
+    let mut entries = Vec::with_capacity(audit.len());
+    for json in &audit {
+        match serde_json::from_slice::<AuditEntry>(json) {
+            Ok(entry) => entries.push(entry),
+            Err(_) => unreadable += 1,
+        }
+    }
+    entries.reverse();
+    let mut checkpoints = HashMap::with_capacity(episodes.len());
+    for (field, json) in &episodes {
+        match parse_episode_field(field).zip(serde_json::from_slice::<Checkpoint>(json).ok()) {
+            Some((key, checkpoint)) => {
+                checkpoints.insert(key, checkpoint);
+            }
+            None => unreadable += 1,
+        }
+    }
+    restored.unreadable += unreadable;
+    let (audit, episodes): (Vec<AuditEntry>, HashMap<DetectorKey, Checkpoint>) = (entries, checkpoints);
+    (restored.alarms, restored.audit, restored.episodes) = (alarms.len(), audit.len(), episodes.len());
+    store.restore_alarms(alarms, audit);
+    store.episodes.restore(episodes);
+    Ok(())
 }
 
 /// How many anomalies Redis holds for each minute of the last 24 hours, in one round trip.
