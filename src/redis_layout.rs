@@ -52,6 +52,9 @@ pub struct Keys {
     pub audit: String,
     /// Hash: `<sensor_id>/<parameter>` → the detector's episode checkpoint JSON.
     pub episodes: String,
+    /// String: [`LAYOUT_VERSION`], set by the first write into an empty Redis. Its absence at a
+    /// later write means Redis lost its data (restarted without persistence, flushed).
+    pub layout: String,
 }
 
 impl Keys {
@@ -67,10 +70,11 @@ impl Keys {
             alarms: key("alarms"),
             audit: key("audit"),
             episodes: key("episodes"),
+            layout: key("layout"),
         }
     }
 
-    pub fn all(&self) -> [&str; 9] {
+    pub fn all(&self) -> [&str; 10] {
         [
             &self.anomalies,
             &self.summaries,
@@ -81,6 +85,7 @@ impl Keys {
             &self.alarms,
             &self.audit,
             &self.episodes,
+            &self.layout,
         ]
     }
 }
@@ -141,9 +146,13 @@ impl Batch {
 /// The pipeline that writes `batch`, trims anomalies past their retention and the cap, and
 /// caps the summaries. It runs as one `MULTI`/`EXEC`: a reader never sees a batch half written,
 /// and a retried batch is idempotent (the same anomaly is the same member).
+///
+/// Its one answer (see [`marker_was_missing`]) says whether the layout marker was missing, that
+/// is whether this write went into an empty Redis.
 pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.atomic();
+    pipe.cmd("SETNX").arg(&keys.layout).arg(LAYOUT_VERSION);
     let cutoff = retention_cutoff(limits.now, limits.retention);
 
     let members: Vec<(i64, String)> = batch
@@ -212,6 +221,11 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
         pipe.cmd("HSET").arg(&keys.status).arg(fields).ignore();
     }
     pipe
+}
+
+/// Reads the answer of a [`batch_pipeline`]: true when the layout marker had to be set.
+pub fn marker_was_missing(answer: &[i64]) -> bool {
+    answer.first() == Some(&1)
 }
 
 fn rank(count: usize) -> i64 {

@@ -263,7 +263,7 @@ async fn anomalies_raised_while_redis_is_down_arrive_when_it_returns() {
     let fixture = Fixture::new(config(&redis, |_| {}));
     let store = &fixture.store;
     let _mirror = fixture.spawn_mirror(fast()).await;
-    fixture.record(5, TimeDelta::seconds(10));
+    let before = fixture.record(5, TimeDelta::seconds(10));
     wait_until("the mirror has written the first five", PATIENCE, || async {
         let health = store.health.redis();
         health.state == RedisState::Connected && health.mirrored == 5
@@ -282,7 +282,8 @@ async fn anomalies_raised_while_redis_is_down_arrive_when_it_returns() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(store.health.redis().backlog, 50, "nothing is lost or written while Redis is away");
 
-    // The restarted server saves nothing (`--save ""`), so it holds exactly what was flushed.
+    // The restarted server saves nothing (`--save ""`): it comes back empty, and gets the first
+    // five again with the backlog.
     redis.server().resume();
     let held = holds_within(PATIENCE, || async {
         let health = store.health.redis();
@@ -290,10 +291,11 @@ async fn anomalies_raised_while_redis_is_down_arrive_when_it_returns() {
     })
     .await;
     assert!(held, "timed out waiting until the backlog is flushed: {:?}", store.health.redis());
-    let expected: Vec<String> = during.iter().map(|anomaly| serde_json::to_string(anomaly).unwrap()).collect();
+    let expected: Vec<String> =
+        before.iter().chain(&during).map(|anomaly| serde_json::to_string(anomaly).unwrap()).collect();
     assert_eq!(members(&redis).await, expected);
     let health = store.health.redis();
-    assert_eq!((health.mirrored, health.dropped), (55, 0));
+    assert_eq!((health.mirrored, health.dropped), (60, 0), "55, and the first five written again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -571,4 +573,46 @@ async fn a_crashed_notifier_leaves_nothing_running_and_its_successor_gets_the_un
         silent.open() == 0
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_comes_back_empty_gets_the_whole_retained_state_again() {
+    let Some(mut redis) = own_redis_or_skip("a_redis_that_comes_back_empty") else { return };
+    let fixture = Fixture::new(config(&redis, |_| {}));
+    let store = &fixture.store;
+    let _mirror = fixture.spawn_mirror(fast()).await;
+    fixture.record(10, TimeDelta::seconds(30));
+    store.record_summary(summary(fixture.clock.now(), "Ten flow spikes."), Utc::now());
+    let keys = redis.keys();
+    wait_until("the first ten are mirrored", PATIENCE, || async {
+        store.health.redis().mirrored == 10 && zcard(&redis).await == 10
+    })
+    .await;
+    let alarms: usize = redis.connection().await.hlen(&keys.alarms).await.expect("HLEN");
+    assert_eq!(alarms, 10);
+
+    // Restarted without persistence: it comes back empty, and meanwhile ten more were raised.
+    redis.server().kill();
+    fixture.record(10, TimeDelta::zero());
+    wait_until("the outage is seen", PATIENCE, || async { store.health.redis().state == RedisState::Reconnecting })
+        .await;
+    redis.server().resume();
+    wait_until("every retained anomaly is in redis again", PATIENCE, || async {
+        let mut connection = redis.connection().await;
+        let alarms: usize = connection.hlen(&keys.alarms).await.expect("HLEN");
+        let summary: bool = connection.exists(&keys.summary_latest).await.expect("EXISTS");
+        let status: bool = connection.exists(&keys.status).await.expect("EXISTS");
+        zcard(&redis).await == 20 && alarms == 20 && summary && status
+    })
+    .await;
+
+    // And a restart gets the full set back.
+    let after = Fixture::new(fixture.config.clone());
+    let restored = mirror::restore(&after.config, &after.store, after.clock.now(), Duration::from_secs(5))
+        .await
+        .expect("the restore reads Redis");
+    assert_eq!((restored.anomalies, restored.summaries, restored.alarms), (20, 1, 20));
+    let all = AnomalyQuery::newest(1000);
+    let json = |store: &Store| serde_json::to_value(store.anomalies.query(&all)).unwrap();
+    assert_eq!(json(&after.store), json(store), "served after the restart as before it");
 }

@@ -15,6 +15,10 @@
 //! write that succeeds flushes the backlog. `/status` shows the state, the backlog, the drops,
 //! the count mirrored and the last error.
 //!
+//! Every write also sets the layout marker if it is missing (see [`crate::redis_layout`]): once a
+//! write of this mirror has seen it, a write that finds it missing went into a Redis that lost
+//! its data, and everything the store retains is queued to be written again.
+//!
 //! Failure policy: Redis errors are expected and never fail the actor. A mirror restarted after
 //! a crash starts from the store's oldest anomaly and writes everything the store holds again:
 //! the same anomaly is the same sorted-set member, so this costs one pass, not duplicates, and
@@ -46,7 +50,8 @@ use crate::health::RedisState;
 use crate::ingress::Ingress;
 use crate::journal::Event;
 use crate::redis_layout::{
-    AuditLimits, Backlog, Batch, Keys, Limits, Records, RetryDelay, batch_pipeline, pull_budget, status_fields,
+    AuditLimits, Backlog, Batch, Keys, Limits, Records, RetryDelay, batch_pipeline, marker_was_missing, pull_budget,
+    status_fields,
 };
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
@@ -152,12 +157,19 @@ struct Pending {
     records: Records,
 }
 
+/// What a write that succeeded found.
+#[derive(Clone, Copy, Debug)]
+struct Written {
+    /// The layout marker was missing: the write went into an empty Redis.
+    into_empty: bool,
+}
+
 struct InFlight {
     generation: u64,
     pending: Pending,
     /// Aborted with the state, on a stop and on a crash alike: a crashed mirror's write cannot
     /// land after its successor's and put older snapshots back.
-    task: AbortOnDropHandle<Result<(), String>>,
+    task: AbortOnDropHandle<Result<Written, String>>,
 }
 
 pub struct MirrorState {
@@ -189,6 +201,9 @@ pub struct MirrorState {
     /// Anomalies the store no longer held when the mirror came to take them.
     missed: u64,
     last_error: Option<String>,
+    /// A write of this mirror has found the layout marker (or set it): from then on, a missing
+    /// marker means Redis lost its data.
+    marker_seen: bool,
     drop_warned_at: Option<Instant>,
     /// Set while a `Wake` from the follower waits in the mailbox, so a flood sends only one.
     wake_pending: Arc<AtomicBool>,
@@ -255,6 +270,7 @@ impl Actor for Mirror {
             dropped_before: before.dropped,
             missed: 0,
             last_error: before.last_error,
+            marker_seen: false,
             drop_warned_at: None,
             wake_pending: Arc::new(AtomicBool::new(false)),
             follower: None,
@@ -387,7 +403,7 @@ impl MirrorState {
         // The JSON is encoded in the task too: a batch of thousands takes milliseconds of CPU
         // that the mailbox should not wait for.
         let task = AbortOnDropHandle::new(tokio::spawn(async move {
-            let outcome = redis.exec(&batch_pipeline(&keys, &batch, &limits), timeout).await;
+            let outcome = write(&redis, &batch_pipeline(&keys, &batch, &limits), timeout).await;
             let _ = myself.cast(MirrorMsg::Flushed(generation));
             outcome
         }));
@@ -461,7 +477,7 @@ impl MirrorState {
     }
 
     /// Records how a write ended; on success goes on with the next, on failure waits to retry.
-    fn settle(&mut self, myself: &ActorRef<MirrorMsg>, pending: Pending, outcome: Result<(), String>) {
+    fn settle(&mut self, myself: &ActorRef<MirrorMsg>, pending: Pending, outcome: Result<Written, String>) {
         if self.record(pending, outcome) {
             self.on_wake(myself);
         } else {
@@ -471,9 +487,9 @@ impl MirrorState {
     }
 
     /// Records the outcome of a write; true when it succeeded.
-    fn record(&mut self, pending: Pending, outcome: Result<(), String>) -> bool {
+    fn record(&mut self, pending: Pending, outcome: Result<Written, String>) -> bool {
         match outcome {
-            Ok(()) => {
+            Ok(written) => {
                 // What waited when Redis answered again: this write's and the rest of the backlog.
                 let waited = pending.anomalies.len() + self.backlog.len();
                 self.mirrored += pending.anomalies.len() as u64;
@@ -500,6 +516,10 @@ impl MirrorState {
                 self.last_error = None;
                 self.link = Link::Up;
                 self.retry.reset();
+                if written.into_empty && self.marker_seen {
+                    self.rewrite_all(&pending.anomalies);
+                }
+                self.marker_seen = true;
                 true
             }
             Err(error) => {
@@ -525,6 +545,35 @@ impl MirrorState {
                 false
             }
         }
+    }
+
+    /// Redis lost its data (restarted without persistence, flushed): everything the store
+    /// retains is written again, as at a mirror's start — anomalies, alarms, audit, episodes, and
+    /// the snapshots (summaries, last readings, status).
+    fn rewrite_all(&mut self, just_written: &[Arc<Anomaly>]) {
+        let queued = self.backlog.take(usize::MAX);
+        let held = self.store.anomalies.oldest_first();
+        tracing::warn!(
+            component = %"redis", anomalies = held.len(),
+            "redis came back empty (its layout marker is gone): writing the retained state again"
+        );
+        let held_ids: std::collections::HashSet<_> = held.iter().map(|anomaly| anomaly.id.clone()).collect();
+        // The write that found Redis empty is in it now.
+        let written: std::collections::HashSet<_> = just_written.iter().map(|anomaly| &anomaly.id).collect();
+        let held: Vec<_> = held.into_iter().filter(|anomaly| !written.contains(&anomaly.id)).collect();
+        let skipped = held.len().saturating_sub(self.backlog_capacity);
+        for anomaly in held.into_iter().skip(skipped) {
+            self.backlog.push(anomaly);
+        }
+        // What waited and the store no longer holds is written too.
+        for anomaly in queued.into_iter().filter(|anomaly| !held_ids.contains(&anomaly.id)) {
+            self.backlog.push(anomaly);
+        }
+        self.records.queue_all(&self.store);
+        self.summaries_written = 0;
+        self.readings_written.clear();
+        self.readings_due = Instant::now();
+        self.status_due = Instant::now();
     }
 
     fn warn_dropped(&mut self, message: &str) {
@@ -576,7 +625,7 @@ impl MirrorState {
             }
             let pipe = batch_pipeline(&self.keys, &batch, &self.limits());
             let timeout = self.tuning.write_timeout.min(deadline.saturating_duration_since(Instant::now()));
-            let outcome = self.redis.exec(&pipe, timeout).await;
+            let outcome = write(&self.redis, &pipe, timeout).await;
             answering = self.record(pending, outcome);
         }
         // Everything not written is now in the backlog: a failed write leaves the link down,
@@ -595,6 +644,12 @@ impl MirrorState {
             tracing::info!(component = %"redis", mirrored = self.mirrored, left_behind, "final flush to redis done");
         }
     }
+}
+
+/// Runs a [`batch_pipeline`] and reads its answer.
+async fn write(redis: &RedisLink, pipe: &redis::Pipeline, timeout: Duration) -> Result<Written, String> {
+    let answer: Vec<i64> = redis.query(pipe, timeout).await?;
+    Ok(Written { into_empty: marker_was_missing(&answer) })
 }
 
 /// Wakes the mirror when something is journalled or a checkpoint waits; aborted when its
