@@ -291,7 +291,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
                 ExitCode::from(130)
             }
             Ok(Ending::LeftBehind(count)) => {
-                tracing::warn!(component = %"supervisor", left_behind = count, "stopped, with anomalies never written to redis");
+                tracing::warn!(component = %"supervisor", left_behind = count, "stopped, with anomalies or records never written to redis");
                 ExitCode::from(5)
             }
             Ok(Ending::GaveUp(reason)) => {

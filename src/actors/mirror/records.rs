@@ -37,9 +37,7 @@ impl RecordQueue {
         for entry in entries {
             self.audit.push(Arc::new(entry));
         }
-        for (key, checkpoint) in store.episodes.current() {
-            store.episodes.put_back(vec![(key, checkpoint)]);
-        }
+        store.episodes.put_back(store.episodes.current());
     }
 
     /// Takes a journalled alarm change or audit entry; other events are not records.

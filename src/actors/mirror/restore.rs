@@ -4,6 +4,7 @@
 //! the detectors' open episodes (each detector resumes from its own, so nothing is raised twice).
 //! Bounded in time; Redis being away is logged, never fatal.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,8 +20,7 @@ use crate::health::RedisState;
 use crate::redis_layout::records::parse_episode_field;
 use crate::redis_layout::{Keys, retention_cutoff};
 use crate::redis_link::{LinkTimeouts, RedisLink};
-use crate::store::{DetectorKey, Store};
-use std::collections::HashMap;
+use crate::store::Store;
 
 /// Connecting: past this, the daemon starts without Redis's history.
 const RESTORE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -180,31 +180,19 @@ async fn restore_records(
     type Answer = (HashMap<String, Vec<u8>>, Vec<Vec<u8>>, HashMap<String, Vec<u8>>);
     let (alarms, audit, episodes): Answer = link.query(&pipe, timeout).await?;
 
-    let mut unreadable = 0;
-    let mut readable = |parsed: Option<Alarm>| {
-        unreadable += usize::from(parsed.is_none());
-        parsed
-    };
-    let alarms: Vec<Alarm> = alarms.values().filter_map(|json| readable(serde_json::from_slice(json).ok())).collect();
-    let mut entries = Vec::with_capacity(audit.len());
-    for json in &audit {
-        match serde_json::from_slice::<AuditEntry>(json) {
-            Ok(entry) => entries.push(entry),
-            Err(_) => unreadable += 1,
-        }
-    }
-    entries.reverse();
+    let alarms: Vec<Alarm> = parse_all(alarms.values(), &mut restored.unreadable);
+    let mut audit: Vec<AuditEntry> = parse_all(audit.iter(), &mut restored.unreadable);
+    audit.reverse();
     let mut checkpoints = HashMap::with_capacity(episodes.len());
     for (field, json) in &episodes {
         match parse_episode_field(field).zip(serde_json::from_slice::<Checkpoint>(json).ok()) {
             Some((key, checkpoint)) => {
                 checkpoints.insert(key, checkpoint);
             }
-            None => unreadable += 1,
+            None => restored.unreadable += 1,
         }
     }
-    restored.unreadable += unreadable;
-    let (audit, episodes): (Vec<AuditEntry>, HashMap<DetectorKey, Checkpoint>) = (entries, checkpoints);
+    let episodes = checkpoints;
     (restored.alarms, restored.audit, restored.episodes) = (alarms.len(), audit.len(), episodes.len());
     store.restore_alarms(alarms, audit);
     store.episodes.restore(episodes);
@@ -228,4 +216,19 @@ async fn count_per_minute(
     }
     let counts: Vec<u64> = link.query(&pipe, timeout).await?;
     Ok(minutes.into_iter().zip(counts).filter(|(_, count)| *count > 0).collect())
+}
+
+/// The members that parse as `T`; the others are counted in `unreadable`.
+fn parse_all<'a, T: serde::de::DeserializeOwned>(
+    members: impl Iterator<Item = &'a Vec<u8>>,
+    unreadable: &mut usize,
+) -> Vec<T> {
+    let mut parsed = Vec::new();
+    for member in members {
+        match serde_json::from_slice(member) {
+            Ok(value) => parsed.push(value),
+            Err(_) => *unreadable += 1,
+        }
+    }
+    parsed
 }
