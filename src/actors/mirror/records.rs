@@ -54,13 +54,15 @@ impl RecordQueue {
         }
     }
 
-    /// What the next write carries, at most `max` audit entries.
+    /// What the next write carries: at most `max` alarms and `max` audit entries, so that a
+    /// mirror far behind (or rewriting everything) still writes in batches Redis answers in time.
     pub fn take(&mut self, store: &Store, max: usize) -> Records {
-        Records {
-            alarms: std::mem::take(&mut self.alarms).into_iter().collect(),
-            audit: self.audit.take(max),
-            episodes: store.episodes.take_pending(),
+        let mut alarms = Vec::with_capacity(max.min(self.alarms.len()));
+        while alarms.len() < max {
+            let Some(alarm) = self.alarms.pop_first() else { break };
+            alarms.push(alarm);
         }
+        Records { alarms, audit: self.audit.take(max), episodes: store.episodes.take_pending() }
     }
 
     /// A write that failed: its records wait again, unless something newer came meanwhile.
