@@ -87,6 +87,7 @@ pub mod load;
 pub mod logging;
 pub mod mqtt;
 pub mod notify;
+pub mod peers;
 pub mod redis_layout;
 pub mod redis_link;
 pub mod restart;

@@ -216,8 +216,12 @@ impl Actor for Mirror {
         }
         // A restarted mirror carries on with its predecessor's counts and last error.
         let before = store.health.redis();
+        let cluster = store.config().cluster.clone();
+        let keys = Keys::new(&redis.key_prefix)
+            .for_shard(&redis.key_prefix, cluster.shards, cluster.shard)
+            .for_instance(&cluster.instance_id());
         Ok(MirrorState {
-            keys: Keys::new(&redis.key_prefix),
+            keys,
             backlog_capacity: redis.backlog_capacity,
             max_anomalies: redis.max_anomalies,
             backlog,
@@ -402,8 +406,9 @@ impl MirrorState {
             })
             .cloned()
             .collect();
-        let readings_changed =
-            check_readings && (!new_readings.is_empty() || readings.len() != self.readings_written.len());
+        // Only the sensors whose last reading changed: the hash is written field by field, and a
+        // peer writes its own sensors into it too.
+        let readings_changed = check_readings && !new_readings.is_empty();
         let written = readings_changed
             .then(|| readings.iter().map(|reading| (reading.sensor_id.clone(), reading.timestamp)).collect());
         let status = (Instant::now() >= self.status_due).then(|| {
@@ -416,8 +421,13 @@ impl MirrorState {
             readings: written,
             status: status.is_some(),
         };
-        let batch =
-            Batch { anomalies, summaries, last_readings: readings_changed.then_some(readings), new_readings, status };
+        let batch = Batch {
+            anomalies,
+            summaries,
+            last_readings: readings_changed.then(|| new_readings.clone()),
+            new_readings,
+            status,
+        };
         (batch, pending)
     }
 
