@@ -208,7 +208,15 @@ impl Actor for Mirror {
         // both and written twice rather than not at all.
         let cursor = store.journal.newest_seq();
         let mut backlog = Backlog::new(redis.backlog_capacity);
-        let held = store.anomalies.oldest_first();
+        // With shards, the store also holds the other shards' anomalies (restored, or told by
+        // their daemons); their own daemons write them under their own keys.
+        let sharding = store.config().cluster.sharding();
+        let held: Vec<_> = store
+            .anomalies
+            .oldest_first()
+            .into_iter()
+            .filter(|anomaly| sharding.owns(anomaly.sensor_id.as_str()))
+            .collect();
         // The newest that fit: a rewrite is not a flood to drop from.
         let skipped = held.len().saturating_sub(redis.backlog_capacity);
         for anomaly in held.into_iter().skip(skipped) {
@@ -344,8 +352,10 @@ impl MirrorState {
             let Some(last) = followed.entries.last() else { return };
             self.cursor = last.seq;
             let taken = followed.entries.len();
+            let sharding = self.store.config().cluster.sharding();
             let anomalies = followed.entries.into_iter().filter_map(|entry| match entry.event {
-                Event::Anomaly(anomaly) => Some(anomaly),
+                // Another shard's anomaly is written by that shard's daemons, under its keys.
+                Event::Anomaly(anomaly) if sharding.owns(anomaly.sensor_id.as_str()) => Some(anomaly),
                 _ => None,
             });
             let dropped: u64 = anomalies.map(|anomaly| self.backlog.push(anomaly)).sum();
