@@ -210,3 +210,42 @@ async fn one_of_the_pair_killed_and_restarted_mid_stream_loses_nothing_doubles_n
     assert!(twice.is_empty(), "paged more than once: {twice:?}");
     assert_eq!(pages.len(), spikes.len());
 }
+
+#[tokio::test]
+async fn a_pair_writes_each_summary_window_once_and_both_serve_it() {
+    let Some(redis) = redis_support::own_redis_or_skip("pair_summaries") else { return };
+    let broker = Broker::start();
+    let config = config(&broker, &redis.prefix, "[llm]\ninterval = \"2s\"\nmin_interval = \"1s\"\n");
+    let a = start(&config, &redis.url, "wtf-a").await;
+    let b = start(&config, &redis.url, "wtf-b").await;
+    let (lines, _) = episodes(5);
+    broker.publish_lines("wtf/wtf-pipe-1", &lines);
+
+    // Windows on the 2 s boundaries: each written by one daemon, served by both.
+    let on_boundary = |summaries: &Value| -> Vec<String> {
+        let mut ends: Vec<String> = summaries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|summary| summary["window_end"].as_str().map(str::to_owned))
+            .filter(|end| chrono::DateTime::parse_from_rfc3339(end).is_ok_and(|at| at.timestamp_millis() % 2_000 == 0))
+            .collect();
+        ends.sort();
+        ends
+    };
+    let ends = a
+        .wait_for("three claimed windows", WAIT, || async {
+            let ends = on_boundary(&a.get_json("/summaries?limit=100").await.1);
+            (ends.len() >= 3).then_some(ends)
+        })
+        .await;
+    let unique: BTreeSet<&String> = ends.iter().collect();
+    assert_eq!(unique.len(), ends.len(), "each window once on a: {ends:?}");
+    b.wait_for("the same windows on b", WAIT, || async {
+        let on_b = on_boundary(&b.get_json("/summaries?limit=100").await.1);
+        let unique: BTreeSet<&String> = on_b.iter().collect();
+        assert_eq!(unique.len(), on_b.len(), "each window once on b: {on_b:?}");
+        ends.iter().all(|end| on_b.contains(end)).then_some(())
+    })
+    .await;
+}

@@ -42,7 +42,7 @@ use crate::actors::mqtt::{Mqtt, MqttArgs, MqttMsg};
 use crate::actors::notifier::{Notifier, NotifierArgs};
 use crate::actors::peers::{Peers, PeersArgs};
 use crate::actors::simulator::{GeneratorSlot, Pace, Simulator, SimulatorArgs, SimulatorMsg};
-use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
+use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg, SummaryClaims};
 use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::config::diff::ConfigDiff;
@@ -340,6 +340,7 @@ impl SupervisorState {
                     store: Arc::clone(&self.store),
                     ingress: Arc::clone(&self.ingress),
                     clock: self.clock,
+                    claims: SummaryClaims::from_config(&self.config),
                 };
                 let (actor, _) = Actor::spawn_linked(None, Summarizer, args, supervisor).await?;
                 Ok(ChildRef::Summarizer(actor))
