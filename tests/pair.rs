@@ -16,6 +16,7 @@ use chrono::{SecondsFormat, Utc};
 use common::Daemon;
 use mqtt_support::Broker;
 use serde_json::{Value, json};
+use wtf_monitor::redis_layout::Keys;
 
 const WAIT: Duration = Duration::from_secs(20);
 const OPERATOR: &str = "Bearer operator-token-0123456789";
@@ -123,7 +124,7 @@ async fn a_pair_fed_by_mqtt_holds_the_same_anomalies_lists_its_peers_and_shares_
             .await;
     }
     for instance in ["wtf-a", "wtf-b"] {
-        let key = format!("{}:{instance}", redis.keys().status);
+        let key = Keys::new(&redis.prefix).for_instance(instance).status;
         let fields: usize = redis::AsyncCommands::hlen(&mut connection, &key).await.expect("HLEN");
         assert!(fields > 0, "{key} is written");
     }
