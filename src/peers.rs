@@ -90,6 +90,16 @@ impl PeerOp {
         }
     }
 
+    /// The alarm an operator's action is about.
+    pub fn alarm_id(&self) -> Option<&str> {
+        match self {
+            PeerOp::Ack(ack) => Some(&ack.id),
+            PeerOp::Shelve(shelve) => Some(&shelve.id),
+            PeerOp::Unshelve(unshelve) => Some(&unshelve.id),
+            _ => None,
+        }
+    }
+
     /// The entry's `json` field.
     pub fn to_json(&self) -> String {
         let json = match self {

@@ -46,6 +46,11 @@ const PUBLISH_TICK: Duration = Duration::from_millis(250);
 /// before may not be in the restored state yet (its mirror writes a moment later). Applying is
 /// idempotent, so reading it twice costs nothing.
 const START_MARGIN_MS: i64 = 10_000;
+/// An operator's action on an alarm this daemon has not raised yet (its detector is a moment
+/// behind the peer's) waits this long for it, then is dropped.
+const PENDING_FOR: Duration = Duration::from_secs(30);
+/// Most such actions waiting.
+const MAX_PENDING: usize = 1_000;
 /// Reading the stream positions at start; past it, the followers start from
 /// [`fallback_position`].
 const POSITION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -269,7 +274,9 @@ async fn follow(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me, stream
     let options = StreamReadOptions::default().count(BATCH).block(BLOCK.as_millis() as usize);
     let mut retry = RetryDelay::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut warned = false;
+    let mut pending: VecDeque<(tokio::time::Instant, PeerOp)> = VecDeque::new();
     loop {
+        apply_pending(&store, &clock, &mut pending);
         let mut command = redis::cmd("XREAD");
         command.arg(&options).arg("STREAMS").arg(&stream).arg(&position);
         let reply = match link.query::<Option<StreamReadReply>>(&command, BLOCK + Duration::from_secs(5)).await {
@@ -299,6 +306,12 @@ async fn follow(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me, stream
             }
             let kind = field("kind").and_then(|kind| std::str::from_utf8(kind).ok()).unwrap_or_default();
             match field("json").and_then(|json| PeerOp::parse(kind, json)) {
+                Some(op) if op.alarm_id().is_some_and(|id| store.alarm(id).is_none()) => {
+                    if pending.len() >= MAX_PENDING {
+                        pending.pop_front();
+                    }
+                    pending.push_back((tokio::time::Instant::now(), op));
+                }
                 Some(op) => {
                     store.apply_peer(op, clock.now());
                 }
@@ -309,6 +322,20 @@ async fn follow(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me, stream
         }
         store.peers.set_position(&stream, position.clone());
     }
+}
+
+/// Applies the operators' actions whose alarm has been raised here since; drops those that
+/// waited [`PENDING_FOR`] (the alarm went, or never came: nothing to apply it to).
+fn apply_pending(store: &Store, clock: &Clock, pending: &mut VecDeque<(tokio::time::Instant, PeerOp)>) {
+    let mut waiting = VecDeque::new();
+    for (since, op) in pending.drain(..) {
+        if op.alarm_id().is_some_and(|id| store.alarm(id).is_some()) {
+            store.apply_peer(op, clock.now());
+        } else if since.elapsed() < PENDING_FOR {
+            waiting.push_back((since, op));
+        }
+    }
+    *pending = waiting;
 }
 
 /// Writes this daemon's registry entry and reads everyone's, every [`REGISTRY_EVERY`].
