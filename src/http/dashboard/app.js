@@ -15,6 +15,7 @@
   const AUTO_SHOW = 12; // with more sensors than this, only the first few are shown at first
   const FIRST_SHOWN = 4;
   const STATUS_EVERY_MS = 5000;
+  const CHART_HEIGHT = 180;
   const TOKEN_KEY = "wtf-monitor.operator-token";
 
   const $ = (id) => document.getElementById(id);
@@ -304,10 +305,10 @@
     const limits = state.limits.get(sensor)?.[parameter];
     if (!limits) return [];
     return [
-      ["spike", limits.spike, "#c62828", []],
-      ["drift", limits.drift, "#ef6c00", [6, 4]],
-      ["low drift", limits.low_drift, "#ef6c00", [6, 4]],
-      ["low spike", limits.low_spike, "#c62828", []],
+      ["spike", limits.spike, "#c62828", [], false],
+      ["drift", limits.drift, "#ef6c00", [6, 4], true],
+      ["low drift", limits.low_drift, "#ef6c00", [6, 4], false],
+      ["low spike", limits.low_spike, "#c62828", [], true],
     ].filter(([, value]) => Number.isFinite(value));
   }
 
@@ -319,7 +320,7 @@
     const series = seriesOf(chart.sensor, chart.parameter);
     const options = {
       width: Math.max(200, box.clientWidth || 320),
-      height: 150,
+      height: CHART_HEIGHT,
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: {
@@ -370,7 +371,7 @@
     ctx.clip();
     const ratio = window.devicePixelRatio || 1;
     ctx.font = `${11 * ratio}px sans-serif`;
-    for (const [name, value, color, dash] of lines) {
+    for (const [name, value, color, dash, below] of lines) {
       const y = Math.round(u.valToPos(value, "y", true));
       ctx.strokeStyle = color;
       ctx.lineWidth = ratio;
@@ -378,8 +379,11 @@
       ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(left + width, y); ctx.stroke();
       ctx.fillStyle = color;
       ctx.textAlign = "right";
-      ctx.textBaseline = "bottom";
-      ctx.fillText(name, left + width - 4 * ratio, y - 2 * ratio);
+      // A drift limit sits just inside its spike limit: its name goes on the inner side.
+      // No room above the plot's top edge: the name goes under the line.
+      const under = below || y - 14 * ratio < top;
+      ctx.textBaseline = under ? "top" : "bottom";
+      ctx.fillText(name, left + width - 4 * ratio, under ? y + 2 * ratio : y - 2 * ratio);
     }
     ctx.setLineDash([]);
     const series = seriesOf(chart.sensor, chart.parameter);
@@ -453,7 +457,7 @@
     for (const chart of state.charts.values()) {
       if (!chart.plot) continue;
       const box = chart.card.querySelector(".plot");
-      chart.plot.setSize({ width: Math.max(200, box.clientWidth), height: 150 });
+      chart.plot.setSize({ width: Math.max(200, box.clientWidth), height: CHART_HEIGHT });
     }
   });
 
