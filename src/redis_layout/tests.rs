@@ -258,12 +258,3 @@ fn the_mirror_reads_ahead_a_little_while_redis_answers_and_everything_while_it_d
     assert_eq!(pull_budget(true, 0, 10, 5_000), 10);
     assert_eq!(pull_budget(false, 12_000, 100_000, 5_000), 100_000);
 }
-
-#[test]
-fn the_retry_delay_doubles_up_to_its_cap_and_resets() {
-    let mut delay = RetryDelay::new(Duration::from_millis(100), Duration::from_millis(350));
-    let delays: Vec<u128> = (0..4).map(|_| delay.next_delay().as_millis()).collect();
-    assert_eq!(delays, [100, 200, 350, 350]);
-    delay.reset();
-    assert_eq!(delay.next_delay(), Duration::from_millis(100));
-}
