@@ -450,7 +450,7 @@
 
   // One redraw a second at most, of the charts on screen only.
   setInterval(() => {
-    for (const chart of state.charts.values()) if (chart.dirty || chart.visible) redraw(chart);
+    for (const chart of state.charts.values()) if (chart.plot) redraw(chart);
   }, 1000);
 
   window.addEventListener("resize", () => {
