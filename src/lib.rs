@@ -74,6 +74,7 @@ pub mod actors;
 pub mod alarms;
 pub mod audit;
 pub mod auth;
+pub mod backoff;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -326,31 +326,5 @@ impl<T> Backlog<T> {
     }
 }
 
-/// The wait before the next attempt after a failed write: doubles from `initial` up to `max`,
-/// and starts over once a write succeeds.
-#[derive(Clone, Debug)]
-pub struct RetryDelay {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl RetryDelay {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max: max.max(initial), next: initial }
-    }
-
-    /// The delay to wait now; the one after will be twice as long.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -37,13 +37,14 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::time::Instant;
 
 use crate::actors::Fault;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::RedisConfig;
 use crate::domain::{Anomaly, SensorId, Summary};
 use crate::health::RedisState;
 use crate::ingress::Ingress;
 use crate::journal::Event;
-use crate::redis_layout::{Backlog, Batch, Keys, Limits, RetryDelay, batch_pipeline, pull_budget, status_fields};
+use crate::redis_layout::{Backlog, Batch, Keys, Limits, batch_pipeline, pull_budget, status_fields};
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
 
@@ -166,7 +167,7 @@ pub struct MirrorState {
     backlog: Backlog<Arc<Anomaly>>,
     in_flight: Option<InFlight>,
     generation: u64,
-    retry: RetryDelay,
+    retry: Backoff,
     retry_timer: Option<JoinHandle<Result<(), MessagingErr<MirrorMsg>>>>,
     summaries_written: u64,
     readings_written: BTreeMap<SensorId, DateTime<Utc>>,
@@ -233,7 +234,7 @@ impl Actor for Mirror {
             backlog_capacity: redis.backlog_capacity,
             max_anomalies: redis.max_anomalies,
             backlog,
-            retry: RetryDelay::new(tuning.retry_initial, tuning.retry_max),
+            retry: Backoff::new(tuning.retry_initial, tuning.retry_max),
             store,
             ingress,
             clock,

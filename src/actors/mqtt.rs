@@ -43,11 +43,12 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::{BrokerAddress, Config, ValidConfig};
 use crate::domain::Reading;
 use crate::ingress::{Ingress, Refusal, Source, bounded};
-use crate::mqtt::{Backoff, Delivery, Intake, MqttReason, MqttState, SequenceGap};
+use crate::mqtt::{Delivery, Intake, MqttReason, MqttState, SequenceGap};
 use crate::store::Store;
 
 /// How long a reading waits for room in a full detector queue before it is refused for good.
@@ -204,8 +205,7 @@ struct Link {
 impl Link {
     /// Runs until the intake is gone or the daemon disconnects; returns why it ended.
     async fn run(&self, eventloop: &mut EventLoop, inbound: mpsc::Sender<Publish>) -> String {
-        let seed = u64::from(std::process::id()) ^ Utc::now().timestamp_subsec_nanos() as u64;
-        let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX, seed);
+        let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
         let mut subscribed = false;
         loop {
             match eventloop.poll().await {
@@ -244,7 +244,7 @@ impl Link {
                 Ok(_) => {}
                 Err(ConnectionError::RequestsDone) => return "the client was dropped".into(),
                 Err(err) => {
-                    let wait = backoff.next_wait();
+                    let wait = backoff.next_delay();
                     let error = bounded(&err.to_string(), 200);
                     tracing::warn!(
                         component = %"mqtt", error = %error, retry_in_ms = wait.as_millis() as u64,

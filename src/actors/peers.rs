@@ -27,10 +27,11 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::peers::{JOURNAL_STREAM_MAXLEN, PeerOp, PeerRecord, fallback_position, peer_views};
-use crate::redis_layout::{Keys, RetryDelay};
+use crate::redis_layout::Keys;
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
 
@@ -205,7 +206,7 @@ async fn publish(link: RedisLink, store: Arc<Store>, me: Me, capacity: usize) {
     let mut cursor = store.peers.published();
     let mut pending: VecDeque<PeerOp> = VecDeque::new();
     let mut dropped: u64 = 0;
-    let mut retry = RetryDelay::new(Duration::from_millis(250), Duration::from_secs(5));
+    let mut retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     loop {
         loop {
             let followed = store.journal.after(cursor, BATCH);
@@ -272,7 +273,7 @@ async fn follow(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me, stream
     let started_at = store.health.started_at();
     let mut position = store.peers.position(&stream).unwrap_or_else(|| fallback_position(started_at));
     let options = StreamReadOptions::default().count(BATCH).block(BLOCK.as_millis() as usize);
-    let mut retry = RetryDelay::new(Duration::from_millis(250), Duration::from_secs(5));
+    let mut retry = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut warned = false;
     let mut pending: VecDeque<(tokio::time::Instant, PeerOp)> = VecDeque::new();
     loop {

@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::backoff;
 use crate::clock::Clock;
 use crate::config::LlmConfig;
 use crate::detection::Ongoing;
@@ -487,8 +488,7 @@ impl SummarizerState {
                 let missing = matches!(err, LlmError::ModelMissing(_));
                 let mut retry = self.store.summaries.llm_retry();
                 retry.failures = retry.failures.saturating_add(1);
-                let doublings = retry.failures.min(16).saturating_sub(1);
-                let wait = self.config.interval.saturating_mul(1 << doublings).min(RETRY_MAX);
+                let wait = backoff::step(self.config.interval, RETRY_MAX, retry.failures);
                 // Counted from when the window closed, so a retry lines up with a summary that is due.
                 retry.after = Some(self.last_summary + wait);
                 self.store.summaries.set_llm_retry(retry);

@@ -261,15 +261,6 @@ fn the_mirror_reads_ahead_a_little_while_redis_answers_and_everything_while_it_d
 }
 
 #[test]
-fn the_retry_delay_doubles_up_to_its_cap_and_resets() {
-    let mut delay = RetryDelay::new(Duration::from_millis(100), Duration::from_millis(350));
-    let delays: Vec<u128> = (0..4).map(|_| delay.next_delay().as_millis()).collect();
-    assert_eq!(delays, [100, 200, 350, 350]);
-    delay.reset();
-    assert_eq!(delay.next_delay(), Duration::from_millis(100));
-}
-
-#[test]
 fn shards_own_their_keys_and_share_the_registry() {
     let one = Keys::new("wtf:").for_shard("wtf:", 1, 0);
     assert_eq!(one, Keys::new("wtf:"));

@@ -269,7 +269,11 @@ impl Log {
     fn push(&mut self, anomaly: Arc<Anomaly>) {
         *self.per_sensor.entry(anomaly.sensor_id.clone()).or_default() += 1;
         self.ids.insert(anomaly.id.clone());
-        self.tail.push(anomaly);
+        // Detectors of different sensors record side by side, so anomalies may arrive a little
+        // out of time order: the open tail keeps them in order, as Redis (scored by time) does.
+        // Sealed chunks are shared with snapshots and stay as they are.
+        let at = self.tail.partition_point(|held| held.timestamp <= anomaly.timestamp);
+        self.tail.insert(at, anomaly);
         self.len += 1;
         if self.tail.len() == CHUNK {
             let chunk = std::mem::replace(&mut self.tail, Vec::with_capacity(CHUNK));

@@ -31,6 +31,19 @@ fn minutes(count: i64) -> TimeDelta {
 }
 
 #[test]
+fn anomalies_recorded_out_of_time_order_are_served_newest_first_by_time() {
+    // Two detectors side by side: the later reading's spike is recorded first.
+    let store = store_with(|_| {});
+    record(&store, spike("wtf-pipe-1", "flow", opening() + TimeDelta::milliseconds(1_002)));
+    record(&store, spike("wtf-pipe-2", "flow", opening() + TimeDelta::milliseconds(1_001)));
+    record(&store, spike("wtf-pipe-3", "flow", opening() + TimeDelta::milliseconds(1_003)));
+    let times: Vec<_> =
+        store.anomalies.query(&AnomalyQuery::newest(3)).iter().map(|anomaly| anomaly.timestamp).collect();
+    let expected: Vec<_> = [1_003, 1_002, 1_001].map(|ms| opening() + TimeDelta::milliseconds(ms)).into();
+    assert_eq!(times, expected);
+}
+
+#[test]
 fn anomalies_come_back_newest_first_and_filtered() {
     let store = store_with(|_| {});
     for minute in 0..10 {
