@@ -346,14 +346,15 @@ async fn a_restart_restores_the_last_24_hours_and_the_summaries() {
     assert_eq!(restored.incomplete, None);
     let all = AnomalyQuery::newest(1000);
     let json = |store: &Store| serde_json::to_value(store.anomalies.query(&all)).unwrap();
-    // Everything the first store held but the anomaly past the 24 hours (its oldest).
+    // Everything held before but the stale one, past the 24 hours.
     let expected: Vec<Value> = json(&before.store)
         .as_array()
         .unwrap()
         .iter()
-        .filter(|anomaly| anomaly["id"] != stale_anomaly.id.to_string().as_str())
+        .filter(|anomaly| anomaly["id"] != stale_anomaly.id.as_str())
         .cloned()
         .collect();
+    assert_eq!(expected.len(), 20);
     assert_eq!(json(&after.store), Value::Array(expected));
     let summaries: Vec<String> =
         after.store.summaries.recent(10).iter().map(|summary| summary.summary.clone()).collect();
