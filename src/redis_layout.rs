@@ -4,6 +4,10 @@
 //!
 //! Every key starts with `redis.key_prefix` and carries the hash tag `{plant}`, so all of them
 //! hash to one Redis Cluster slot and a pipeline (or a `MULTI`/`EXEC`) may touch several keys.
+//! With `cluster.shards > 1`, the keys a shard owns (anomalies, summaries, readings, the journal
+//! stream, the status of its daemons) carry `{plant-<i>}` instead ([`Keys::for_shard`]), so the
+//! shards land on different Redis Cluster nodes; what every daemon shares (the peers registry,
+//! alarms, the audit trail, the notification outboxes) keeps `{plant}`.
 //! The README's "Redis key layout" section documents the same layout for other programs.
 //!
 //! Nothing here does I/O or reads a clock: the actor in [`crate::actors::mirror`] passes `now` in.
@@ -41,8 +45,13 @@ pub struct Keys {
     pub readings_last: String,
     /// Stream of readings (fields `sensor_id`, `timestamp`, `temperature`, `pressure`, `flow`).
     pub readings_stream: String,
-    /// Hash: the daemon's components as `/status` reports them (see [`status_fields`]).
+    /// Hash: the daemon's components as `/status` reports them (see [`status_fields`]); one per
+    /// instance, `status:<instance>`, once [`Keys::for_instance`] named it.
     pub status: String,
+    /// Stream of what this shard's daemons tell the others ([`crate::peers`]).
+    pub journal: String,
+    /// Hash: instance → its registry entry ([`crate::peers::PeerRecord`]). Shared by all shards.
+    pub peers: String,
 }
 
 impl Keys {
@@ -55,10 +64,42 @@ impl Keys {
             readings_last: key("readings:last"),
             readings_stream: key("readings:stream"),
             status: key("status"),
+            journal: key("journal"),
+            peers: key("peers"),
         }
     }
 
-    pub fn all(&self) -> [&str; 6] {
+    /// The keys of shard `shard` of `shards`: with more than one, the keys the shard owns carry
+    /// the hash tag `{plant-<shard>}`; with one, the keys are those of [`Keys::new`].
+    pub fn for_shard(self, prefix: &str, shards: u32, shard: u32) -> Self {
+        if shards <= 1 {
+            return self;
+        }
+        let key = |name: &str| format!("{prefix}{{plant-{shard}}}:{name}");
+        Self {
+            anomalies: key("anomalies"),
+            summaries: key("summaries"),
+            summary_latest: key("summary:latest"),
+            readings_last: key("readings:last"),
+            readings_stream: key("readings:stream"),
+            status: key("status"),
+            journal: key("journal"),
+            peers: self.peers,
+        }
+    }
+
+    /// Names the status hash after the instance writing it: `status:<instance>`.
+    pub fn for_instance(mut self, instance: &str) -> Self {
+        self.status = format!("{}:{instance}", self.status);
+        self
+    }
+
+    /// The keys of every shard, shard 0 first.
+    pub fn every_shard(prefix: &str, shards: u32) -> Vec<Self> {
+        (0..shards.max(1)).map(|shard| Keys::new(prefix).for_shard(prefix, shards, shard)).collect()
+    }
+
+    pub fn all(&self) -> [&str; 8] {
         [
             &self.anomalies,
             &self.summaries,
@@ -66,6 +107,8 @@ impl Keys {
             &self.readings_last,
             &self.readings_stream,
             &self.status,
+            &self.journal,
+            &self.peers,
         ]
     }
 }
@@ -101,7 +144,8 @@ pub struct Batch {
     pub anomalies: Vec<Arc<Anomaly>>,
     /// Recent summaries, newest first, when they changed.
     pub summaries: Option<Vec<Arc<Summary>>>,
-    /// Every sensor's last reading, when one of them changed.
+    /// The last reading of each sensor whose last reading changed (written field by field, so
+    /// two daemons writing the same hash never erase each other's sensors).
     pub last_readings: Option<Vec<Reading>>,
     /// Readings not yet appended to the stream.
     pub new_readings: Vec<Reading>,
@@ -155,8 +199,6 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
     }
 
     if let Some(readings) = &batch.last_readings {
-        // Replaced whole, so a sensor removed from the configuration disappears too.
-        pipe.cmd("DEL").arg(&keys.readings_last).ignore();
         let fields: Vec<(&str, String)> = readings
             .iter()
             .filter_map(|reading| Some((reading.sensor_id.as_str(), serde_json::to_string(reading).ok()?)))

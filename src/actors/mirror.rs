@@ -209,7 +209,15 @@ impl Actor for Mirror {
         // both and written twice rather than not at all.
         let cursor = store.journal.newest_seq();
         let mut backlog = Backlog::new(redis.backlog_capacity);
-        let held = store.anomalies.oldest_first();
+        // With shards, the store also holds the other shards' anomalies (restored, or told by
+        // their daemons); their own daemons write them under their own keys.
+        let sharding = store.config().cluster.sharding();
+        let held: Vec<_> = store
+            .anomalies
+            .oldest_first()
+            .into_iter()
+            .filter(|anomaly| sharding.owns(anomaly.sensor_id.as_str()))
+            .collect();
         // The newest that fit: a rewrite is not a flood to drop from.
         let skipped = held.len().saturating_sub(redis.backlog_capacity);
         for anomaly in held.into_iter().skip(skipped) {
@@ -217,8 +225,12 @@ impl Actor for Mirror {
         }
         // A restarted mirror carries on with its predecessor's counts and last error.
         let before = store.health.redis();
+        let cluster = store.config().cluster.clone();
+        let keys = Keys::new(&redis.key_prefix)
+            .for_shard(&redis.key_prefix, cluster.shards, cluster.shard)
+            .for_instance(&cluster.instance_id());
         Ok(MirrorState {
-            keys: Keys::new(&redis.key_prefix),
+            keys,
             backlog_capacity: redis.backlog_capacity,
             max_anomalies: redis.max_anomalies,
             backlog,
@@ -341,8 +353,10 @@ impl MirrorState {
             let Some(last) = followed.entries.last() else { return };
             self.cursor = last.seq;
             let taken = followed.entries.len();
+            let sharding = self.store.config().cluster.sharding();
             let anomalies = followed.entries.into_iter().filter_map(|entry| match entry.event {
-                Event::Anomaly(anomaly) => Some(anomaly),
+                // Another shard's anomaly is written by that shard's daemons, under its keys.
+                Event::Anomaly(anomaly) if sharding.owns(anomaly.sensor_id.as_str()) => Some(anomaly),
                 _ => None,
             });
             let dropped: u64 = anomalies.map(|anomaly| self.backlog.push(anomaly)).sum();
@@ -403,8 +417,9 @@ impl MirrorState {
             })
             .cloned()
             .collect();
-        let readings_changed =
-            check_readings && (!new_readings.is_empty() || readings.len() != self.readings_written.len());
+        // Only the sensors whose last reading changed: the hash is written field by field, and a
+        // peer writes its own sensors into it too.
+        let readings_changed = check_readings && !new_readings.is_empty();
         let written = readings_changed
             .then(|| readings.iter().map(|reading| (reading.sensor_id.clone(), reading.timestamp)).collect());
         let status = (Instant::now() >= self.status_due).then(|| {
@@ -417,8 +432,13 @@ impl MirrorState {
             readings: written,
             status: status.is_some(),
         };
-        let batch =
-            Batch { anomalies, summaries, last_readings: readings_changed.then_some(readings), new_readings, status };
+        let batch = Batch {
+            anomalies,
+            summaries,
+            last_readings: readings_changed.then(|| new_readings.clone()),
+            new_readings,
+            status,
+        };
         (batch, pending)
     }
 

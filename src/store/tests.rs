@@ -182,3 +182,28 @@ fn summaries_are_bounded_and_newest_first() {
     assert_eq!(texts, ["summary 2", "summary 1"]);
     assert_eq!(store.summaries.latest().map(|summary| summary.summary.clone()), Some("summary 2".into()));
 }
+
+#[test]
+fn what_a_peer_told_is_applied_once_and_never_published_again() {
+    use crate::peers::{AlarmAck, PeerOp};
+    let store = store_with(|_| {});
+    let anomaly = spike("wtf-pipe-1", "pressure", opening());
+    assert!(store.apply_peer(PeerOp::Anomaly(anomaly.clone()), opening()));
+    assert!(!store.apply_peer(PeerOp::Anomaly(anomaly.clone()), opening()), "held once");
+    // This daemon's own detector raising the same episode later adds nothing either.
+    record(&store, anomaly.clone());
+    assert_eq!(store.anomalies.query(&AnomalyQuery::newest(10)).len(), 1);
+    assert_eq!(store.alarms().len(), 1);
+
+    let ack =
+        AlarmAck { id: anomaly.id.to_string(), by: "night-shift".into(), comment: Some("ok".into()), at: opening() };
+    assert!(store.apply_peer(PeerOp::Ack(ack.clone()), opening()));
+    assert!(!store.apply_peer(PeerOp::Ack(ack), opening()), "an ack of an acked alarm changes nothing");
+    let audit = store.audit_entries(10, None);
+    assert_eq!((audit.len(), audit[0].actor.as_str(), audit[0].detail.as_str()), (1, "night-shift", "ok"));
+
+    let journalled = store.journal.after(0, 100).entries;
+    assert!(!journalled.is_empty());
+    assert!(journalled.iter().all(|entry| entry.from_peer), "applied entries are marked as a peer's");
+    assert!(journalled.iter().all(|entry| PeerOp::from_entry(entry, |_| None).is_none()), "and never published");
+}
