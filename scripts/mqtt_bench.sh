@@ -9,7 +9,12 @@
 # 2. Latency at SENSORS sensors × 1 Hz (examples/mqtt_bench.rs): publish to the anomaly served
 #    (/events, the journal /anomalies reads), beside publish to a bare subscriber.
 #
+# 3. With PAIR=1 (and redis-server installed): the same throughput through one daemon writing to
+#    a Redis started here, then through a pair (--instance wtf-a and wtf-b, same broker and
+#    Redis), timed until *both* have taken every reading: HA must not halve throughput.
+#
 #   scripts/mqtt_bench.sh [readings, default 200000] [publishers, default 4] [latency seconds, default 30]
+#   PAIR=1 scripts/mqtt_bench.sh 50000 4 0      # the pair against a single daemon, no latency run
 #
 # Needs mosquitto and mosquitto-clients (Debian). Builds the release binary and the example.
 set -euo pipefail
@@ -83,9 +88,10 @@ WTF_API__LISTEN="127.0.0.1:$api_port" WTF_REDIS__URL="" WTF_LLM__URL="" WTF_MQTT
 daemon=$!
 
 # Polls /status over one keep-alive connection until `accepted` MQTT readings are taken and none
-# waits for a detector; prints readings/s from $2 (the start).
+# waits for a detector; prints readings/s from $2 (the start). $3: the API port (default the
+# daemon's).
 wait_taken() {
-    python3 - "$api_port" "$1" "$2" <<'EOF'
+    python3 - "${3:-$api_port}" "$1" "$2" <<'EOF'
 import http.client, json, sys, time
 port, wanted, start = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -104,7 +110,8 @@ sys.exit("the daemon did not take every reading within 300 s")
 EOF
 }
 
-python3 - "$api_port" <<'EOF'
+wait_connected() {  # $1: the API port
+python3 - "$1" <<'EOF'
 import http.client, json, sys, time
 port = int(sys.argv[1])
 for _ in range(300):
@@ -118,6 +125,8 @@ for _ in range(300):
     time.sleep(0.1)
 sys.exit("the daemon did not connect to the broker")
 EOF
+}
+wait_connected "$api_port"
 
 echo "throughput: $total readings of $payload_bytes bytes, QoS 1, $publishers mosquitto_pub -l at once"
 taken=0
@@ -131,6 +140,45 @@ for run in 1 2 3; do
 done
 echo "  daemon peak RSS: $(grep VmHWM /proc/$daemon/status | awk '{print $2/1024 " MiB"}')"
 
-echo "latency: $sensors sensors × 1 Hz for $latency_seconds s"
-target/release/examples/mqtt_bench "$broker_port" "$api_port" "$sensors" 1 "$latency_seconds" | sed 's/^/  /'
-echo "  daemon CPU over the whole run: $(ps -o cputime= -p $daemon); peak RSS: $(grep VmHWM /proc/$daemon/status | awk '{print $2/1024 " MiB"}')"
+if [ "$latency_seconds" -gt 0 ]; then
+    echo "latency: $sensors sensors × 1 Hz for $latency_seconds s"
+    target/release/examples/mqtt_bench "$broker_port" "$api_port" "$sensors" 1 "$latency_seconds" | sed 's/^/  /'
+    echo "  daemon CPU over the whole run: $(ps -o cputime= -p $daemon); peak RSS: $(grep VmHWM /proc/$daemon/status | awk '{print $2/1024 " MiB"}')"
+fi
+
+[ -n "${PAIR:-}" ] || exit 0
+kill "$daemon"; wait "$daemon" 2>/dev/null || true
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.log" 2>&1 &
+sleep 0.5
+start_daemon() {  # $1: instance, $2: API port; sets $started to its pid
+    WTF_API__LISTEN="127.0.0.1:$2" WTF_REDIS__URL="redis://127.0.0.1:$redis_port" WTF_LLM__URL="" \
+        WTF_MQTT__URL="mqtt://127.0.0.1:$broker_port" WTF_MQTT__CLIENT_ID="" \
+        target/release/wtf-monitor --config "$work/wtf-monitor.toml" --instance "$1" >"$work/daemon-$1.log" 2>&1 &
+    started=$!
+}
+pair_runs() {  # $@: the API ports of the daemons running; each must take every reading
+    local taken=0 t0 t1
+    for run in 1 2 3; do
+        t0=$(date +%s.%N)
+        publish_all wtf "$run"
+        taken=$((taken + total))
+        for port in "$@"; do wait_taken "$taken" "$t0" "$port" >/dev/null; done
+        t1=$(date +%s.%N)
+        python3 -c "print(f'  run $run: {$total / ($t1 - $t0):,.0f}/s')"
+    done
+}
+echo "pair: $total readings per run through Mosquitto, with Redis"
+solo_port=$(free_port)
+start_daemon solo "$solo_port"; solo=$started
+wait_connected "$solo_port"
+echo " one daemon (with Redis), anomaly-ready:"
+pair_runs "$solo_port"
+kill "$solo"; wait "$solo" 2>/dev/null || true
+a_port=$(free_port); b_port=$(free_port)
+start_daemon wtf-a "$a_port"; a=$started
+start_daemon wtf-b "$b_port"; b=$started
+wait_connected "$a_port"; wait_connected "$b_port"
+echo " the pair, both anomaly-ready:"
+pair_runs "$a_port" "$b_port"
+kill "$a" "$b"

@@ -232,6 +232,10 @@ impl AlarmBook {
             changed.extend(self.set_suppressed(&cleared.sensor_id, &cleared.parameter, false));
         }
         let Some(alarm) = self.alarms.get_mut(&cleared.anomaly_id) else { return changed };
+        if alarm.cleared_at.is_some() {
+            // Told twice (by this daemon's detector and by a peer's journal): nothing new.
+            return changed;
+        }
         alarm.cleared_at = Some(cleared.timestamp);
         if let Some(peak) = cleared.peak {
             alarm.peak = Some(peak);

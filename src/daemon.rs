@@ -58,6 +58,9 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     let ingress = Arc::new(Ingress::new(&config, clock));
     store.health.set_config(|health| health.source = source.to_string());
     // Before any actor runs, so `/anomalies` serves after a restart what it served before it.
+    // Where the peers' journal streams end, read before the restore: the followers apply what
+    // comes after, so nothing written between the restore and the first read is missed.
+    crate::actors::peers::mark_positions_at_start(&config, &store).await;
     crate::actors::mirror::restore_at_start(&config, &store, &clock).await;
     let seed = config.simulation.seed.unwrap_or_else(fresh_seed);
     tracing::info!(component = %"supervisor", config = %source, seed, sensors = config.sensors.ids.len(), "starting");

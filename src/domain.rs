@@ -53,10 +53,41 @@ impl std::borrow::Borrow<str> for SensorId {
 
 /// A measured quantity, by the name the configuration gives it (`pressure`, `turbidity`, …).
 /// Cheap to clone, like [`SensorId`].
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+///
+/// Every value of a reading is looked up by its parameter several times on the way to its
+/// detector, and nearly always with a clone of the configured name: comparing the pointers first
+/// spares comparing the text.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, example = "pressure")]
 pub struct Parameter(Arc<str>);
+
+/// By the text, as `Borrow<str>` requires: equal parameters hash alike whichever their pointers.
+impl std::hash::Hash for Parameter {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for Parameter {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Parameter {}
+
+impl PartialOrd for Parameter {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Parameter {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) { std::cmp::Ordering::Equal } else { self.0.cmp(&other.0) }
+    }
+}
 
 impl Parameter {
     pub fn new(name: &str) -> Self {

@@ -14,11 +14,13 @@
 //!   is served.
 
 mod alarms;
+mod dashboard;
 mod docs;
 mod errors;
 mod events;
 mod history;
 mod ingest;
+mod limits;
 mod query;
 mod request_head;
 mod security;
@@ -184,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(alarms::unshelve))
         .routes(routes!(alarms::audit))
         .routes(routes!(events::events))
+        .routes(routes!(limits::limits))
         .routes(routes!(metrics))
         .routes(routes!(prometheus))
         .routes(routes!(health));
@@ -208,6 +211,7 @@ pub fn router(state: AppState) -> Router {
     let app = routes
         .route(OPENAPI_PATH, get(move || std::future::ready(json_body(openapi_json.clone()))))
         .merge(docs::routes(OPENAPI_PATH))
+        .merge(dashboard::routes())
         .fallback(errors::not_found)
         // After every route, the documentation's included: it applies to the routes already there.
         .method_not_allowed_fallback(errors::method_not_allowed);
@@ -286,6 +290,17 @@ fn document_docs(openapi: &mut utoipa::openapi::OpenApi) {
         OPENAPI_PATH,
         vec![HttpMethod::Get],
         page("openapi", "This OpenAPI document.", "The OpenAPI 3.1 document", "application/json"),
+    );
+    openapi.paths.add_path_operation(
+        "/",
+        vec![HttpMethod::Get],
+        page(
+            "dashboard",
+            "The operator's dashboard.",
+            "The dashboard page: trends with their limits, alarms to acknowledge and shelve, anomalies, the latest \
+             summary, status lights; it and its files (under /dashboard/) are served from the binary",
+            "text/html",
+        ),
     );
     openapi.paths.add_path_operation(
         docs::DOCS_PATH,

@@ -83,6 +83,8 @@ pub struct Entry {
     /// When it was appended, on the daemon's clock.
     pub at: DateTime<Utc>,
     pub event: Event,
+    /// Applied from another daemon's journal stream ([`crate::peers`]): not published again.
+    pub from_peer: bool,
 }
 
 /// What a reader gets: the entries after its cursor, and how many it can no longer have.
@@ -126,11 +128,20 @@ impl Journal {
 
     /// Appends an event at `at`; returns its sequence number. Old entries past the bounds go.
     pub fn append(&self, at: DateTime<Utc>, event: Event) -> u64 {
+        self.append_entry(at, event, false)
+    }
+
+    /// Appends an event another daemon told (see [`Entry::from_peer`]).
+    pub fn append_from_peer(&self, at: DateTime<Utc>, event: Event) -> u64 {
+        self.append_entry(at, event, true)
+    }
+
+    fn append_entry(&self, at: DateTime<Utc>, event: Event, from_peer: bool) -> u64 {
         let seq = {
             let mut entries = lock(&self.entries);
             let seq = entries.next_seq;
             entries.next_seq += 1;
-            entries.log.push_back(Entry { seq, at, event });
+            entries.log.push_back(Entry { seq, at, event, from_peer });
             entries.expire(at);
             seq
         };

@@ -15,6 +15,7 @@
 //!             ├─ mirror                          the single writer to Redis
 //!             ├─ mqtt                            the broker subscription (when mqtt.url is set)
 //!             └─ api                             owns the HTTP server (reads, ingestion)
+//!             ├─ peers                           journal streams shared with the plant's other daemons
 //!             ├─ notifier                        alarm notifications: Alertmanager, webhooks
 //!             │    └─ courier:<receiver> tasks   delivery from the outbox, retries with backoff
 //!             └─ api                             owns the HTTP server (reads, ingestion, metrics)
@@ -51,6 +52,10 @@
 //! - the mirror is the only writer to Redis (the outboxes excepted): it follows the journal, writes in pipelines laid
 //!   out by [`redis_layout`], keeps a bounded backlog while Redis is away, and at start the
 //!   daemon restores the last 24 h from Redis before any actor runs;
+//! - [`actors::peers`] shares with the plant's other daemons, through journal streams in Redis,
+//!   what they cannot see for themselves (anomalies, clears, summaries, alarm operations, audit:
+//!   [`peers`]) and applies theirs to the store idempotently; summary windows are claimed so a
+//!   pair writes each once;
 //! - the supervisor restarts failed children (one-for-one, exponential backoff), starts the
 //!   detectors of sensors that register themselves, and stops everything along one stop path
 //!   (shutdown and give-up alike); [`signals`] turns SIGHUP and SIGTERM into reload and
@@ -69,6 +74,7 @@ pub mod actors;
 pub mod alarms;
 pub mod audit;
 pub mod auth;
+pub mod backoff;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -87,6 +93,7 @@ pub mod load;
 pub mod logging;
 pub mod mqtt;
 pub mod notify;
+pub mod peers;
 pub mod redis_layout;
 pub mod redis_link;
 pub mod restart;

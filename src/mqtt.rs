@@ -19,8 +19,6 @@
 mod sparkplug;
 mod stats;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -215,40 +213,6 @@ fn first_non_number(value: &Value) -> Option<&str> {
         .iter()
         .find(|(key, value)| !matches!(key.as_str(), "sensor_id" | "timestamp") && !value.is_number())
         .map(|(key, _)| key.as_str())
-}
-
-/// How long to wait before the next attempt to reach the broker: doubling from `initial` up to
-/// `max`, each wait drawn between half and all of that (jitter), so daemons that lost the same
-/// broker do not all knock on it in the same instant.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    attempts: u32,
-    /// A small xorshift generator: jitter needs no cryptography, and a seed makes tests exact.
-    state: u64,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
-        Self { initial, max, attempts: 0, state: seed | 1 }
-    }
-
-    /// The wait before the next attempt; each call is one more failure.
-    pub fn next_wait(&mut self) -> Duration {
-        let ceiling = self.initial.saturating_mul(1 << self.attempts.min(20)).min(self.max);
-        self.attempts = self.attempts.saturating_add(1);
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let fraction = 0.5 + (self.state % 1_000) as f64 / 2_000.0;
-        ceiling.mul_f64(fraction)
-    }
-
-    /// Connected: the next failure starts from `initial` again.
-    pub fn reset(&mut self) {
-        self.attempts = 0;
-    }
 }
 
 #[cfg(test)]

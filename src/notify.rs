@@ -39,7 +39,6 @@ pub mod courier;
 mod memory_outbox;
 pub mod message;
 pub mod redis_outbox;
-mod retry;
 mod tracker;
 
 use std::collections::VecDeque;
@@ -50,7 +49,6 @@ use serde::{Deserialize, Serialize};
 
 pub use board::{NotifyBoard, OutboxKind, ReceiverState, ReceiverStatus};
 pub use memory_outbox::{MemoryOutbox, Settled};
-pub use retry::RetryDelay;
 pub use tracker::AlarmTracker;
 
 use crate::alarms::Alarm;

@@ -4,6 +4,10 @@
 //!
 //! Every key starts with `redis.key_prefix` and carries the hash tag `{plant}`, so all of them
 //! hash to one Redis Cluster slot and a pipeline (or a `MULTI`/`EXEC`) may touch several keys.
+//! With `cluster.shards > 1`, the keys a shard owns (anomalies, summaries, readings, the journal
+//! stream, the status of its daemons) carry `{plant-<i>}` instead ([`Keys::for_shard`]), so the
+//! shards land on different Redis Cluster nodes; what every daemon shares (the peers registry,
+//! alarms, the audit trail, the notification outboxes) keeps `{plant}`.
 //! The README's "Redis key layout" section documents the same layout for other programs.
 //!
 //! Nothing here does I/O or reads a clock: the actor in [`crate::actors::mirror`] passes `now` in.
@@ -44,7 +48,8 @@ pub struct Keys {
     pub readings_last: String,
     /// Stream of readings (fields `sensor_id`, `timestamp`, `temperature`, `pressure`, `flow`).
     pub readings_stream: String,
-    /// Hash: the daemon's components as `/status` reports them (see [`status_fields`]).
+    /// Hash: the daemon's components as `/status` reports them (see [`status_fields`]); one per
+    /// instance, `status:<instance>`, once [`Keys::for_instance`] named it.
     pub status: String,
     /// Hash: alarm id → the alarm's JSON as `GET /alarms` serves it (see [`records`]).
     pub alarms: String,
@@ -55,6 +60,10 @@ pub struct Keys {
     /// String: [`LAYOUT_VERSION`], set by the first write into an empty Redis. Its absence at a
     /// later write means Redis lost its data (restarted without persistence, flushed).
     pub layout: String,
+    /// Stream of what this shard's daemons tell the others ([`crate::peers`]).
+    pub journal: String,
+    /// Hash: instance → its registry entry ([`crate::peers::PeerRecord`]). Shared by all shards.
+    pub peers: String,
 }
 
 impl Keys {
@@ -71,10 +80,46 @@ impl Keys {
             audit: key("audit"),
             episodes: key("episodes"),
             layout: key("layout"),
+            journal: key("journal"),
+            peers: key("peers"),
         }
     }
 
-    pub fn all(&self) -> [&str; 10] {
+    /// The keys of shard `shard` of `shards`: with more than one, the keys the shard owns carry
+    /// the hash tag `{plant-<shard>}`; with one, the keys are those of [`Keys::new`].
+    pub fn for_shard(self, prefix: &str, shards: u32, shard: u32) -> Self {
+        if shards <= 1 {
+            return self;
+        }
+        let key = |name: &str| format!("{prefix}{{plant-{shard}}}:{name}");
+        Self {
+            anomalies: key("anomalies"),
+            summaries: key("summaries"),
+            summary_latest: key("summary:latest"),
+            readings_last: key("readings:last"),
+            readings_stream: key("readings:stream"),
+            status: key("status"),
+            alarms: key("alarms"),
+            audit: key("audit"),
+            episodes: key("episodes"),
+            layout: key("layout"),
+            journal: key("journal"),
+            peers: self.peers,
+        }
+    }
+
+    /// Names the status hash after the instance writing it: `status:<instance>`.
+    pub fn for_instance(mut self, instance: &str) -> Self {
+        self.status = format!("{}:{instance}", self.status);
+        self
+    }
+
+    /// The keys of every shard, shard 0 first.
+    pub fn every_shard(prefix: &str, shards: u32) -> Vec<Self> {
+        (0..shards.max(1)).map(|shard| Keys::new(prefix).for_shard(prefix, shards, shard)).collect()
+    }
+
+    pub fn all(&self) -> [&str; 12] {
         [
             &self.anomalies,
             &self.summaries,
@@ -86,6 +131,8 @@ impl Keys {
             &self.audit,
             &self.episodes,
             &self.layout,
+            &self.journal,
+            &self.peers,
         ]
     }
 }
@@ -122,7 +169,8 @@ pub struct Batch {
     pub anomalies: Vec<Arc<Anomaly>>,
     /// Recent summaries, newest first, when they changed.
     pub summaries: Option<Vec<Arc<Summary>>>,
-    /// Every sensor's last reading, when one of them changed.
+    /// The last reading of each sensor whose last reading changed (written field by field, so
+    /// two daemons writing the same hash never erase each other's sensors).
     pub last_readings: Option<Vec<Reading>>,
     /// Readings not yet appended to the stream.
     pub new_readings: Vec<Reading>,
@@ -183,8 +231,6 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
     }
 
     if let Some(readings) = &batch.last_readings {
-        // Replaced whole, so a sensor removed from the configuration disappears too.
-        pipe.cmd("DEL").arg(&keys.readings_last).ignore();
         let fields: Vec<(&str, String)> = readings
             .iter()
             .filter_map(|reading| Some((reading.sensor_id.as_str(), serde_json::to_string(reading).ok()?)))
@@ -316,32 +362,6 @@ impl<T> Backlog<T> {
     /// Dropped since this backlog was created.
     pub fn dropped(&self) -> u64 {
         self.dropped
-    }
-}
-
-/// The wait before the next attempt after a failed write: doubles from `initial` up to `max`,
-/// and starts over once a write succeeds.
-#[derive(Clone, Debug)]
-pub struct RetryDelay {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl RetryDelay {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max: max.max(initial), next: initial }
-    }
-
-    /// The delay to wait now; the one after will be twice as long.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(self.max);
-        delay
-    }
-
-    pub fn reset(&mut self) {
-        self.next = self.initial;
     }
 }
 

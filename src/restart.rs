@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::backoff;
 use crate::config::SupervisorConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,8 +59,8 @@ impl RestartHistory {
         if failures > policy.max_restarts as usize {
             return Decision::GiveUp { failures };
         }
-        let doublings = u32::try_from(failures - 1).unwrap_or(u32::MAX).min(20);
-        let after = policy.backoff_initial.saturating_mul(1 << doublings).min(policy.backoff_max);
+        let failures_in_row = u32::try_from(failures).unwrap_or(u32::MAX);
+        let after = backoff::step(policy.backoff_initial, policy.backoff_max, failures_in_row);
         Decision::Restart { after }
     }
 }

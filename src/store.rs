@@ -14,6 +14,7 @@
 
 mod anomalies;
 mod episodes;
+mod peers;
 mod summaries;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,6 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 pub use anomalies::{AnomalyLog, AnomalyQuery, METRICS_WINDOW, Metrics};
 pub use episodes::{DetectorKey, EpisodeBook};
+pub use peers::PeerBoard;
 pub use summaries::{LlmRetry, SummaryLog};
 
 use crate::alarms::{Alarm, AlarmBook, AlarmCounts, AlarmRefusal};
@@ -54,6 +56,8 @@ pub struct Store {
     pub telemetry: Telemetry,
     /// The notification receivers' state, backlog and last error, for `/status`.
     pub notify: NotifyBoard,
+    /// The other daemons of the plant, and where this one is in their journal streams.
+    pub peers: PeerBoard,
 }
 
 impl Store {
@@ -68,6 +72,7 @@ impl Store {
             health: Health::new(clock, Arc::clone(&journal)),
             telemetry: Telemetry::default(),
             notify: NotifyBoard::default(),
+            peers: PeerBoard::default(),
             journal,
             auth: ArcSwap::from_pointee(Auth::from_config(&config.auth)),
             config: ArcSwap::from_pointee(config),
@@ -106,8 +111,11 @@ impl Store {
         let (seq, changed) = match transition {
             Transition::Raised(anomaly) => {
                 let anomaly = Arc::new(anomaly);
+                if !self.anomalies.push(Arc::clone(&anomaly), now) {
+                    // Already told by a peer's journal (or restored): the same episode, held once.
+                    return self.journal.newest_seq();
+                }
                 self.telemetry.anomaly_raised(anomaly.kind, &anomaly.parameter);
-                self.anomalies.push(Arc::clone(&anomaly), now);
                 let priority = config.alarms.priority(anomaly.kind);
                 let changed = alarms.raise(&anomaly, priority, config.unit(anomaly.parameter.as_str()));
                 (self.journal.append(now, Event::Anomaly(anomaly)), changed)

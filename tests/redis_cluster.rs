@@ -2,6 +2,11 @@
 //! `redis-server --cluster-enabled yes` and `redis-cli --cluster create` on free ports. The
 //! daemon is given one seed node that does not own the keys' slot, so it must follow the
 //! cluster's redirections. `WTF_SKIP_REDIS_TESTS=1` skips it, as it does the other Redis tests.
+//! Two shards' daemons on the cluster, fed by a real Mosquitto, each hold only their sensors
+//! there while either serves the whole fleet.
+
+mod common;
+mod mqtt_support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -191,4 +196,115 @@ async fn the_mirror_writes_to_a_cluster_and_a_restart_reads_it_back() {
     assert_eq!(restarted.anomalies.query(&AnomalyQuery::newest(1000)).len(), 200, "a restart reads the cluster back");
 
     let _: () = redis::cmd("DEL").arg(&keys.all()[..]).query_async(&mut connection).await.unwrap();
+}
+
+/// `cluster.shards = 2`: a daemon per shard (real binaries, fed by one Mosquitto, on the cluster).
+/// Each keeps its own sensors' anomalies under its own hash tag, on its own slot, and leaves the
+/// other shard's readings alone; either one answers for the whole fleet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_each_hold_their_sensors_and_either_serves_the_fleet() {
+    if std::env::var("WTF_SKIP_REDIS_TESTS").is_ok_and(|value| value == "1") {
+        eprintln!("skipped (WTF_SKIP_REDIS_TESTS=1)");
+        return;
+    }
+    assert!(installed("redis-server") && installed("redis-cli"), "needs redis-server and redis-cli on PATH");
+    let cluster = Cluster::start();
+    let broker = mqtt_support::Broker::start();
+    let sensors: Vec<String> = (1..=6).map(|i| format!("wtf-pipe-{i}")).collect();
+    let owner = |sensor: &str| wtf_monitor::cluster::shard_of(sensor, 2);
+    assert!((0..2).all(|shard| sensors.iter().any(|sensor| owner(sensor) == shard)), "both shards own a sensor");
+    let prefix = "wtf-shards-test:";
+    let config = |shard: u32| {
+        format!(
+            "[sensors]\nids = {sensors:?}\n[simulation]\nenabled = false\n[detection]\ndropout_timeout = \"10m\"\n\
+             [mqtt]\nurl = \"{}\"\n[redis]\ncluster = true\nkey_prefix = \"{prefix}\"\n[cluster]\nshards = 2\nshard = {shard}\n",
+            broker.url()
+        )
+    };
+    let mut daemons = Vec::new();
+    for shard in 0..2 {
+        let daemon = common::Daemon::builder(&config(shard))
+            .env("WTF_REDIS__URL", &cluster.seeds())
+            .arg("--instance")
+            .arg(&format!("shard-{shard}"))
+            .start()
+            .await;
+        daemon
+            .wait_for("the mqtt subscription", Duration::from_secs(15), || async {
+                (daemon.get_json("/status").await.1["mqtt"]["state"] == "connected").then_some(())
+            })
+            .await;
+        daemons.push(daemon);
+    }
+    // A spike and its clear from every sensor, on the shared topics.
+    let start = Utc::now() - chrono::TimeDelta::seconds(10);
+    for sensor in &sensors {
+        let lines: Vec<String> = [5.0, 2.0]
+            .iter()
+            .enumerate()
+            .map(|(index, pressure)| {
+                let at = start + chrono::TimeDelta::milliseconds(index as i64 * 100);
+                serde_json::json!({"timestamp": at.to_rfc3339(), "pressure": pressure, "temperature": 20.0, "flow": 50.0})
+                    .to_string()
+            })
+            .collect();
+        broker.publish_lines(&format!("wtf/{sensor}"), &lines);
+    }
+    let fleet: std::collections::BTreeSet<String> = sensors.iter().cloned().collect();
+    for daemon in &daemons {
+        daemon
+            .wait_for("every sensor's anomaly", Duration::from_secs(15), || async {
+                let (_, body) = daemon.get_json("/anomalies?limit=1000").await;
+                let seen: std::collections::BTreeSet<String> = body
+                    .as_array()?
+                    .iter()
+                    .filter_map(|anomaly| anomaly["sensor_id"].as_str().map(str::to_owned))
+                    .collect();
+                (seen == fleet && body.as_array()?.len() == fleet.len()).then_some(())
+            })
+            .await;
+    }
+
+    let seeds = cluster.seeds();
+    let reader = redis::cluster::ClusterClient::new(seeds.split(',').collect::<Vec<_>>()).unwrap();
+    let mut connection = reader.get_async_connection().await.expect("a cluster connection");
+    let mut slots = std::collections::BTreeSet::new();
+    for shard in 0..2u32 {
+        let keys = Keys::new(prefix).for_shard(prefix, 2, shard);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let owned: Vec<&String> = sensors.iter().filter(|sensor| owner(sensor) == shard).collect();
+        loop {
+            let members: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&keys.anomalies)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut connection)
+                .await
+                .unwrap_or_default();
+            let held: Vec<String> = members
+                .iter()
+                .filter_map(|member| serde_json::from_str::<serde_json::Value>(member).ok())
+                .filter_map(|anomaly| anomaly["sensor_id"].as_str().map(str::to_owned))
+                .collect();
+            assert!(
+                held.iter().all(|sensor| owner(sensor) == shard),
+                "{} holds another shard's sensor: {held:?}",
+                keys.anomalies
+            );
+            if held.len() == owned.len() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} holds {held:?}, not {owned:?}", keys.anomalies);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let slot: u16 =
+            redis::cmd("CLUSTER").arg("KEYSLOT").arg(&keys.anomalies).query_async(&mut connection).await.unwrap();
+        slots.insert(slot);
+        let other = daemons[shard as usize].get_json("/status").await.1["mqtt"]["other_shard"].as_u64().unwrap_or(0);
+        let others = sensors.iter().filter(|sensor| owner(sensor) != shard).count() as u64;
+        assert_eq!(other, 2 * others, "the other shard's readings are left to it, not refused");
+        let refused = daemons[shard as usize].get_json("/status").await.1["mqtt"]["refused"].clone();
+        assert_eq!(refused, serde_json::json!({}), "nothing refused");
+    }
+    assert_eq!(slots.len(), 2, "the shards' keys hash to different slots");
 }

@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::RedisConfig;
 use crate::domain::{Anomaly, SensorId, Summary};
@@ -50,8 +51,7 @@ use crate::health::RedisState;
 use crate::ingress::Ingress;
 use crate::journal::Event;
 use crate::redis_layout::{
-    AuditLimits, Backlog, Batch, Keys, Limits, Records, RetryDelay, batch_pipeline, marker_was_missing, pull_budget,
-    status_fields,
+    AuditLimits, Backlog, Batch, Keys, Limits, Records, batch_pipeline, marker_was_missing, pull_budget, status_fields,
 };
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
@@ -189,7 +189,7 @@ pub struct MirrorState {
     records: RecordQueue,
     in_flight: Option<InFlight>,
     generation: u64,
-    retry: RetryDelay,
+    retry: Backoff,
     retry_timer: Option<JoinHandle<Result<(), MessagingErr<MirrorMsg>>>>,
     summaries_written: u64,
     readings_written: BTreeMap<SensorId, DateTime<Utc>>,
@@ -235,7 +235,15 @@ impl Actor for Mirror {
         // both and written twice rather than not at all.
         let cursor = store.journal.newest_seq();
         let mut backlog = Backlog::new(redis.backlog_capacity);
-        let held = store.anomalies.oldest_first();
+        // With shards, the store also holds the other shards' anomalies (restored, or told by
+        // their daemons); their own daemons write them under their own keys.
+        let sharding = store.config().cluster.sharding();
+        let held: Vec<_> = store
+            .anomalies
+            .oldest_first()
+            .into_iter()
+            .filter(|anomaly| sharding.owns(anomaly.sensor_id.as_str()))
+            .collect();
         // The newest that fit: a rewrite is not a flood to drop from.
         let skipped = held.len().saturating_sub(redis.backlog_capacity);
         for anomaly in held.into_iter().skip(skipped) {
@@ -246,13 +254,17 @@ impl Actor for Mirror {
         records.queue_all(&store);
         // A restarted mirror carries on with its predecessor's counts and last error.
         let before = store.health.redis();
+        let cluster = store.config().cluster.clone();
+        let keys = Keys::new(&redis.key_prefix)
+            .for_shard(&redis.key_prefix, cluster.shards, cluster.shard)
+            .for_instance(&cluster.instance_id());
         Ok(MirrorState {
-            keys: Keys::new(&redis.key_prefix),
+            keys,
             backlog_capacity: redis.backlog_capacity,
             max_anomalies: redis.max_anomalies,
             backlog,
             records,
-            retry: RetryDelay::new(tuning.retry_initial, tuning.retry_max),
+            retry: Backoff::new(tuning.retry_initial, tuning.retry_max),
             store,
             ingress,
             clock,
@@ -370,10 +382,15 @@ impl MirrorState {
             let Some(last) = followed.entries.last() else { return };
             self.cursor = last.seq;
             let taken = followed.entries.len();
+            let sharding = self.store.config().cluster.sharding();
             let mut dropped = 0;
             for entry in followed.entries {
                 match entry.event {
-                    Event::Anomaly(anomaly) => dropped += self.backlog.push(anomaly),
+                    // Another shard's anomaly is written by that shard's daemons, under its keys.
+                    Event::Anomaly(anomaly) if sharding.owns(anomaly.sensor_id.as_str()) => {
+                        dropped += self.backlog.push(anomaly);
+                    }
+                    Event::Anomaly(_) => {}
                     other => self.records.follow(other),
                 }
             }
@@ -434,8 +451,9 @@ impl MirrorState {
             })
             .cloned()
             .collect();
-        let readings_changed =
-            check_readings && (!new_readings.is_empty() || readings.len() != self.readings_written.len());
+        // Only the sensors whose last reading changed: the hash is written field by field, and a
+        // peer writes its own sensors into it too.
+        let readings_changed = check_readings && !new_readings.is_empty();
         let written = readings_changed
             .then(|| readings.iter().map(|reading| (reading.sensor_id.clone(), reading.timestamp)).collect());
         let status = (Instant::now() >= self.status_due).then(|| {
@@ -453,7 +471,7 @@ impl MirrorState {
         let batch = Batch {
             anomalies,
             summaries,
-            last_readings: readings_changed.then_some(readings),
+            last_readings: readings_changed.then(|| new_readings.clone()),
             new_readings,
             status,
             records,

@@ -7,6 +7,7 @@ pub mod detector;
 pub mod mirror;
 pub mod mqtt;
 pub mod notifier;
+pub mod peers;
 pub mod simulator;
 pub mod summarizer;
 pub mod supervisor;

@@ -43,11 +43,12 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::{BrokerAddress, Config, ValidConfig};
 use crate::domain::Reading;
 use crate::ingress::{Ingress, Refusal, Source, bounded};
-use crate::mqtt::{Backoff, Delivery, Intake, MqttReason, MqttState, SequenceGap};
+use crate::mqtt::{Delivery, Intake, MqttReason, MqttState, SequenceGap};
 use crate::store::Store;
 
 /// How long a reading waits for room in a full detector queue before it is refused for good.
@@ -103,7 +104,9 @@ impl Actor for Mqtt {
     async fn pre_start(&self, myself: ActorRef<MqttMsg>, args: MqttArgs) -> Result<MqttActorState, ActorProcessingErr> {
         let config = &args.config.mqtt;
         let address = BrokerAddress::parse(&config.url).map_err(|why| format!("mqtt.url {why}"))?;
-        let mut options = MqttOptions::new(&config.client_id, address.host.clone(), address.port);
+        // One persistent session per instance: two daemons on one broker never share one.
+        let client_id = config.session_id(&args.config.cluster.instance_id());
+        let mut options = MqttOptions::new(&client_id, address.host.clone(), address.port);
         options
             .set_clean_session(false)
             .set_manual_acks(true)
@@ -123,7 +126,7 @@ impl Actor for Mqtt {
         args.store.health.set_mqtt(MqttState::Connecting, None);
         tracing::info!(
             component = %"mqtt", broker = %format!("{}:{}", address.host, address.port),
-            client_id = %config.client_id, ?filters, "connecting to the broker"
+            client_id = %client_id, ?filters, "connecting to the broker"
         );
 
         let link = Link { client: client.clone(), filters, store: Arc::clone(&args.store) };
@@ -138,6 +141,7 @@ impl Actor for Mqtt {
             store: args.store,
             clock: args.clock,
             max_payload: args.config.ingest.max_body,
+            sharding: args.config.cluster.sharding(),
             gaps_logged: std::collections::HashMap::new(),
         };
         let intake = tokio::spawn(async move { reader.run(inbound, names_rx, stop_rx).await });
@@ -201,8 +205,7 @@ struct Link {
 impl Link {
     /// Runs until the intake is gone or the daemon disconnects; returns why it ended.
     async fn run(&self, eventloop: &mut EventLoop, inbound: mpsc::Sender<Publish>) -> String {
-        let seed = u64::from(std::process::id()) ^ Utc::now().timestamp_subsec_nanos() as u64;
-        let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX, seed);
+        let mut backoff = Backoff::new(BACKOFF_INITIAL, BACKOFF_MAX);
         let mut subscribed = false;
         loop {
             match eventloop.poll().await {
@@ -241,7 +244,7 @@ impl Link {
                 Ok(_) => {}
                 Err(ConnectionError::RequestsDone) => return "the client was dropped".into(),
                 Err(err) => {
-                    let wait = backoff.next_wait();
+                    let wait = backoff.next_delay();
                     let error = bounded(&err.to_string(), 200);
                     tracing::warn!(
                         component = %"mqtt", error = %error, retry_in_ms = wait.as_millis() as u64,
@@ -271,6 +274,8 @@ struct Reader {
     store: Arc<Store>,
     clock: Clock,
     max_payload: usize,
+    /// Which sensors this daemon takes: the others' readings are left to their shard.
+    sharding: crate::cluster::Sharding,
     /// When each edge node's sequence gap was last logged.
     gaps_logged: std::collections::HashMap<String, DateTime<Utc>>,
 }
@@ -330,6 +335,11 @@ impl Reader {
             self.ingress.refuse(Source::Mqtt, &refused.sensor_id, &refused.refusal());
         }
         for reading in &delivery.readings {
+            if !self.sharding.owns(reading.sensor_id.as_str()) {
+                // Another shard's sensor on a shared topic: that shard's daemons take it.
+                stats.other_shard();
+                continue;
+            }
             if let Err(Refusal::ShuttingDown) = self.offer(reading).await {
                 return Handled::Leave;
             }

@@ -35,12 +35,13 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::{NotifyConfig, RedisConfig};
 use crate::journal::Event;
 use crate::notify::courier::{Courier, Outbox, http_client};
 use crate::notify::redis_outbox::{OutboxKeys, OutboxSettings, RedisOutbox};
-use crate::notify::{Item, NotifyShared, OutboxKind, Receiver, ReceiverStatus, RetryDelay, display_url};
+use crate::notify::{Item, NotifyShared, OutboxKind, Receiver, ReceiverStatus, display_url};
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::{Store, lock};
 
@@ -95,7 +96,7 @@ pub struct NotifierState {
     in_redis: bool,
     /// The write of staged items on its way, if one is.
     enqueuing: Option<Enqueuing>,
-    enqueue_retry: RetryDelay,
+    enqueue_retry: Backoff,
     retry_at: Option<Instant>,
     /// Set while a `Wake` from the follower waits in the mailbox, so a flood sends only one.
     wake_pending: Arc<AtomicBool>,
@@ -155,7 +156,7 @@ impl Actor for Notifier {
             routes.push(Route { receiver, outbox, wake: Arc::new(Notify::new()) });
         }
         Ok(NotifierState {
-            enqueue_retry: RetryDelay::new(config.retry_initial, config.retry_max),
+            enqueue_retry: Backoff::new(config.retry_initial, config.retry_max),
             config,
             store,
             clock,
@@ -342,7 +343,7 @@ impl NotifierState {
                 if self.enqueue_retry.failures() == 0 {
                     tracing::warn!(component = %"notify", error = %error, staged, "cannot write to the outbox in redis; keeping notifications staged");
                 }
-                let delay = self.enqueue_retry.next_delay(0.5);
+                let delay = self.enqueue_retry.next_delay();
                 self.retry_at = Some(Instant::now() + delay);
                 for route in &self.routes {
                     self.store.notify.update(&route.receiver.name, |status| {

@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::backoff;
 use crate::clock::Clock;
 use crate::config::LlmConfig;
 use crate::detection::Ongoing;
@@ -55,6 +56,9 @@ use crate::llm::{LlmClient, LlmError};
 use crate::store::{LlmRetry, Store};
 use crate::summary::{self, Condition, Facts, FactsBuilder};
 use crate::wording::{self, Attempt, Failure};
+
+mod claims;
+pub use claims::{SummaryClaims, boundary_after};
 
 /// How often the summarizer looks at the store.
 const TICK: Duration = Duration::from_secs(1);
@@ -83,6 +87,9 @@ pub struct SummarizerArgs {
     /// Where the detectors' episode state is, for the conditions still in progress.
     pub ingress: Arc<Ingress>,
     pub clock: Clock,
+    /// Claims in Redis, so that the daemons of a plant write each window once (the supervisor
+    /// gives them when `redis.url` is set); `None`: windows follow this daemon's own cadence.
+    pub claims: Option<SummaryClaims>,
 }
 
 pub enum SummarizerMsg {
@@ -92,6 +99,8 @@ pub enum SummarizerMsg {
     /// The outcome of asking Ollama to pull the model.
     Pulled(Result<(), LlmError>),
     SetConfig(LlmConfig),
+    /// Whether this daemon won the claim on the window it closed (see [`claims`]).
+    Claimed(bool),
     /// Publish the open window (and the one in flight, if any) and take no further window;
     /// reply once published, within [`FLUSH_ANSWER`] and a little. For the supervisor's stop.
     Flush {
@@ -109,8 +118,25 @@ struct InFlight {
     _call: AbortOnDropHandle<()>,
 }
 
+/// A window closed on a wall-clock boundary whose writer is being decided, or that a peer won.
+struct Claim {
+    facts: Facts,
+    cursor: u64,
+    window_end: chrono::DateTime<chrono::Utc>,
+    /// A peer won: its summary is awaited until then, and the window claimed again after.
+    peer_until: Option<Instant>,
+    /// The claim on its way; aborted with the state.
+    _task: Option<AbortOnDropHandle<()>>,
+}
+
 pub struct SummarizerState {
     config: LlmConfig,
+    /// With Redis: windows close on wall-clock boundaries and are claimed, so daemons of one
+    /// plant write each once.
+    claims: Option<SummaryClaims>,
+    claim: Option<Claim>,
+    /// The boundary `next_due` stands for, when windows are claimed.
+    due_boundary: Option<chrono::DateTime<chrono::Utc>>,
     client: Option<LlmClient>,
     store: Arc<Store>,
     ingress: Arc<Ingress>,
@@ -152,7 +178,11 @@ impl Actor for Summarizer {
             summaries.set_summarized_through(start.0, start.1);
             start
         });
+        let claims = args.claims;
         let state = SummarizerState {
+            claims,
+            claim: None,
+            due_boundary: None,
             window: FactsBuilder::with_units(window_start, summary::units_of(&args.store.config())),
             cursor,
             first: true,
@@ -190,6 +220,7 @@ impl Actor for Summarizer {
         match message {
             SummarizerMsg::Tick => state.on_tick(&myself),
             SummarizerMsg::Worded(attempt) => state.on_worded(&myself, *attempt),
+            SummarizerMsg::Claimed(won) => state.on_claimed(&myself, won),
             SummarizerMsg::Pulled(outcome) => state.on_pulled(outcome),
             SummarizerMsg::SetConfig(config) => state.on_set_config(config),
             SummarizerMsg::Flush { reply } => {
@@ -251,15 +282,90 @@ impl SummarizerState {
             return;
         }
         self.follow();
+        if self.claim.is_some() {
+            self.check_claim(myself);
+            return;
+        }
         let now = Instant::now();
         let burst = self.window.anomaly_count() >= self.config.burst_anomalies
             && now.saturating_duration_since(self.last_summary) >= self.config.min_interval;
         if self.in_flight.is_some() || !(now >= self.next_due || burst) {
             return;
         }
-        let (facts, cursor) = self.close_window();
+        let boundary = if now >= self.next_due { self.due_boundary.take() } else { None };
+        let (facts, cursor) = self.close_window_at(boundary);
         self.last_summary = now;
-        self.next_due = now + self.config.interval;
+        self.schedule_next(now);
+        if let (Some(claims), Some(window_end)) = (self.claims.clone(), boundary) {
+            self.start_claim(myself, claims, Claim { facts, cursor, window_end, peer_until: None, _task: None });
+            return;
+        }
+        self.word(myself, facts, cursor, now);
+    }
+
+    /// The next window's close: `llm.interval` from now, or with claims the next wall-clock
+    /// boundary, so that every daemon of the plant closes the same window.
+    fn schedule_next(&mut self, now: Instant) {
+        let Some(_) = &self.claims else {
+            self.next_due = now + self.config.interval;
+            return;
+        };
+        let wall = self.clock.now();
+        let boundary = boundary_after(wall, self.config.interval);
+        self.next_due = now + (boundary - wall).to_std().unwrap_or(self.config.interval);
+        self.due_boundary = Some(boundary);
+    }
+
+    fn start_claim(&mut self, myself: &ActorRef<SummarizerMsg>, claims: SummaryClaims, mut claim: Claim) {
+        let (myself, window_end) = (myself.clone(), claim.window_end);
+        let task = tokio::spawn(async move {
+            let won = claims.claim(window_end).await;
+            let _ = myself.cast(SummarizerMsg::Claimed(won));
+        });
+        claim.peer_until = None;
+        claim._task = Some(AbortOnDropHandle::new(task));
+        self.claim = Some(claim);
+    }
+
+    fn on_claimed(&mut self, myself: &ActorRef<SummarizerMsg>, won: bool) {
+        let Some(mut claim) = self.claim.take() else { return };
+        if won {
+            self.word(myself, claim.facts, claim.cursor, Instant::now());
+            return;
+        }
+        let ttl = self.claims.as_ref().map_or(self.config.timeout, |claims| claims.ttl);
+        tracing::debug!(component = %"llm", window_end = %claim.window_end, "a peer writes this summary window");
+        claim.peer_until = Some(Instant::now() + ttl);
+        claim._task = None;
+        self.claim = Some(claim);
+    }
+
+    /// A window a peer won: its summary arrived (the cursor moves), or the claim ran out and the
+    /// window is claimed again.
+    fn check_claim(&mut self, myself: &ActorRef<SummarizerMsg>) {
+        let Some(claim) = &self.claim else { return };
+        let Some(until) = claim.peer_until else { return };
+        let window_end = claim.window_end;
+        let written = self
+            .store
+            .summaries
+            .recent(self.store.config().store.max_summaries)
+            .iter()
+            .any(|summary| summary.window_end == window_end);
+        if written {
+            let cursor = claim.cursor;
+            self.claim = None;
+            self.store.summaries.set_summarized_through(cursor, window_end);
+        } else if Instant::now() >= until
+            && let (Some(claims), Some(claim)) = (self.claims.clone(), self.claim.take())
+        {
+            tracing::info!(component = %"llm", window_end = %window_end, "the peer that claimed the summary window wrote nothing; claiming it again");
+            self.start_claim(myself, claims, claim);
+        }
+    }
+
+    /// Words a closed window: through the model when it may be called, else the template.
+    fn word(&mut self, myself: &ActorRef<SummarizerMsg>, facts: Facts, cursor: u64, now: Instant) {
         match self.callable_client(now) {
             Some(client) => self.ask_model(myself, client, facts, cursor),
             None => {
@@ -298,7 +404,12 @@ impl SummarizerState {
     /// The facts of the open window, and its last anomaly; a new window opens now. The store's
     /// cursor does not move until the summary is published.
     fn close_window(&mut self) -> (Facts, u64) {
-        let now = self.clock.now();
+        self.close_window_at(None)
+    }
+
+    /// [`Self::close_window`], the window ending at `end` (a wall-clock boundary) rather than now.
+    fn close_window_at(&mut self, end: Option<chrono::DateTime<chrono::Utc>>) -> (Facts, u64) {
+        let now = end.unwrap_or_else(|| self.clock.now());
         let ongoing = ongoing_conditions(&self.ingress);
         let facts = self.window.finish(now, &ongoing);
         self.window = FactsBuilder::with_units(now, summary::units_of(&self.store.config()));
@@ -377,8 +488,7 @@ impl SummarizerState {
                 let missing = matches!(err, LlmError::ModelMissing(_));
                 let mut retry = self.store.summaries.llm_retry();
                 retry.failures = retry.failures.saturating_add(1);
-                let doublings = retry.failures.min(16).saturating_sub(1);
-                let wait = self.config.interval.saturating_mul(1 << doublings).min(RETRY_MAX);
+                let wait = backoff::step(self.config.interval, RETRY_MAX, retry.failures);
                 // Counted from when the window closed, so a retry lines up with a summary that is due.
                 retry.after = Some(self.last_summary + wait);
                 self.store.summaries.set_llm_retry(retry);
@@ -425,6 +535,10 @@ impl SummarizerState {
         self.stopped = true;
         if let Some(ticker) = self.ticker.take() {
             ticker.abort();
+        }
+        // A window still being claimed is written here; one a peer won is the peer's.
+        if let Some(claim) = self.claim.take().filter(|claim| claim.peer_until.is_none()) {
+            self.publish(&claim.facts, claim.cursor, summary::template(&claim.facts), SummaryAuthor::Fallback, false);
         }
         if let Some(InFlight { facts, cursor, .. }) = self.in_flight.take() {
             tracing::info!(component = %"llm", "stopping: the window in flight is written from the template");
@@ -475,6 +589,11 @@ impl SummarizerState {
     fn on_set_config(&mut self, config: LlmConfig) {
         let client_changed = (&config.url, &config.model) != (&self.config.url, &self.config.model);
         self.next_due = self.last_summary + config.interval;
+        if self.claims.is_some() {
+            // Claimed windows stay on the wall-clock boundaries of the new interval.
+            self.config.interval = config.interval;
+            self.schedule_next(Instant::now());
+        }
         if client_changed {
             self.client = make_client(&config, &self.store);
             self.store.summaries.set_llm_retry(LlmRetry::default());

@@ -40,8 +40,9 @@ use crate::actors::detector::{Detector, DetectorArgs, DetectorMsg};
 use crate::actors::mirror::{Mirror, MirrorArgs, MirrorTuning};
 use crate::actors::mqtt::{Mqtt, MqttArgs, MqttMsg};
 use crate::actors::notifier::{Notifier, NotifierArgs};
+use crate::actors::peers::{Peers, PeersArgs};
 use crate::actors::simulator::{GeneratorSlot, Pace, Simulator, SimulatorArgs, SimulatorMsg};
-use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg};
+use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg, SummaryClaims};
 use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::config::diff::ConfigDiff;
@@ -56,6 +57,8 @@ use crate::store::{Store, lock};
 /// How often anomalies past their retention are dropped when nothing new arrives, and shelves
 /// that ran out are lifted (so a shelve ends within a second of its time).
 const EXPIRY_PERIOD: Duration = Duration::from_secs(1);
+/// How long the stop path lets the peers' publisher catch up with the journal.
+const PEERS_FLUSH: Duration = Duration::from_secs(1);
 /// How long the stop path waits for each step (detectors draining, the mirror's last write, …).
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -275,6 +278,7 @@ impl SupervisorState {
         kinds.push(ChildKind::Summarizer);
         if !self.config.redis.url.is_empty() {
             kinds.push(ChildKind::Mirror);
+            kinds.push(ChildKind::Peers);
         }
         if !self.config.mqtt.url.is_empty() {
             // After the detectors, so the first message has somewhere to go.
@@ -344,6 +348,7 @@ impl SupervisorState {
                     store: Arc::clone(&self.store),
                     ingress: Arc::clone(&self.ingress),
                     clock: self.clock,
+                    claims: SummaryClaims::from_config(&self.config),
                 };
                 let (actor, _) = Actor::spawn_linked(None, Summarizer, args, supervisor).await?;
                 Ok(ChildRef::Summarizer(actor))
@@ -382,6 +387,11 @@ impl SupervisorState {
                 };
                 let (actor, _) = Actor::spawn_linked(None, Notifier, args, supervisor).await?;
                 Ok(ChildRef::Notifier(actor))
+            }
+            ChildKind::Peers => {
+                let args = PeersArgs { config: self.config.clone(), store: Arc::clone(&self.store), clock: self.clock };
+                let (actor, _) = Actor::spawn_linked(None, Peers, args, supervisor).await?;
+                Ok(ChildRef::Peers(actor))
             }
             ChildKind::Api => {
                 let args = ApiArgs {
@@ -682,6 +692,16 @@ impl SupervisorState {
         }
         for child in step(|child| matches!(child, ChildRef::Mirror(_))) {
             let _ = child.cell().drain_and_wait(Some(DRAIN_TIMEOUT)).await;
+        }
+        // The peers hear of the last window and alarms: the publisher gets a moment to catch up.
+        for child in step(|child| matches!(child, ChildRef::Peers(_))) {
+            let caught_up = async {
+                while self.store.peers.published() < self.store.journal.newest_seq() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let _ = tokio::time::timeout(PEERS_FLUSH, caught_up).await;
+            child.cell().stop_and_wait(Some("shutdown".into()), Some(DRAIN_TIMEOUT)).await.ok();
         }
         stop_together(step(|child| matches!(child, ChildRef::Api(_))).map(|child| child.cell())).await;
         tracing::info!(component = %"supervisor", "all actors stopped");

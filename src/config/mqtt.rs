@@ -17,7 +17,8 @@ pub struct MqttConfig {
     /// built in, and credentials go in `username` / `password`, never in the URL. Needs a restart.
     pub url: String,
     /// The client id: fixed, so the broker keeps the session (subscriptions and unacknowledged
-    /// messages) while the daemon restarts. Two daemons on one broker need two ids.
+    /// messages) while the daemon restarts. "" (the default): `wtf-monitor-<cluster.instance>`,
+    /// so two daemons on one broker each keep a session of their own. Needs a restart.
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -44,7 +45,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
-            client_id: "wtf-monitor".into(),
+            client_id: String::new(),
             username: None,
             password: None,
             password_file: None,
@@ -53,6 +54,13 @@ impl Default for MqttConfig {
             sparkplug_metrics: BTreeMap::new(),
             sparkplug_sensors: BTreeMap::new(),
         }
+    }
+}
+
+impl MqttConfig {
+    /// The client id this daemon connects with: `client_id`, or one derived from the instance.
+    pub fn session_id(&self, instance: &str) -> String {
+        if self.client_id.is_empty() { format!("wtf-monitor-{instance}") } else { self.client_id.clone() }
     }
 }
 

@@ -348,8 +348,11 @@ fn check_mqtt(config: &Config, problems: &mut Problems) {
     {
         problems.add("mqtt.url", why);
     }
-    if !is_safe_identifier(&mqtt.client_id) {
-        problems.add("mqtt.client_id", "must be letters, digits, '-', '_', '.', at most 64 characters");
+    if !mqtt.client_id.is_empty() && !is_safe_identifier(&mqtt.client_id) {
+        problems.add(
+            "mqtt.client_id",
+            "must be letters, digits, '-', '_', '.', at most 64 characters, or \"\" for one derived from cluster.instance",
+        );
     }
     if mqtt.username.as_ref().is_some_and(|name| name.is_empty() || name.len() > 256) {
         problems.add("mqtt.username", "must be 1 to 256 characters");

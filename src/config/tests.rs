@@ -220,7 +220,7 @@ fn mqtt_is_off_by_default_and_a_bad_broker_setup_is_refused_key_by_key() {
 
     let mut config = Config::default();
     config.mqtt.url = "mqtts://broker:8883".into();
-    config.mqtt.client_id = String::new();
+    config.mqtt.client_id = "two words".into();
     config.mqtt.password = Some(Secret::new("hunter2"));
     config.mqtt.topic_prefix = "wtf/#".into();
     config.mqtt.sparkplug_metrics.insert("Level/LT-1".into(), "level".into());

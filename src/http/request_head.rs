@@ -176,17 +176,16 @@ impl<IO: AsyncRead + Unpin> AsyncRead for RequestHeadGuard<IO> {
                 continue;
             }
             let Some(io) = this.io.as_mut() else { return Poll::Ready(Ok(())) };
-            this.inbound.reserve(READ_CHUNK);
-            let spare = this.inbound.spare_capacity_mut();
-            let room = READ_CHUNK.min(spare.len());
-            let mut read = ReadBuf::uninit(&mut spare[..room]);
+            // Read on the stack and keep only what came: a connection that waits (a live stream
+            // waiting for its client to close, an idle keep-alive) then holds no read buffer.
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut read = ReadBuf::new(&mut chunk);
             ready!(Pin::new(io).poll_read(cx, &mut read))?;
-            let filled = read.filled().len();
-            if filled == 0 {
+            let filled = read.filled();
+            if filled.is_empty() {
                 this.client_done = true;
             } else {
-                // SAFETY: `poll_read` initialised the first `filled` bytes of the spare capacity.
-                unsafe { this.inbound.set_len(this.inbound.len() + filled) };
+                this.inbound.extend_from_slice(filled);
             }
         }
     }

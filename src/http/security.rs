@@ -2,9 +2,10 @@
 //!
 //! - `X-Content-Type-Options: nosniff`: a browser takes a JSON error for JSON, never for a page
 //!   to render, however a client's input ended up in it;
-//! - `X-Frame-Options: DENY` and, on every HTML page (`/docs` and any later one), a
+//! - `X-Frame-Options: DENY` and, on every HTML page without a policy of its own (`/docs`), a
 //!   `Content-Security-Policy` that allows only this server's own scripts, styles and images and
-//!   no framing: the pages load nothing from another host, so nothing else is needed.
+//!   no framing: the pages load nothing from another host, so nothing else is needed. The
+//!   dashboard sets a stricter one itself.
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
@@ -27,7 +28,8 @@ pub(super) async fn security_headers(request: Request, next: Next) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    if html {
+    // A page with its own, stricter policy (the dashboard) keeps it.
+    if html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     }
     response

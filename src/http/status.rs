@@ -127,6 +127,9 @@ pub struct StatusBody {
     pub ingest: IngestStatus,
     /// This daemon among its peers: its instance id and shard.
     pub cluster: ClusterStatus,
+    /// Every daemon of the plant in the peers registry in Redis (this one included): its shard,
+    /// when it started and last wrote, and whether it went quiet. Empty without Redis.
+    pub peers: Vec<crate::peers::PeerView>,
     /// Clients following the live stream (`GET /events`) now.
     pub live_clients: usize,
     /// How much of each sensor × parameter's readings `GET /readings` can give.
@@ -197,6 +200,15 @@ pub fn status_now(store: &Store, ingress: &Ingress, now: DateTime<Utc>) -> Statu
             shards: config.cluster.shards,
             shard: config.cluster.shard,
         },
+        peers: store
+            .peers
+            .views()
+            .into_iter()
+            .map(|mut peer| {
+                peer.stale = now - peer.updated_at > crate::peers::STALE_AFTER;
+                peer
+            })
+            .collect(),
         live_clients: health.sse_clients.load(std::sync::atomic::Ordering::Relaxed),
         history: {
             let (bounds, series) = ingress.history_bounds();

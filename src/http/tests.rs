@@ -20,7 +20,11 @@ const SENSORS: [&str; 3] = ["wtf-pipe-1", "wtf-pipe-2", "wtf-pipe-3"];
 const PARAMETERS: [&str; 3] = ["temperature", "pressure", "flow"];
 
 /// Every route a client may GET (and so HEAD), with the documentation pages.
-const GET_ROUTES: [&str; 12] = [
+const GET_ROUTES: [&str; 16] = [
+    "/",
+    "/dashboard/app.js",
+    "/dashboard/uPlot.iife.min.js",
+    "/limits",
     "/anomalies",
     "/summary",
     "/summaries",
@@ -536,5 +540,6 @@ async fn cached_bodies_refresh_when_anomalies_expire() {
     assert_eq!(fixture.get_ok("/metrics").await["total_anomalies"], 1);
 }
 
+mod dashboard;
 mod hardening;
 mod prometheus;

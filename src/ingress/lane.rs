@@ -382,7 +382,7 @@ impl SensorLane {
         for reading in readings {
             for (parameter, _) in reading.values.iter() {
                 let index = inboxes
-                    .binary_search_by(|(known, _)| known.as_str().cmp(parameter.as_str()))
+                    .binary_search_by(|(known, _)| known.cmp(parameter))
                     .map_err(|_| Blocked::UnknownParameter(parameter.to_string()))?;
                 match involved.iter_mut().find(|(known, _)| *known == index) {
                     Some((_, count)) => *count += 1,

@@ -37,6 +37,9 @@ pub struct MqttStatus {
     pub sequence_gaps: u64,
     /// Sparkplug death certificates taken (NDEATH, DDEATH).
     pub deaths: u64,
+    /// Readings of sensors another shard owns (`cluster.shards > 1`): left to that shard, not
+    /// refused.
+    pub other_shard: u64,
 }
 
 pub struct MqttStats {
@@ -45,6 +48,7 @@ pub struct MqttStats {
     refused: Mutex<BTreeMap<&'static str, u64>>,
     sequence_gaps: AtomicU64,
     deaths: AtomicU64,
+    other_shard: AtomicU64,
 }
 
 impl Default for MqttStats {
@@ -55,6 +59,7 @@ impl Default for MqttStats {
             refused: Mutex::new(BTreeMap::new()),
             sequence_gaps: AtomicU64::new(0),
             deaths: AtomicU64::new(0),
+            other_shard: AtomicU64::new(0),
         }
     }
 }
@@ -88,6 +93,10 @@ impl MqttStats {
         self.sequence_gaps.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn other_shard(&self) {
+        self.other_shard.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn death(&self) {
         self.deaths.fetch_add(1, Ordering::Relaxed);
     }
@@ -101,6 +110,7 @@ impl MqttStats {
             refused: lock(&self.refused).iter().map(|(reason, count)| ((*reason).to_owned(), *count)).collect(),
             sequence_gaps: self.sequence_gaps.load(Ordering::Relaxed),
             deaths: self.deaths.load(Ordering::Relaxed),
+            other_shard: self.other_shard.load(Ordering::Relaxed),
         }
     }
 }

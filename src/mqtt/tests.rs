@@ -234,22 +234,3 @@ fn metrics_at_different_times_make_readings_in_order() {
     let times: Vec<_> = delivery.readings.iter().map(|reading| reading.timestamp).collect();
     assert_eq!(times, [now() - TimeDelta::seconds(2), now() - TimeDelta::seconds(1)]);
 }
-
-#[test]
-fn the_backoff_doubles_with_jitter_up_to_its_ceiling_and_resets() {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2), 42);
-    let waits: Vec<Duration> = (0..8).map(|_| backoff.next_wait()).collect();
-    for (attempt, wait) in waits.iter().enumerate() {
-        let ceiling = Duration::from_millis(100 * (1 << attempt)).min(Duration::from_secs(2));
-        assert!(*wait >= ceiling / 2 && *wait <= ceiling, "attempt {attempt}: {wait:?} outside ({ceiling:?})");
-    }
-    let other: Vec<Duration> = (0..8)
-        .map({
-            let mut other = Backoff::new(Duration::from_millis(100), Duration::from_secs(2), 7);
-            move |_| other.next_wait()
-        })
-        .collect();
-    assert_ne!(waits, other, "two daemons do not wait in step");
-    backoff.reset();
-    assert!(backoff.next_wait() <= Duration::from_millis(100));
-}

@@ -2,7 +2,7 @@
 //! delivers it: a JSON POST per webhook notification, a batch of alerts per Alertmanager post,
 //! and, for Alertmanager, every active alarm again each `resend_interval`.
 //!
-//! A failed delivery is rescheduled after an exponential backoff with jitter ([`RetryDelay`]),
+//! A failed delivery is rescheduled after an exponential backoff with jitter ([`Backoff`]),
 //! together with the rest of its batch, so a receiver that is down is tried once per backoff, not
 //! once per notification; the first success resets it. A receiver's refusal (a 4xx other than 408
 //! or 429) drops that one notification, counted, since sending it again would be refused again.
@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
 use tokio::sync::Notify;
 
 use super::message::{AlertContext, webhook_body};
 use super::redis_outbox::RedisOutbox;
-use super::{Item, MemoryOutbox, ReceiverKind, ReceiverState, RetryDelay, Settled, Transition};
+use super::{Item, MemoryOutbox, ReceiverKind, ReceiverState, Settled, Transition};
+use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::NotifyConfig;
 use crate::notify::Receiver;
@@ -177,8 +176,7 @@ pub struct Courier {
 }
 
 struct Round {
-    retry: RetryDelay,
-    rng: Xoshiro256PlusPlus,
+    retry: Backoff,
     /// When Alertmanager is due the whole picture again.
     next_resend: DateTime<Utc>,
     failing: bool,
@@ -190,13 +188,8 @@ struct Round {
 impl Courier {
     /// Delivers until aborted.
     pub async fn run(self) {
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            std::collections::hash_map::RandomState::new().build_hasher().finish()
-        };
         let mut round = Round {
-            retry: RetryDelay::new(self.config.retry_initial, self.config.retry_max),
-            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            retry: Backoff::new(self.config.retry_initial, self.config.retry_max),
             next_resend: self.clock.now(),
             failing: false,
             outbox_down: false,
@@ -234,7 +227,7 @@ impl Courier {
             }
             Err(error) => {
                 self.outbox_unavailable(round, error);
-                return Some(round.retry.next_delay(round.rng.random()));
+                return Some(round.retry.next_delay());
             }
         };
         let more = items.len() == BATCH;
@@ -396,7 +389,7 @@ impl Courier {
                 Verdict::Delivered
             }
             Err(Failure::Retry(error)) => {
-                let delay = round.retry.next_delay(round.rng.random());
+                let delay = round.retry.next_delay();
                 if !round.failing {
                     round.failing = true;
                     tracing::warn!(

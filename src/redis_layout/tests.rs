@@ -167,7 +167,8 @@ fn readings_replace_the_last_reading_hash_and_append_to_the_stream() {
         Batch { last_readings: Some(vec![reading.clone()]), new_readings: vec![reading.clone()], ..Batch::default() };
     let commands = commands(&batch_pipeline(&Keys::new("wtf:"), &batch, &limits(at(10))));
     let position = |name: &str, key: &str| commands.iter().position(|cmd| cmd[0] == name && cmd[1] == key).unwrap();
-    assert!(position("DEL", "wtf:{plant}:readings:last") < position("HSET", "wtf:{plant}:readings:last"));
+    // Field by field, never deleted: a peer's sensors in the same hash stay.
+    assert!(!commands.iter().any(|cmd| cmd[0] == "DEL" && cmd[1] == "wtf:{plant}:readings:last"));
     let hset = &commands[position("HSET", "wtf:{plant}:readings:last")];
     assert_eq!(hset[2], "wtf-pipe-2");
     assert_eq!(serde_json::from_str::<Reading>(&hset[3]).unwrap(), reading);
@@ -262,12 +263,15 @@ fn the_mirror_reads_ahead_a_little_while_redis_answers_and_everything_while_it_d
 }
 
 #[test]
-fn the_retry_delay_doubles_up_to_its_cap_and_resets() {
-    let mut delay = RetryDelay::new(Duration::from_millis(100), Duration::from_millis(350));
-    let delays: Vec<u128> = (0..4).map(|_| delay.next_delay().as_millis()).collect();
-    assert_eq!(delays, [100, 200, 350, 350]);
-    delay.reset();
-    assert_eq!(delay.next_delay(), Duration::from_millis(100));
+fn shards_own_their_keys_and_share_the_registry() {
+    let one = Keys::new("wtf:").for_shard("wtf:", 1, 0);
+    assert_eq!(one, Keys::new("wtf:"));
+    let keys = Keys::every_shard("wtf:", 3);
+    assert_eq!(keys.len(), 3);
+    assert_eq!(keys[2].anomalies, "wtf:{plant-2}:anomalies");
+    assert_eq!(keys[2].journal, "wtf:{plant-2}:journal");
+    assert_eq!(keys[2].peers, "wtf:{plant}:peers");
+    assert_eq!(Keys::new("wtf:").for_instance("wtf-a").status, "wtf:{plant}:status:wtf-a");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::lock;
 use crate::config::StoreConfig;
-use crate::domain::{Anomaly, AnomalyKind, Parameter, SensorId};
+use crate::domain::{Anomaly, AnomalyId, AnomalyKind, Parameter, SensorId};
 
 /// How many of the newest anomalies `/metrics` describes, as in the prototype.
 pub const METRICS_WINDOW: usize = 100;
@@ -54,6 +54,9 @@ struct Log {
     len: usize,
     /// Anomalies held per sensor, so a query can tell a sensor it has never heard of.
     per_sensor: HashMap<SensorId, usize>,
+    /// The ids held: the same episode told twice (by this daemon's detector and by a peer's
+    /// journal, or again after a restore) is held once.
+    ids: HashSet<AnomalyId>,
     /// Anomalies recorded per minute (by their timestamp), for an exact 24-hour count that the
     /// memory bound cannot cap.
     per_minute: BTreeMap<i64, u64>,
@@ -114,14 +117,24 @@ impl AnomalyLog {
         lock(&self.log).limits = Some(Limits::from_config(config));
     }
 
-    /// Records an anomaly; `now` drives expiry.
-    pub fn push(&self, anomaly: Arc<Anomaly>, now: DateTime<Utc>) {
+    /// Records an anomaly; `now` drives expiry. An anomaly already held (the same id) is not
+    /// added again: returns whether it was added.
+    pub fn push(&self, anomaly: Arc<Anomaly>, now: DateTime<Utc>) -> bool {
         let mut log = lock(&self.log);
+        if log.ids.contains(&anomaly.id) {
+            return false;
+        }
         *log.per_minute.entry(minute_of(anomaly.timestamp)).or_default() += 1;
         log.push(anomaly);
         log.expire(now);
         drop(log);
         self.changed();
+        true
+    }
+
+    /// True when the anomaly `id` is held.
+    pub fn holds(&self, id: &AnomalyId) -> bool {
+        lock(&self.log).ids.contains(id)
     }
 
     /// Puts back anomalies restored from Redis at start, before detection begins. Ones already
@@ -132,10 +145,9 @@ impl AnomalyLog {
         let mut log = lock(&self.log);
         let limits = log.limits();
         let cutoff = retention_start(now, limits.retention);
-        let mut known: HashSet<_> = log.iter().map(|anomaly| anomaly.id.clone()).collect();
         let mut added = 0;
         for anomaly in restored {
-            if anomaly.timestamp < cutoff || !known.insert(anomaly.id.clone()) {
+            if anomaly.timestamp < cutoff || log.ids.contains(&anomaly.id) {
                 continue;
             }
             *log.per_minute.entry(minute_of(anomaly.timestamp)).or_default() += 1;
@@ -256,7 +268,12 @@ impl Log {
 
     fn push(&mut self, anomaly: Arc<Anomaly>) {
         *self.per_sensor.entry(anomaly.sensor_id.clone()).or_default() += 1;
-        self.tail.push(anomaly);
+        self.ids.insert(anomaly.id.clone());
+        // Detectors of different sensors record side by side, so anomalies may arrive a little
+        // out of time order: the open tail keeps them in order, as Redis (scored by time) does.
+        // Sealed chunks are shared with snapshots and stay as they are.
+        let at = self.tail.partition_point(|held| held.timestamp <= anomaly.timestamp);
+        self.tail.insert(at, anomaly);
         self.len += 1;
         if self.tail.len() == CHUNK {
             let chunk = std::mem::replace(&mut self.tail, Vec::with_capacity(CHUNK));
@@ -272,6 +289,9 @@ impl Log {
     }
 
     fn pop_oldest(&mut self) {
+        if let Some(id) = self.oldest().map(|anomaly| anomaly.id.clone()) {
+            self.ids.remove(&id);
+        }
         if let Some(oldest) = self.oldest().map(|anomaly| anomaly.sensor_id.clone())
             && let Some(count) = self.per_sensor.get_mut(&oldest)
         {
@@ -292,16 +312,6 @@ impl Log {
             return;
         }
         self.len -= 1;
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Arc<Anomaly>> {
-        let skip = self.skip;
-        let sealed = self
-            .sealed
-            .iter()
-            .enumerate()
-            .flat_map(move |(index, chunk)| chunk[if index == 0 { skip } else { 0 }..].iter());
-        sealed.chain(self.tail.iter())
     }
 
     fn snapshot(&self) -> Snapshot {

@@ -60,8 +60,9 @@ impl EpisodeBook {
 
     /// The checkpoints read from Redis at start.
     pub fn restore(&self, checkpoints: HashMap<DetectorKey, Checkpoint>) {
-        lock(&self.current).clone_from(&checkpoints);
-        *lock(&self.restored) = checkpoints;
+        // Added to: every shard's keys are read in turn.
+        lock(&self.current).extend(checkpoints.clone());
+        lock(&self.restored).extend(checkpoints);
     }
 
     /// Every open checkpoint, to write whole (at a mirror's start, or into a Redis found empty).

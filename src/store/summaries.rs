@@ -58,13 +58,16 @@ impl SummaryLog {
         self.version.fetch_add(1, Ordering::Release);
     }
 
-    /// Puts back summaries restored from Redis at start (oldest first), unless newer ones exist.
+    /// Puts back summaries restored from Redis at start (oldest first), merged by time with those
+    /// held (several shards' summaries are restored in turn).
     pub fn restore(&self, restored: Vec<Summary>) {
+        let max = self.max.load(Ordering::Relaxed);
         let mut recent = lock(&self.recent);
-        if !recent.is_empty() {
-            return;
-        }
-        recent.extend(restored.into_iter().map(Arc::new));
+        let mut merged: Vec<Arc<Summary>> = recent.drain(..).chain(restored.into_iter().map(Arc::new)).collect();
+        merged.sort_by_key(|summary| summary.timestamp);
+        merged.dedup_by(|a, b| a.window_start == b.window_start && a.window_end == b.window_end);
+        let excess = merged.len().saturating_sub(max);
+        recent.extend(merged.into_iter().skip(excess));
         drop(recent);
         self.version.fetch_add(1, Ordering::Release);
     }

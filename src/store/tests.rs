@@ -31,6 +31,19 @@ fn minutes(count: i64) -> TimeDelta {
 }
 
 #[test]
+fn anomalies_recorded_out_of_time_order_are_served_newest_first_by_time() {
+    // Two detectors side by side: the later reading's spike is recorded first.
+    let store = store_with(|_| {});
+    record(&store, spike("wtf-pipe-1", "flow", opening() + TimeDelta::milliseconds(1_002)));
+    record(&store, spike("wtf-pipe-2", "flow", opening() + TimeDelta::milliseconds(1_001)));
+    record(&store, spike("wtf-pipe-3", "flow", opening() + TimeDelta::milliseconds(1_003)));
+    let times: Vec<_> =
+        store.anomalies.query(&AnomalyQuery::newest(3)).iter().map(|anomaly| anomaly.timestamp).collect();
+    let expected: Vec<_> = [1_003, 1_002, 1_001].map(|ms| opening() + TimeDelta::milliseconds(ms)).into();
+    assert_eq!(times, expected);
+}
+
+#[test]
 fn anomalies_come_back_newest_first_and_filtered() {
     let store = store_with(|_| {});
     for minute in 0..10 {
@@ -168,4 +181,29 @@ fn summaries_are_bounded_and_newest_first() {
     let texts: Vec<_> = store.summaries.recent(10).iter().map(|summary| summary.summary.clone()).collect();
     assert_eq!(texts, ["summary 2", "summary 1"]);
     assert_eq!(store.summaries.latest().map(|summary| summary.summary.clone()), Some("summary 2".into()));
+}
+
+#[test]
+fn what_a_peer_told_is_applied_once_and_never_published_again() {
+    use crate::peers::{AlarmAck, PeerOp};
+    let store = store_with(|_| {});
+    let anomaly = spike("wtf-pipe-1", "pressure", opening());
+    assert!(store.apply_peer(PeerOp::Anomaly(anomaly.clone()), opening()));
+    assert!(!store.apply_peer(PeerOp::Anomaly(anomaly.clone()), opening()), "held once");
+    // This daemon's own detector raising the same episode later adds nothing either.
+    record(&store, anomaly.clone());
+    assert_eq!(store.anomalies.query(&AnomalyQuery::newest(10)).len(), 1);
+    assert_eq!(store.alarms().len(), 1);
+
+    let ack =
+        AlarmAck { id: anomaly.id.to_string(), by: "night-shift".into(), comment: Some("ok".into()), at: opening() };
+    assert!(store.apply_peer(PeerOp::Ack(ack.clone()), opening()));
+    assert!(!store.apply_peer(PeerOp::Ack(ack), opening()), "an ack of an acked alarm changes nothing");
+    let audit = store.audit_entries(10, None);
+    assert_eq!((audit.len(), audit[0].actor.as_str(), audit[0].detail.as_str()), (1, "night-shift", "ok"));
+
+    let journalled = store.journal.after(0, 100).entries;
+    assert!(!journalled.is_empty());
+    assert!(journalled.iter().all(|entry| entry.from_peer), "applied entries are marked as a peer's");
+    assert!(journalled.iter().all(|entry| PeerOp::from_entry(entry, |_| None).is_none()), "and never published");
 }

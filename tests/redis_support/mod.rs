@@ -103,8 +103,10 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
+    /// The keys of this test's prefix; the status hash that of a daemon named after the host
+    /// (the default `cluster.instance`).
     pub fn keys(&self) -> Keys {
-        Keys::new(&self.prefix)
+        Keys::new(&self.prefix).for_instance(&wtf_monitor::cluster::hostname())
     }
 
     pub fn client(&self) -> redis::Client {

@@ -62,6 +62,7 @@ impl Harness {
             store: Arc::clone(&store),
             ingress: Arc::clone(&ingress),
             clock,
+            claims: None,
         };
         let (actor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer starts");
         Self { actor, store, ingress, clock }
@@ -76,6 +77,7 @@ impl Harness {
             store: Arc::clone(&self.store),
             ingress: Arc::clone(&self.ingress),
             clock: self.clock,
+            claims: None,
         };
         let (actor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer restarts");
         self.actor = actor;
@@ -86,8 +88,9 @@ impl Harness {
     }
 
     pub fn spikes_on(&self, sensor: &str, parameter: &str, value: f64, count: usize) {
-        for _ in 0..count {
-            let now = self.clock.now();
+        // A millisecond apart: each its own episode (the store holds an episode once).
+        for index in 0..count {
+            let now = self.clock.now() + chrono::TimeDelta::milliseconds(index as i64);
             let anomaly = anomaly(AnomalyKind::Spike, now, sensor.into(), parameter, Some(value), 4.0, None);
             self.store.record_anomaly(anomaly, now);
         }
@@ -187,6 +190,7 @@ async fn a_restarted_summarizer_summarises_what_its_predecessor_had_not() {
         store: Arc::clone(&harness.store),
         ingress: Arc::new(Ingress::new(&harness.store.config(), harness.clock)),
         clock: harness.clock,
+        claims: None,
     };
     let (successor, _) = Actor::spawn(None, Summarizer, args).await.expect("summarizer restarts");
     tokio::time::sleep(Duration::from_secs(16)).await;

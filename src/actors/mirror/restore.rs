@@ -77,6 +77,9 @@ pub async fn restore_at_start(config: &ValidConfig, store: &Store, clock: &Clock
 /// Reads the anomalies of the retention window (the newest `store.max_anomalies`) and the
 /// recent summaries, and puts them into the store. Gives up connecting after
 /// [`RESTORE_CONNECT_TIMEOUT`]; past `budget` keeps what it has read.
+///
+/// With `cluster.shards > 1`, every shard's keys are read in turn: any daemon serves the whole
+/// fleet.
 pub async fn restore(
     config: &ValidConfig,
     store: &Store,
@@ -84,7 +87,34 @@ pub async fn restore(
     budget: Duration,
 ) -> Result<Restored, String> {
     let deadline = Instant::now() + budget;
-    let keys = Keys::new(&config.redis.key_prefix);
+    let mut total = Restored::default();
+    for (shard, keys) in Keys::every_shard(&config.redis.key_prefix, config.cluster.shards).iter().enumerate() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match restore_keys(config, store, keys, now, remaining).await {
+            Ok(restored) => {
+                total.anomalies += restored.anomalies;
+                total.summaries += restored.summaries;
+                total.alarms += restored.alarms;
+                total.audit += restored.audit;
+                total.episodes += restored.episodes;
+                total.unreadable += restored.unreadable;
+                total.incomplete = total.incomplete.or(restored.incomplete);
+            }
+            Err(err) if shard == 0 => return Err(err),
+            Err(err) => total.incomplete = Some(format!("shard {shard}: {err}")),
+        }
+    }
+    Ok(total)
+}
+
+async fn restore_keys(
+    config: &ValidConfig,
+    store: &Store,
+    keys: &Keys,
+    now: DateTime<Utc>,
+    budget: Duration,
+) -> Result<Restored, String> {
+    let deadline = Instant::now() + budget;
     let connect_timeout = RESTORE_CONNECT_TIMEOUT.min(budget);
     let timeouts = LinkTimeouts { connect: connect_timeout, response: budget, retry_max: connect_timeout };
     let link = RedisLink::open(&config.redis, timeouts)?;
@@ -143,7 +173,7 @@ pub async fn restore(
     let more_than_read = offset == wanted && wanted > 0;
     restored.anomalies = store.anomalies.restore(anomalies, now);
     if more_than_read && restored.incomplete.is_none() {
-        match count_per_minute(&link, &keys, now, remaining()).await {
+        match count_per_minute(&link, keys, now, remaining()).await {
             Ok(counts) => store.anomalies.restore_minute_counts(counts),
             Err(err) => {
                 restored.incomplete.get_or_insert(format!("24-hour count not read: {err}"));
@@ -154,7 +184,7 @@ pub async fn restore(
     if !summaries.is_empty() {
         store.summaries.restore(summaries);
     }
-    if let Err(err) = restore_records(config, &link, &keys, store, now, remaining(), &mut restored).await {
+    if let Err(err) = restore_records(config, &link, keys, store, now, remaining(), &mut restored).await {
         restored.incomplete.get_or_insert(err);
     }
     Ok(restored)

@@ -9,6 +9,7 @@ use crate::actors::detector::DetectorMsg;
 use crate::actors::mirror::MirrorMsg;
 use crate::actors::mqtt::MqttMsg;
 use crate::actors::notifier::NotifierMsg;
+use crate::actors::peers::PeersMsg;
 use crate::actors::simulator::SimulatorMsg;
 use crate::actors::summarizer::SummarizerMsg;
 use crate::domain::{Parameter, SensorId};
@@ -35,6 +36,8 @@ pub enum ChildKind {
     Mqtt,
     /// Only when a notification receiver is configured.
     Notifier,
+    /// Only when `redis.url` is set: the journal streams shared with the other daemons.
+    Peers,
     Api,
 }
 
@@ -47,6 +50,7 @@ impl ChildKind {
             ChildKind::Mirror => "mirror".into(),
             ChildKind::Mqtt => "mqtt".into(),
             ChildKind::Notifier => "notifier".into(),
+            ChildKind::Peers => "peers".into(),
             ChildKind::Api => "api".into(),
         }
     }
@@ -59,6 +63,7 @@ impl ChildKind {
             ChildKind::Mirror => Component::Redis,
             ChildKind::Mqtt => Component::Mqtt,
             ChildKind::Notifier => Component::Notify,
+            ChildKind::Peers => Component::Redis,
             ChildKind::Api => Component::Api,
         }
     }
@@ -81,6 +86,7 @@ pub enum ChildRef {
     Mirror(ActorRef<MirrorMsg>),
     Mqtt(ActorRef<MqttMsg>),
     Notifier(ActorRef<NotifierMsg>),
+    Peers(ActorRef<PeersMsg>),
     Api(ActorRef<ApiMsg>),
 }
 
@@ -93,6 +99,7 @@ impl ChildRef {
             ChildRef::Mirror(actor) => actor.get_cell(),
             ChildRef::Mqtt(actor) => actor.get_cell(),
             ChildRef::Notifier(actor) => actor.get_cell(),
+            ChildRef::Peers(actor) => actor.get_cell(),
             ChildRef::Api(actor) => actor.get_cell(),
         }
     }
@@ -105,6 +112,7 @@ impl ChildRef {
             ChildRef::Mirror(actor) => actor.cast(MirrorMsg::InjectFault(fault)).is_ok(),
             ChildRef::Mqtt(actor) => actor.cast(MqttMsg::InjectFault(fault)).is_ok(),
             ChildRef::Notifier(actor) => actor.cast(NotifierMsg::InjectFault(fault)).is_ok(),
+            ChildRef::Peers(actor) => actor.cast(PeersMsg::InjectFault(fault)).is_ok(),
             ChildRef::Api(actor) => actor.cast(ApiMsg::InjectFault(fault)).is_ok(),
         }
     }

@@ -56,7 +56,7 @@ async fn health_ignores_a_query_string() {
 #[tokio::test]
 async fn unknown_paths_are_a_404_naming_the_path() {
     let fixture = Fixture::new();
-    for uri in ["/", "/nope", "/anomalies/", "/anomalies/123", "/api/anomalies", "/docs/nope.js", "/summary/latest"] {
+    for uri in ["/nope", "/anomalies/", "/anomalies/123", "/api/anomalies", "/docs/nope.js", "/summary/latest"] {
         let (status, body) = fixture.get(uri).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
         let path = uri.split('?').next().unwrap();
@@ -166,6 +166,7 @@ async fn the_openapi_document_lists_every_route_with_examples() {
     assert_eq!(
         listed,
         [
+            "get /",
             "get /alarms",
             "get /alarms/{id}",
             "get /anomalies",
@@ -173,6 +174,7 @@ async fn the_openapi_document_lists_every_route_with_examples() {
             "get /docs",
             "get /events",
             "get /health",
+            "get /limits",
             "get /metrics",
             "get /metrics/prometheus",
             "get /openapi.json",
