@@ -37,6 +37,8 @@ pub enum Ending {
     TimedOut,
     /// The supervisor gave up on a failing actor; the reason.
     GaveUp(String),
+    /// Stopped, but this many anomalies never reached Redis (it refused, or never answered).
+    LeftBehind(u64),
 }
 
 /// Everything `run` needs besides the config.
@@ -113,6 +115,10 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     };
     if let Some(watchdog) = watchdog {
         watchdog.abort();
+    }
+    let left_behind = store.health.redis().left_behind.unwrap_or(0);
+    if ending == Ending::Stopped && left_behind > 0 {
+        return Ok(Ending::LeftBehind(left_behind));
     }
     Ok(ending)
 }

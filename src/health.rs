@@ -122,6 +122,9 @@ pub struct RedisHealth {
     /// Anomalies written to Redis since start.
     pub mirrored: u64,
     pub last_error: Option<String>,
+    /// Set by the mirror's final flush at a graceful stop: anomalies that never reached Redis.
+    #[serde(skip)]
+    pub left_behind: Option<u64>,
 }
 
 /// The outcome of the last SIGHUP.
@@ -184,6 +187,7 @@ impl Health {
                 dropped: 0,
                 mirrored: 0,
                 last_error: None,
+                left_behind: None,
             }),
             config: Mutex::new(ConfigHealth {
                 source: "built-in defaults".into(),

@@ -191,6 +191,11 @@ impl Journal {
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.newest.subscribe()
     }
+
+    /// How many subscriptions are alive: each is a reader's follower task.
+    pub fn followers(&self) -> usize {
+        self.newest.receiver_count()
+    }
 }
 
 impl Entries {

@@ -290,6 +290,10 @@ fn run(path: Option<PathBuf>) -> ExitCode {
                 tracing::warn!(component = %"supervisor", "second stop request: exiting at once");
                 ExitCode::from(130)
             }
+            Ok(Ending::LeftBehind(count)) => {
+                tracing::warn!(component = %"supervisor", left_behind = count, "stopped, with anomalies or records never written to redis");
+                ExitCode::from(5)
+            }
             Ok(Ending::GaveUp(reason)) => {
                 tracing::error!(component = %"supervisor", %reason, "exiting: an actor kept failing");
                 ExitCode::from(3)

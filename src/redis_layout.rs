@@ -21,6 +21,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::domain::{Anomaly, Reading, Summary};
 use crate::health::{ActorHealth, LlmHealth, RedisHealth};
 
+pub mod records;
+pub use records::{AuditLimits, Records};
+
 /// The hash tag shared by every key: Redis Cluster hashes only the text between the braces.
 pub const HASH_TAG: &str = "{plant}";
 /// Written to the status hash; bumped when the layout changes in a way readers must know.
@@ -48,6 +51,15 @@ pub struct Keys {
     /// Hash: the daemon's components as `/status` reports them (see [`status_fields`]); one per
     /// instance, `status:<instance>`, once [`Keys::for_instance`] named it.
     pub status: String,
+    /// Hash: alarm id → the alarm's JSON as `GET /alarms` serves it (see [`records`]).
+    pub alarms: String,
+    /// Sorted set: score = audit entry time in ms, member = its JSON as `GET /audit` serves it.
+    pub audit: String,
+    /// Hash: `<sensor_id>/<parameter>` → the detector's episode checkpoint JSON.
+    pub episodes: String,
+    /// String: [`LAYOUT_VERSION`], set by the first write into an empty Redis. Its absence at a
+    /// later write means Redis lost its data (restarted without persistence, flushed).
+    pub layout: String,
     /// Stream of what this shard's daemons tell the others ([`crate::peers`]).
     pub journal: String,
     /// Hash: instance → its registry entry ([`crate::peers::PeerRecord`]). Shared by all shards.
@@ -64,6 +76,10 @@ impl Keys {
             readings_last: key("readings:last"),
             readings_stream: key("readings:stream"),
             status: key("status"),
+            alarms: key("alarms"),
+            audit: key("audit"),
+            episodes: key("episodes"),
+            layout: key("layout"),
             journal: key("journal"),
             peers: key("peers"),
         }
@@ -83,6 +99,10 @@ impl Keys {
             readings_last: key("readings:last"),
             readings_stream: key("readings:stream"),
             status: key("status"),
+            alarms: key("alarms"),
+            audit: key("audit"),
+            episodes: key("episodes"),
+            layout: key("layout"),
             journal: key("journal"),
             peers: self.peers,
         }
@@ -99,7 +119,7 @@ impl Keys {
         (0..shards.max(1)).map(|shard| Keys::new(prefix).for_shard(prefix, shards, shard)).collect()
     }
 
-    pub fn all(&self) -> [&str; 8] {
+    pub fn all(&self) -> [&str; 12] {
         [
             &self.anomalies,
             &self.summaries,
@@ -107,6 +127,10 @@ impl Keys {
             &self.readings_last,
             &self.readings_stream,
             &self.status,
+            &self.alarms,
+            &self.audit,
+            &self.episodes,
+            &self.layout,
             &self.journal,
             &self.peers,
         ]
@@ -134,6 +158,7 @@ pub struct Limits {
     pub max_anomalies: usize,
     /// Recent summaries kept (`store.max_summaries`).
     pub max_summaries: usize,
+    pub audit: AuditLimits,
 }
 
 /// What one pipeline writes. Anomalies are the only part that accumulates; the rest are
@@ -151,6 +176,8 @@ pub struct Batch {
     pub new_readings: Vec<Reading>,
     /// The status hash, when it is due.
     pub status: Option<Vec<(String, String)>>,
+    /// Alarms, audit entries and episode checkpoints that changed.
+    pub records: Records,
 }
 
 impl Batch {
@@ -160,15 +187,20 @@ impl Batch {
             && self.last_readings.is_none()
             && self.new_readings.is_empty()
             && self.status.is_none()
+            && self.records.is_empty()
     }
 }
 
 /// The pipeline that writes `batch`, trims anomalies past their retention and the cap, and
 /// caps the summaries. It runs as one `MULTI`/`EXEC`: a reader never sees a batch half written,
 /// and a retried batch is idempotent (the same anomaly is the same member).
+///
+/// Its one answer (see [`marker_was_missing`]) says whether the layout marker was missing, that
+/// is whether this write went into an empty Redis.
 pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.atomic();
+    pipe.cmd("SETNX").arg(&keys.layout).arg(LAYOUT_VERSION);
     let cutoff = retention_cutoff(limits.now, limits.retention);
 
     let members: Vec<(i64, String)> = batch
@@ -225,6 +257,8 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
         command.ignore();
     }
 
+    records::write(&mut pipe, keys, &batch.records, &limits.audit);
+
     if let Some(fields) = &batch.status
         && !fields.is_empty()
     {
@@ -233,6 +267,11 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
         pipe.cmd("HSET").arg(&keys.status).arg(fields).ignore();
     }
     pipe
+}
+
+/// Reads the answer of a [`batch_pipeline`]: true when the layout marker had to be set.
+pub fn marker_was_missing(answer: &[i64]) -> bool {
+    answer.first() == Some(&1)
 }
 
 fn rank(count: usize) -> i64 {

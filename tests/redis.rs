@@ -263,7 +263,7 @@ async fn anomalies_raised_while_redis_is_down_arrive_when_it_returns() {
     let fixture = Fixture::new(config(&redis, |_| {}));
     let store = &fixture.store;
     let _mirror = fixture.spawn_mirror(fast()).await;
-    fixture.record(5, TimeDelta::seconds(10));
+    let before = fixture.record(5, TimeDelta::seconds(10));
     wait_until("the mirror has written the first five", PATIENCE, || async {
         let health = store.health.redis();
         health.state == RedisState::Connected && health.mirrored == 5
@@ -282,7 +282,8 @@ async fn anomalies_raised_while_redis_is_down_arrive_when_it_returns() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(store.health.redis().backlog, 50, "nothing is lost or written while Redis is away");
 
-    // The restarted server saves nothing (`--save ""`), so it holds exactly what was flushed.
+    // The restarted server saves nothing (`--save ""`): it comes back empty, and gets the first
+    // five again with the backlog.
     redis.server().resume();
     let held = holds_within(PATIENCE, || async {
         let health = store.health.redis();
@@ -290,10 +291,11 @@ async fn anomalies_raised_while_redis_is_down_arrive_when_it_returns() {
     })
     .await;
     assert!(held, "timed out waiting until the backlog is flushed: {:?}", store.health.redis());
-    let expected: Vec<String> = during.iter().map(|anomaly| serde_json::to_string(anomaly).unwrap()).collect();
+    let expected: Vec<String> =
+        before.iter().chain(&during).map(|anomaly| serde_json::to_string(anomaly).unwrap()).collect();
     assert_eq!(members(&redis).await, expected);
     let health = store.health.redis();
-    assert_eq!((health.mirrored, health.dropped), (55, 0));
+    assert_eq!((health.mirrored, health.dropped), (60, 0), "55, and the first five written again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,4 +483,145 @@ async fn mirror_throughput() {
     wait_until("all are mirrored", Duration::from_secs(120), || async { zcard(&redis).await == N }).await;
     let elapsed = started.elapsed();
     println!("catching up: {N} anomalies in {elapsed:.2?}: {:.0} anomalies/s", N as f64 / elapsed.as_secs_f64());
+}
+
+/// A server that accepts connections and reads what is sent, but never answers; it counts the
+/// connections still open.
+struct SilentRedis {
+    url: String,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentRedis {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let url = format!("redis://{}", listener.local_addr().expect("its address"));
+        let open = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&open);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while socket.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
+                    counted.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { url, open }
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_mirror_leaves_nothing_running() {
+    let silent = SilentRedis::start().await;
+    let nowhere = TestRedis { url: silent.url.clone(), prefix: "wtf-test:".into(), server: None };
+    let fixture = Fixture::new(config(&nowhere, |_| {}));
+    let followers_before = fixture.store.journal.followers();
+    // A write that would wait half a minute for its answer.
+    let patient =
+        MirrorTuning { write_timeout: Duration::from_secs(30), connect_timeout: Duration::from_secs(30), ..fast() };
+    let mirror = fixture.spawn_mirror(patient).await;
+    fixture.record(5, TimeDelta::zero());
+    wait_until("the write is on its way", PATIENCE, || async { silent.open() > 0 }).await;
+    assert_eq!(fixture.store.journal.followers(), followers_before + 1, "the mirror follows the journal");
+
+    mirror.cast(MirrorMsg::InjectFault(wtf_monitor::actors::Fault::Panic)).expect("the mirror takes the fault");
+    wait_until("the mirror has crashed", PATIENCE, || async { mirror.get_status() == ractor::ActorStatus::Stopped })
+        .await;
+    // Its write went with it, so an old write cannot land after a successor's; and so did its
+    // follower.
+    wait_until("the crashed mirror's connection is closed", Duration::from_secs(5), || async { silent.open() == 0 })
+        .await;
+    assert_eq!(fixture.store.journal.followers(), followers_before, "the follower is gone too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_notifier_leaves_nothing_running_and_its_successor_gets_the_unwritten() {
+    use wtf_monitor::actors::notifier::{Notifier, NotifierArgs, NotifierMsg};
+    use wtf_monitor::notify::NotifyShared;
+    let silent = SilentRedis::start().await;
+    let nowhere = TestRedis { url: silent.url.clone(), prefix: "wtf-test:".into(), server: None };
+    let fixture = Fixture::new(config(&nowhere, |config| {
+        let hook = serde_json::json!({"name": "pager", "url": format!("http://127.0.0.1:{}/hook", free_port())});
+        config.notify.webhook = vec![serde_json::from_value(hook).expect("a webhook")];
+    }));
+    let receivers = wtf_monitor::notify::receivers(&fixture.config.notify).expect("receivers");
+    let shared = Arc::new(NotifyShared::new(&receivers, &fixture.config.notify, false));
+    let args = NotifierArgs {
+        config: fixture.config.notify.clone(),
+        redis: fixture.config.redis.clone(),
+        receivers,
+        shared: Arc::clone(&shared),
+        store: Arc::clone(&fixture.store),
+        clock: fixture.clock,
+        instance: "test".into(),
+    };
+    let (notifier, _) = Actor::spawn(None, Notifier, args).await.expect("the notifier starts");
+    fixture.record(1, TimeDelta::zero());
+    let staged = || wtf_monitor::store::lock(&shared.progress).staged.len();
+    wait_until("the alarm is derived and its write is on its way", PATIENCE, || async {
+        silent.open() > 0 && wtf_monitor::store::lock(&shared.progress).cursor > 0 && staged() == 0
+    })
+    .await;
+
+    notifier.cast(NotifierMsg::InjectFault(wtf_monitor::actors::Fault::Panic)).expect("the notifier takes the fault");
+    wait_until("the notifier has crashed", PATIENCE, || async {
+        notifier.get_status() == ractor::ActorStatus::Stopped
+    })
+    .await;
+    assert_eq!(staged(), 1, "the write that did not get through waits for the next notifier");
+    wait_until("the crashed notifier's connections are closed", Duration::from_secs(4), || async {
+        silent.open() == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_comes_back_empty_gets_the_whole_retained_state_again() {
+    let Some(mut redis) = own_redis_or_skip("a_redis_that_comes_back_empty") else { return };
+    let fixture = Fixture::new(config(&redis, |_| {}));
+    let store = &fixture.store;
+    let _mirror = fixture.spawn_mirror(fast()).await;
+    fixture.record(10, TimeDelta::seconds(30));
+    store.record_summary(summary(fixture.clock.now(), "Ten flow spikes."), Utc::now());
+    let keys = redis.keys();
+    wait_until("the first ten are mirrored", PATIENCE, || async {
+        store.health.redis().mirrored == 10 && zcard(&redis).await == 10
+    })
+    .await;
+    let alarms: usize = redis.connection().await.hlen(&keys.alarms).await.expect("HLEN");
+    assert_eq!(alarms, 10);
+
+    // Restarted without persistence: it comes back empty, and meanwhile ten more were raised.
+    redis.server().kill();
+    fixture.record(10, TimeDelta::zero());
+    wait_until("the outage is seen", PATIENCE, || async { store.health.redis().state == RedisState::Reconnecting })
+        .await;
+    redis.server().resume();
+    wait_until("every retained anomaly is in redis again", PATIENCE, || async {
+        let mut connection = redis.connection().await;
+        let alarms: usize = connection.hlen(&keys.alarms).await.expect("HLEN");
+        let summary: bool = connection.exists(&keys.summary_latest).await.expect("EXISTS");
+        let status: bool = connection.exists(&keys.status).await.expect("EXISTS");
+        zcard(&redis).await == 20 && alarms == 20 && summary && status
+    })
+    .await;
+
+    // And a restart gets the full set back.
+    let after = Fixture::new(fixture.config.clone());
+    let restored = mirror::restore(&after.config, &after.store, after.clock.now(), Duration::from_secs(5))
+        .await
+        .expect("the restore reads Redis");
+    assert_eq!((restored.anomalies, restored.summaries, restored.alarms), (20, 1, 20));
+    let all = AnomalyQuery::newest(1000);
+    let json = |store: &Store| serde_json::to_value(store.anomalies.query(&all)).unwrap();
+    assert_eq!(json(&after.store), json(store), "served after the restart as before it");
 }

@@ -15,13 +15,18 @@
 //! write that succeeds flushes the backlog. `/status` shows the state, the backlog, the drops,
 //! the count mirrored and the last error.
 //!
+//! Every write also sets the layout marker if it is missing (see [`crate::redis_layout`]): once a
+//! write of this mirror has seen it, a write that finds it missing went into a Redis that lost
+//! its data, and everything the store retains is queued to be written again.
+//!
 //! Failure policy: Redis errors are expected and never fail the actor. A mirror restarted after
 //! a crash starts from the store's oldest anomaly and writes everything the store holds again:
 //! the same anomaly is the same sorted-set member, so this costs one pass, not duplicates, and
 //! recovers what its predecessor still had in its backlog. The same holds after a restore.
 //!
 //! On a graceful stop (`drain_and_wait` from the supervisor, after the detectors have drained)
-//! `post_stop` waits for the write on its way and flushes what is left, within a bounded time.
+//! `post_stop` waits for the write on its way and flushes what is left, within a bounded time;
+//! what it could not write is logged at WARN with its count and makes the process exit with 5.
 //!
 //! [`restore_at_start`] runs before any actor: it puts the last 24 h of anomalies and the
 //! recent summaries back into the store, so `/anomalies` answers after a restart as before it.
@@ -35,6 +40,7 @@ use chrono::{DateTime, Utc};
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
 use crate::backoff::Backoff;
@@ -44,11 +50,15 @@ use crate::domain::{Anomaly, SensorId, Summary};
 use crate::health::RedisState;
 use crate::ingress::Ingress;
 use crate::journal::Event;
-use crate::redis_layout::{Backlog, Batch, Keys, Limits, batch_pipeline, pull_budget, status_fields};
+use crate::redis_layout::{
+    AuditLimits, Backlog, Batch, Keys, Limits, Records, batch_pipeline, marker_was_missing, pull_budget, status_fields,
+};
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
 
+mod records;
 mod restore;
+use records::RecordQueue;
 pub use restore::{Restored, restore, restore_at_start};
 
 /// How long a graceful stop may spend flushing; below the supervisor's drain timeout.
@@ -144,12 +154,22 @@ struct Pending {
     summary_seq: Option<u64>,
     readings: Option<BTreeMap<SensorId, DateTime<Utc>>>,
     status: bool,
+    records: Records,
+}
+
+/// What a write that succeeded found.
+#[derive(Clone, Copy, Debug)]
+struct Written {
+    /// The layout marker was missing: the write went into an empty Redis.
+    into_empty: bool,
 }
 
 struct InFlight {
     generation: u64,
     pending: Pending,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    /// Aborted with the state, on a stop and on a crash alike: a crashed mirror's write cannot
+    /// land after its successor's and put older snapshots back.
+    task: AbortOnDropHandle<Result<Written, String>>,
 }
 
 pub struct MirrorState {
@@ -165,6 +185,8 @@ pub struct MirrorState {
     /// Sequence number of the last journal entry looked at (its anomaly, if any, is in the backlog).
     cursor: u64,
     backlog: Backlog<Arc<Anomaly>>,
+    /// Alarms, audit entries and episode checkpoints waiting.
+    records: RecordQueue,
     in_flight: Option<InFlight>,
     generation: u64,
     retry: Backoff,
@@ -179,10 +201,14 @@ pub struct MirrorState {
     /// Anomalies the store no longer held when the mirror came to take them.
     missed: u64,
     last_error: Option<String>,
+    /// A write of this mirror has found the layout marker (or set it): from then on, a missing
+    /// marker means Redis lost its data.
+    marker_seen: bool,
     drop_warned_at: Option<Instant>,
     /// Set while a `Wake` from the follower waits in the mailbox, so a flood sends only one.
     wake_pending: Arc<AtomicBool>,
-    follower: Option<tokio::task::JoinHandle<()>>,
+    /// Aborted with the state, like the write.
+    follower: Option<AbortOnDropHandle<()>>,
     tick: Option<JoinHandle<()>>,
 }
 
@@ -223,6 +249,9 @@ impl Actor for Mirror {
         for anomaly in held.into_iter().skip(skipped) {
             backlog.push(anomaly);
         }
+        // The alarms, the audit trail and the open episodes likewise.
+        let mut records = RecordQueue::new(redis.backlog_capacity);
+        records.queue_all(&store);
         // A restarted mirror carries on with its predecessor's counts and last error.
         let before = store.health.redis();
         let cluster = store.config().cluster.clone();
@@ -234,6 +263,7 @@ impl Actor for Mirror {
             backlog_capacity: redis.backlog_capacity,
             max_anomalies: redis.max_anomalies,
             backlog,
+            records,
             retry: Backoff::new(tuning.retry_initial, tuning.retry_max),
             store,
             ingress,
@@ -252,6 +282,7 @@ impl Actor for Mirror {
             dropped_before: before.dropped,
             missed: 0,
             last_error: before.last_error,
+            marker_seen: false,
             drop_warned_at: None,
             wake_pending: Arc::new(AtomicBool::new(false)),
             follower: None,
@@ -288,9 +319,7 @@ impl Actor for Mirror {
     }
 
     async fn post_stop(&self, _myself: ActorRef<MirrorMsg>, state: &mut MirrorState) -> Result<(), ActorProcessingErr> {
-        if let Some(follower) = state.follower.take() {
-            follower.abort();
-        }
+        state.follower = None;
         if let Some(tick) = state.tick.take() {
             tick.abort();
         }
@@ -354,12 +383,17 @@ impl MirrorState {
             self.cursor = last.seq;
             let taken = followed.entries.len();
             let sharding = self.store.config().cluster.sharding();
-            let anomalies = followed.entries.into_iter().filter_map(|entry| match entry.event {
-                // Another shard's anomaly is written by that shard's daemons, under its keys.
-                Event::Anomaly(anomaly) if sharding.owns(anomaly.sensor_id.as_str()) => Some(anomaly),
-                _ => None,
-            });
-            let dropped: u64 = anomalies.map(|anomaly| self.backlog.push(anomaly)).sum();
+            let mut dropped = 0;
+            for entry in followed.entries {
+                match entry.event {
+                    // Another shard's anomaly is written by that shard's daemons, under its keys.
+                    Event::Anomaly(anomaly) if sharding.owns(anomaly.sensor_id.as_str()) => {
+                        dropped += self.backlog.push(anomaly);
+                    }
+                    Event::Anomaly(_) => {}
+                    other => self.records.follow(other),
+                }
+            }
             if dropped > 0 {
                 self.warn_dropped("redis backlog full: dropping the oldest anomalies");
             }
@@ -385,11 +419,11 @@ impl MirrorState {
         let myself = myself.clone();
         // The JSON is encoded in the task too: a batch of thousands takes milliseconds of CPU
         // that the mailbox should not wait for.
-        let task = tokio::spawn(async move {
-            let outcome = redis.exec(&batch_pipeline(&keys, &batch, &limits), timeout).await;
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
+            let outcome = write(&redis, &batch_pipeline(&keys, &batch, &limits), timeout).await;
             let _ = myself.cast(MirrorMsg::Flushed(generation));
             outcome
-        });
+        }));
         self.in_flight = Some(InFlight { generation, pending, task });
     }
 
@@ -426,11 +460,13 @@ impl MirrorState {
             let health = &self.store.health;
             status_fields(&health.actors(), &health.llm(), &health.redis(), health.started_at(), self.clock.now())
         });
+        let records = self.records.take(&self.store, self.tuning.batch);
         let pending = Pending {
             anomalies: anomalies.clone(),
             summary_seq: summaries.is_some().then_some(summary_seq),
             readings: written,
             status: status.is_some(),
+            records: records.clone(),
         };
         let batch = Batch {
             anomalies,
@@ -438,6 +474,7 @@ impl MirrorState {
             last_readings: readings_changed.then(|| new_readings.clone()),
             new_readings,
             status,
+            records,
         };
         (batch, pending)
     }
@@ -449,11 +486,16 @@ impl MirrorState {
             retention: config.store.retention,
             max_anomalies: self.max_anomalies,
             max_summaries: config.store.max_summaries,
+            audit: AuditLimits {
+                now: self.clock.now(),
+                retention: config.audit.retention,
+                max_entries: config.audit.max_entries,
+            },
         }
     }
 
     /// Records how a write ended; on success goes on with the next, on failure waits to retry.
-    fn settle(&mut self, myself: &ActorRef<MirrorMsg>, pending: Pending, outcome: Result<(), String>) {
+    fn settle(&mut self, myself: &ActorRef<MirrorMsg>, pending: Pending, outcome: Result<Written, String>) {
         if self.record(pending, outcome) {
             self.on_wake(myself);
         } else {
@@ -463,9 +505,11 @@ impl MirrorState {
     }
 
     /// Records the outcome of a write; true when it succeeded.
-    fn record(&mut self, pending: Pending, outcome: Result<(), String>) -> bool {
+    fn record(&mut self, pending: Pending, outcome: Result<Written, String>) -> bool {
         match outcome {
-            Ok(()) => {
+            Ok(written) => {
+                // What waited when Redis answered again: this write's and the rest of the backlog.
+                let waited = pending.anomalies.len() + self.backlog.len();
                 self.mirrored += pending.anomalies.len() as u64;
                 if let Some(seq) = pending.summary_seq {
                     self.summaries_written = seq;
@@ -479,16 +523,25 @@ impl MirrorState {
                 match self.link {
                     Link::Up => {}
                     Link::Down { since } => tracing::info!(
-                        component = %"redis", backlog = self.backlog.len(),
+                        component = %"redis", backlog = waited,
                         outage_ms = since.elapsed().as_millis() as u64, "redis reachable again; flushing the backlog"
                     ),
-                    Link::Connecting { .. } => tracing::info!(component = %"redis", "connected to redis"),
+                    Link::Connecting { .. } => {
+                        tracing::info!(component = %"redis", backlog = waited, "connected to redis")
+                    }
                 }
+                // `/status` shows an error only while it stands.
+                self.last_error = None;
                 self.link = Link::Up;
                 self.retry.reset();
+                if written.into_empty && self.marker_seen {
+                    self.rewrite_all(&pending.anomalies);
+                }
+                self.marker_seen = true;
                 true
             }
             Err(error) => {
+                self.records.requeue(&self.store, pending.records);
                 let dropped = self.backlog.requeue(pending.anomalies);
                 if dropped > 0 {
                     self.warn_dropped("redis backlog full: dropping the oldest anomalies");
@@ -510,6 +563,35 @@ impl MirrorState {
                 false
             }
         }
+    }
+
+    /// Redis lost its data (restarted without persistence, flushed): everything the store
+    /// retains is written again, as at a mirror's start — anomalies, alarms, audit, episodes, and
+    /// the snapshots (summaries, last readings, status).
+    fn rewrite_all(&mut self, just_written: &[Arc<Anomaly>]) {
+        let queued = self.backlog.take(usize::MAX);
+        let held = self.store.anomalies.oldest_first();
+        tracing::warn!(
+            component = %"redis", anomalies = held.len(),
+            "redis came back empty (its layout marker is gone): writing the retained state again"
+        );
+        let held_ids: std::collections::HashSet<_> = held.iter().map(|anomaly| anomaly.id.clone()).collect();
+        // The write that found Redis empty is in it now.
+        let written: std::collections::HashSet<_> = just_written.iter().map(|anomaly| &anomaly.id).collect();
+        let held: Vec<_> = held.into_iter().filter(|anomaly| !written.contains(&anomaly.id)).collect();
+        let skipped = held.len().saturating_sub(self.backlog_capacity);
+        for anomaly in held.into_iter().skip(skipped) {
+            self.backlog.push(anomaly);
+        }
+        // What waited and the store no longer holds is written too.
+        for anomaly in queued.into_iter().filter(|anomaly| !held_ids.contains(&anomaly.id)) {
+            self.backlog.push(anomaly);
+        }
+        self.records.queue_all(&self.store);
+        self.summaries_written = 0;
+        self.readings_written.clear();
+        self.readings_due = Instant::now();
+        self.status_due = Instant::now();
     }
 
     fn warn_dropped(&mut self, message: &str) {
@@ -539,20 +621,21 @@ impl MirrorState {
     }
 
     /// On a graceful stop: finish the write on its way, then write what is left, within
-    /// [`FINAL_FLUSH_BUDGET`]. Stops at the first failure: Redis is away, and the process ends.
+    /// [`FINAL_FLUSH_BUDGET`]. Stops writing at the first failure (Redis is away, and the process
+    /// ends); whatever is left behind is counted, logged as a warning and published for the exit
+    /// status.
     async fn final_flush(&mut self) {
         let deadline = Instant::now() + FINAL_FLUSH_BUDGET;
+        let mut answering = true;
         if let Some(in_flight) = self.in_flight.take() {
             let outcome = match tokio::time::timeout_at(deadline, in_flight.task).await {
                 Ok(joined) => joined.unwrap_or_else(|err| Err(format!("write task failed: {err}"))),
                 Err(_) => Err("no answer before the end of the shutdown budget".into()),
             };
-            if !self.record(in_flight.pending, outcome) {
-                return;
-            }
+            answering = self.record(in_flight.pending, outcome);
         }
         self.status_due = Instant::now();
-        loop {
+        while answering {
             self.pull();
             let (batch, pending) = self.next_batch();
             if batch.is_empty() {
@@ -560,32 +643,53 @@ impl MirrorState {
             }
             let pipe = batch_pipeline(&self.keys, &batch, &self.limits());
             let timeout = self.tuning.write_timeout.min(deadline.saturating_duration_since(Instant::now()));
-            let outcome = self.redis.exec(&pipe, timeout).await;
-            if !self.record(pending, outcome) {
-                break;
-            }
+            let outcome = write(&self.redis, &pipe, timeout).await;
+            answering = self.record(pending, outcome);
         }
-        tracing::info!(
-            component = %"redis", mirrored = self.mirrored, left_behind = self.backlog.len(), "final flush to redis done"
-        );
+        // Everything not written is now in the backlog: a failed write leaves the link down,
+        // and the pull then takes all the store has.
+        self.pull();
+        let left_behind = (self.backlog.len() + self.records.len() + self.store.episodes.pending()) as u64;
+        self.store.health.set_redis(|health| health.left_behind = Some(left_behind));
+        if left_behind > 0 {
+            tracing::warn!(
+                component = %"redis", mirrored = self.mirrored, left_behind,
+                dropped = self.dropped_before + self.backlog.dropped() + self.missed,
+                error = self.last_error.as_deref().unwrap_or("none"),
+                "final flush to redis incomplete: anomalies and records left behind, never written"
+            );
+        } else {
+            tracing::info!(component = %"redis", mirrored = self.mirrored, left_behind, "final flush to redis done");
+        }
     }
 }
 
-/// Wakes the mirror when something is journalled; ends with the mirror.
+/// Runs a [`batch_pipeline`] and reads its answer.
+async fn write(redis: &RedisLink, pipe: &redis::Pipeline, timeout: Duration) -> Result<Written, String> {
+    let answer: Vec<i64> = redis.query(pipe, timeout).await?;
+    Ok(Written { into_empty: marker_was_missing(&answer) })
+}
+
+/// Wakes the mirror when something is journalled or a checkpoint waits; aborted when its
+/// handle, in the mirror's state, is dropped.
 fn spawn_follower(
-    store: &Store,
+    store: &Arc<Store>,
     mirror: ActorRef<MirrorMsg>,
     wake_pending: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
+) -> AbortOnDropHandle<()> {
     let mut journal = store.journal.subscribe();
-    tokio::spawn(async move {
+    let store = Arc::clone(store);
+    AbortOnDropHandle::new(tokio::spawn(async move {
         loop {
-            if journal.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = journal.changed() => if changed.is_err() {
+                    return;
+                },
+                () = store.episodes.changed.notified() => {}
             }
             if !wake_pending.swap(true, Ordering::AcqRel) && mirror.cast(MirrorMsg::Wake).is_err() {
                 return;
             }
         }
-    })
+    }))
 }

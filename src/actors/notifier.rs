@@ -8,9 +8,10 @@
 //! It follows the journal by sequence number, as the mirror does, and derives each alarm's
 //! transitions with the [`AlarmTracker`]; each transition a receiver wants goes into that
 //! receiver's outbox. A memory outbox takes it at once; for a Redis outbox it is staged and
-//! written by a spawned task (one at a time), so the mailbox never waits on Redis. The cursor, the
-//! tracker and the staged items live in [`NotifyShared`], which the supervisor keeps: a notifier
-//! restarted after a crash carries on exactly where its predecessor stopped.
+//! written by a spawned task (one at a time, aborted with the actor's state: a crash puts its
+//! items back in the staging for the next notifier), so the mailbox never waits on Redis. The
+//! cursor, the tracker and the staged items live in [`NotifyShared`], which the supervisor keeps:
+//! a notifier restarted after a crash carries on exactly where its predecessor stopped.
 //!
 //! Delivery is the couriers' ([`crate::notify::courier`]): one task per receiver, spawned in
 //! `post_start` and aborted with the actor's state (on a stop and on a crash alike).
@@ -93,7 +94,8 @@ pub struct NotifierState {
     shared: Arc<NotifyShared>,
     routes: Vec<Route>,
     in_redis: bool,
-    enqueue_in_flight: bool,
+    /// The write of staged items on its way, if one is.
+    enqueuing: Option<Enqueuing>,
     enqueue_retry: Backoff,
     retry_at: Option<Instant>,
     /// Set while a `Wake` from the follower waits in the mailbox, so a flood sends only one.
@@ -161,7 +163,7 @@ impl Actor for Notifier {
             shared,
             routes,
             in_redis,
-            enqueue_in_flight: false,
+            enqueuing: None,
             retry_at: None,
             wake_pending: Arc::new(AtomicBool::new(false)),
             follower: None,
@@ -290,7 +292,7 @@ impl NotifierState {
 
     /// Starts writing staged items to Redis, unless a write is on its way.
     fn start_enqueue(&mut self, myself: &ActorRef<NotifierMsg>) {
-        if self.enqueue_in_flight || !self.in_redis {
+        if self.enqueuing.is_some() || !self.in_redis {
             return;
         }
         let batch: Vec<(String, Arc<Item>)> = {
@@ -301,19 +303,27 @@ impl NotifierState {
         if batch.is_empty() {
             return;
         }
-        self.enqueue_in_flight = true;
         let outboxes: BTreeMap<String, Outbox> =
             self.routes.iter().map(|route| (route.receiver.name.clone(), route.outbox.clone())).collect();
         let store = Arc::clone(&self.store);
         let myself = myself.clone();
-        tokio::spawn(async move {
-            let outcome = enqueue(&outboxes, &store, &batch).await.map_err(|error| (error, batch));
+        let written = batch.clone();
+        let task = tokio::spawn(async move {
+            let outcome = enqueue(&outboxes, &store, &written).await.map_err(|error| (error, written));
             let _ = myself.cast(NotifierMsg::Enqueued(outcome));
+        });
+        self.enqueuing = Some(Enqueuing {
+            batch: Some(batch),
+            shared: Arc::clone(&self.shared),
+            _task: AbortOnDropHandle::new(task),
         });
     }
 
     fn on_enqueued(&mut self, myself: &ActorRef<NotifierMsg>, outcome: Result<(), (String, Staged)>) {
-        self.enqueue_in_flight = false;
+        if let Some(mut enqueuing) = self.enqueuing.take() {
+            // Settled here: nothing to put back.
+            enqueuing.batch = None;
+        }
         match outcome {
             Ok(()) => {
                 self.enqueue_retry.reset();
@@ -359,7 +369,7 @@ impl NotifierState {
     async fn final_flush(&mut self) {
         let deadline = Instant::now() + FINAL_FLUSH_BUDGET;
         self.derive();
-        if self.in_redis && !self.enqueue_in_flight {
+        if self.in_redis && self.enqueuing.is_none() {
             let outboxes: BTreeMap<String, Outbox> =
                 self.routes.iter().map(|route| (route.receiver.name.clone(), route.outbox.clone())).collect();
             let batch: Vec<(String, Arc<Item>)> = lock(&self.shared.progress).staged.drain(..).collect();
@@ -392,6 +402,25 @@ impl NotifierState {
         }
         let backlog = self.store.notify.total_backlog();
         tracing::info!(component = %"notify", backlog, "notifier stopped");
+    }
+}
+
+/// A write of staged items to Redis on its way. Dropped unsettled (the notifier crashed), it
+/// aborts the write and stages its items again, first, for the notifier that follows: the
+/// outbox's idempotency keys make a write that got partly through harmless to repeat.
+struct Enqueuing {
+    batch: Option<Staged>,
+    shared: Arc<NotifyShared>,
+    _task: AbortOnDropHandle<()>,
+}
+
+impl Drop for Enqueuing {
+    fn drop(&mut self) {
+        let Some(batch) = self.batch.take() else { return };
+        let mut progress = lock(&self.shared.progress);
+        for staged in batch.into_iter().rev() {
+            progress.staged.push_front(staged);
+        }
     }
 }
 

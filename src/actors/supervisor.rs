@@ -161,6 +161,14 @@ impl Actor for Supervisor {
         let notify = if args.config.notify.any_receiver() {
             let receivers = crate::notify::receivers(&args.config.notify).map_err(ActorProcessingErr::from)?;
             let shared = NotifyShared::new(&receivers, &args.config.notify, args.config.redis.url.is_empty());
+            // Alarms restored from Redis were notified before the restart: only what happens to
+            // them from now on is.
+            let now = args.clock.now();
+            let mut progress = lock(&shared.progress);
+            for alarm in args.store.alarms() {
+                progress.tracker.know(&alarm, now);
+            }
+            drop(progress);
             Some((receivers, Arc::new(shared)))
         } else {
             None

@@ -67,6 +67,23 @@ fn an_alarms_life_gives_each_transition_once() {
     assert!(tracker.is_empty(), "an alarm seen normal is forgotten");
 }
 
+/// An alarm restored from Redis at start was notified before the restart: it is not raised again,
+/// and what happens to it afterwards is.
+#[test]
+fn a_restored_alarm_is_not_raised_again() {
+    let anomaly = spike(0);
+    let mut book = AlarmBook::default();
+    let (acked, _) = {
+        book.raise(&anomaly, Priority::High, "bar");
+        book.ack(anomaly.id.as_str(), "night-shift", None, at(5)).unwrap()
+    };
+    let mut tracker = AlarmTracker::default();
+    tracker.know(&acked, at(10));
+    assert_eq!(tracker.observe(&acked, at(11)), []);
+    let gone = book.clear(&cleared(&anomaly, 12));
+    assert_eq!(tracker.observe(&gone[0], at(12)), [Transition::Cleared]);
+}
+
 #[test]
 fn shelving_and_unshelving_are_transitions_of_their_own() {
     let anomaly = spike(0);

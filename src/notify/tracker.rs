@@ -31,6 +31,17 @@ impl AlarmTracker {
     /// else it shows (acknowledged, cleared): so an alarm restored from Redis, or told by another
     /// daemon, derives the transitions it went through, and the outbox's idempotency keys keep
     /// any that were already delivered from going out again.
+    /// An alarm restored at start: seen as it is, so only what happens to it from now on is a
+    /// transition (it is not raised again).
+    pub fn know(&mut self, alarm: &Alarm, at: DateTime<Utc>) {
+        let seen = Seen {
+            acked: alarm.acked_at.is_some(),
+            cleared: alarm.cleared_at.is_some(),
+            shelved: alarm.is_shelved(at),
+        };
+        self.known.insert(alarm.id.clone(), seen);
+    }
+
     pub fn observe(&mut self, alarm: &Alarm, at: DateTime<Utc>) -> Vec<Transition> {
         let now = Seen {
             acked: alarm.acked_at.is_some(),

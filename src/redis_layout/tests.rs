@@ -29,7 +29,8 @@ fn summary(seconds: i64) -> Arc<Summary> {
 }
 
 fn limits(now: DateTime<Utc>) -> Limits {
-    Limits { now, retention: Duration::from_secs(24 * 3600), max_anomalies: 1_000_000, max_summaries: 100 }
+    let audit = AuditLimits { now, retention: Duration::from_secs(400 * 86_400), max_entries: 100_000 };
+    Limits { now, retention: Duration::from_secs(24 * 3600), max_anomalies: 1_000_000, max_summaries: 100, audit }
 }
 
 /// The pipeline's commands as text, e.g. `["ZADD", "wtf:{plant}:anomalies", "…", …]`.
@@ -184,6 +185,7 @@ fn the_status_hash_is_replaced_whole() {
         dropped: 0,
         mirrored: 7,
         last_error: None,
+        left_behind: None,
     };
     let llm = LlmHealth { state: crate::health::LlmState::Disabled, model: "m".into(), ..LlmHealth::default() };
     let mut actors = BTreeMap::new();
@@ -270,4 +272,37 @@ fn shards_own_their_keys_and_share_the_registry() {
     assert_eq!(keys[2].journal, "wtf:{plant-2}:journal");
     assert_eq!(keys[2].peers, "wtf:{plant}:peers");
     assert_eq!(Keys::new("wtf:").for_instance("wtf-a").status, "wtf:{plant}:status:wtf-a");
+}
+
+#[test]
+fn alarms_audit_and_episodes_are_written_and_deleted_field_by_field() {
+    let anomaly = spike(1);
+    let mut book = crate::alarms::AlarmBook::default();
+    let alarm = Arc::new(book.raise(&anomaly, crate::alarms::Priority::High, "bar").remove(0));
+    let entry = Arc::new(crate::audit::AuditEntry {
+        at: at(2),
+        actor: "night-shift".into(),
+        action: crate::audit::AuditAction::Ack,
+        target: alarm.id.to_string(),
+        detail: String::new(),
+    });
+    let sensor = (SensorId::new("wtf-pipe-1"), Parameter::new("pressure"));
+    let records = Records {
+        alarms: vec![(alarm.id.clone(), Some(Arc::clone(&alarm))), (spike(0).id.clone(), None)],
+        audit: vec![Arc::clone(&entry)],
+        episodes: vec![(sensor.clone(), None)],
+    };
+    let batch = Batch { records, ..Batch::default() };
+    let commands = commands(&batch_pipeline(&Keys::new("wtf:"), &batch, &limits(at(10))));
+    let named = |name: &str, key: &str| {
+        commands.iter().find(|command| command[0] == name && command[1] == key).cloned().unwrap_or_default()
+    };
+    let hset = named("HSET", "wtf:{plant}:alarms");
+    assert_eq!(hset[2], alarm.id.as_str());
+    assert_eq!(hset[3], serde_json::to_string(alarm.as_ref()).unwrap(), "as /alarms serves it");
+    assert_eq!(named("HDEL", "wtf:{plant}:alarms").len(), 3, "an alarm gone is deleted");
+    let zadd = named("ZADD", "wtf:{plant}:audit");
+    assert_eq!(zadd[2..4], [score(at(2)).to_string(), serde_json::to_string(entry.as_ref()).unwrap()]);
+    assert_eq!(named("HDEL", "wtf:{plant}:episodes")[2], "wtf-pipe-1/pressure", "an idle detector is deleted");
+    assert_eq!(records::parse_episode_field("a/b/pressure"), Some((SensorId::new("a/b"), Parameter::new("pressure"))));
 }

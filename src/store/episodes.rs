@@ -23,6 +23,9 @@ pub struct EpisodeBook {
     pending: Mutex<HashMap<DetectorKey, Option<Checkpoint>>>,
     /// Read from Redis at start; each detector takes its own once, when it is created.
     restored: Mutex<HashMap<DetectorKey, Checkpoint>>,
+    /// The newest checkpoint of every detector with an episode open (restored ones included):
+    /// what Redis should hold, for a mirror that must write it all again.
+    current: Mutex<HashMap<DetectorKey, Checkpoint>>,
     /// Rung when something is pending.
     pub changed: Notify,
 }
@@ -30,6 +33,10 @@ pub struct EpisodeBook {
 impl EpisodeBook {
     /// A detector's newest checkpoint, replacing one still waiting.
     pub fn put(&self, key: DetectorKey, checkpoint: Option<Checkpoint>) {
+        match &checkpoint {
+            Some(checkpoint) => lock(&self.current).insert(key.clone(), checkpoint.clone()),
+            None => lock(&self.current).remove(&key),
+        };
         lock(&self.pending).insert(key, checkpoint);
         self.changed.notify_one();
     }
@@ -53,7 +60,14 @@ impl EpisodeBook {
 
     /// The checkpoints read from Redis at start.
     pub fn restore(&self, checkpoints: HashMap<DetectorKey, Checkpoint>) {
-        *lock(&self.restored) = checkpoints;
+        // Added to: every shard's keys are read in turn.
+        lock(&self.current).extend(checkpoints.clone());
+        lock(&self.restored).extend(checkpoints);
+    }
+
+    /// Every open checkpoint, to write whole (at a mirror's start, or into a Redis found empty).
+    pub fn current(&self) -> Vec<(DetectorKey, Option<Checkpoint>)> {
+        lock(&self.current).iter().map(|(key, checkpoint)| (key.clone(), Some(checkpoint.clone()))).collect()
     }
 
     /// The checkpoint a new detector resumes from, if Redis had one.

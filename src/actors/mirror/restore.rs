@@ -1,16 +1,23 @@
 //! The restore at start: before any actor runs, the last 24 h of anomalies and the recent
 //! summaries are read back from Redis into the store, so `/anomalies` answers after a restart as
-//! it did before. Bounded in time; Redis being away is logged, never fatal.
+//! it did before; so are the alarms with their acknowledgements and shelves, the audit trail, and
+//! the detectors' open episodes (each detector resumes from its own, so nothing is raised twice).
+//! Bounded in time; Redis being away is logged, never fatal.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
+use crate::alarms::Alarm;
+use crate::audit::AuditEntry;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
+use crate::detection::Checkpoint;
 use crate::domain::{Anomaly, Summary};
 use crate::health::RedisState;
+use crate::redis_layout::records::parse_episode_field;
 use crate::redis_layout::{Keys, retention_cutoff};
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
@@ -27,6 +34,10 @@ const RESTORE_PAGE: usize = 10_000;
 pub struct Restored {
     pub anomalies: usize,
     pub summaries: usize,
+    /// Alarms, audit entries and open episode checkpoints put back.
+    pub alarms: usize,
+    pub audit: usize,
+    pub episodes: usize,
     /// Members that did not parse as an anomaly or a summary (written by something else).
     pub unreadable: usize,
     /// Why the restore stopped early, if it did; what was read until then was kept.
@@ -52,6 +63,7 @@ pub async fn restore_at_start(config: &ValidConfig, store: &Store, clock: &Clock
             }
             tracing::info!(
                 component = %"redis", anomalies = restored.anomalies, summaries = restored.summaries,
+                alarms = restored.alarms, audit = restored.audit, episodes = restored.episodes,
                 "restored from redis"
             );
         }
@@ -82,6 +94,9 @@ pub async fn restore(
             Ok(restored) => {
                 total.anomalies += restored.anomalies;
                 total.summaries += restored.summaries;
+                total.alarms += restored.alarms;
+                total.audit += restored.audit;
+                total.episodes += restored.episodes;
                 total.unreadable += restored.unreadable;
                 total.incomplete = total.incomplete.or(restored.incomplete);
             }
@@ -169,7 +184,49 @@ async fn restore_keys(
     if !summaries.is_empty() {
         store.summaries.restore(summaries);
     }
+    if let Err(err) = restore_records(config, &link, keys, store, now, remaining(), &mut restored).await {
+        restored.incomplete.get_or_insert(err);
+    }
     Ok(restored)
+}
+
+/// Puts back the alarms (acknowledgements and shelves with them), the audit trail and the
+/// detectors' open episodes, in one round trip.
+async fn restore_records(
+    config: &ValidConfig,
+    link: &RedisLink,
+    keys: &Keys,
+    store: &Store,
+    now: DateTime<Utc>,
+    timeout: Duration,
+    restored: &mut Restored,
+) -> Result<(), String> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGETALL").arg(&keys.alarms);
+    let cutoff = retention_cutoff(now, config.audit.retention);
+    let newest = config.audit.max_entries.saturating_sub(1);
+    pipe.cmd("ZREVRANGEBYSCORE").arg(&keys.audit).arg("+inf").arg(cutoff).arg("LIMIT").arg(0).arg(newest + 1);
+    pipe.cmd("HGETALL").arg(&keys.episodes);
+    type Answer = (HashMap<String, Vec<u8>>, Vec<Vec<u8>>, HashMap<String, Vec<u8>>);
+    let (alarms, audit, episodes): Answer = link.query(&pipe, timeout).await?;
+
+    let alarms: Vec<Alarm> = parse_all(alarms.values(), &mut restored.unreadable);
+    let mut audit: Vec<AuditEntry> = parse_all(audit.iter(), &mut restored.unreadable);
+    audit.reverse();
+    let mut checkpoints = HashMap::with_capacity(episodes.len());
+    for (field, json) in &episodes {
+        match parse_episode_field(field).zip(serde_json::from_slice::<Checkpoint>(json).ok()) {
+            Some((key, checkpoint)) => {
+                checkpoints.insert(key, checkpoint);
+            }
+            None => restored.unreadable += 1,
+        }
+    }
+    let episodes = checkpoints;
+    (restored.alarms, restored.audit, restored.episodes) = (alarms.len(), audit.len(), episodes.len());
+    store.restore_alarms(alarms, audit);
+    store.episodes.restore(episodes);
+    Ok(())
 }
 
 /// How many anomalies Redis holds for each minute of the last 24 hours, in one round trip.
@@ -189,4 +246,19 @@ async fn count_per_minute(
     }
     let counts: Vec<u64> = link.query(&pipe, timeout).await?;
     Ok(minutes.into_iter().zip(counts).filter(|(_, count)| *count > 0).collect())
+}
+
+/// The members that parse as `T`; the others are counted in `unreadable`.
+fn parse_all<'a, T: serde::de::DeserializeOwned>(
+    members: impl Iterator<Item = &'a Vec<u8>>,
+    unreadable: &mut usize,
+) -> Vec<T> {
+    let mut parsed = Vec::new();
+    for member in members {
+        match serde_json::from_slice(member) {
+            Ok(value) => parsed.push(value),
+            Err(_) => *unreadable += 1,
+        }
+    }
+    parsed
 }
