@@ -37,7 +37,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, MessagingErr};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
@@ -190,7 +189,7 @@ pub struct MirrorState {
     in_flight: Option<InFlight>,
     generation: u64,
     retry: Backoff,
-    retry_timer: Option<JoinHandle<Result<(), MessagingErr<MirrorMsg>>>>,
+    retry_timer: Option<AbortOnDropHandle<Result<(), MessagingErr<MirrorMsg>>>>,
     summaries_written: u64,
     readings_written: BTreeMap<SensorId, DateTime<Utc>>,
     readings_due: Instant,
@@ -209,7 +208,7 @@ pub struct MirrorState {
     wake_pending: Arc<AtomicBool>,
     /// Aborted with the state, like the write.
     follower: Option<AbortOnDropHandle<()>>,
-    tick: Option<JoinHandle<()>>,
+    tick: Option<AbortOnDropHandle<()>>,
 }
 
 impl Actor for Mirror {
@@ -293,7 +292,7 @@ impl Actor for Mirror {
 
     async fn post_start(&self, myself: ActorRef<MirrorMsg>, state: &mut MirrorState) -> Result<(), ActorProcessingErr> {
         state.follower = Some(spawn_follower(&state.store, myself.clone(), Arc::clone(&state.wake_pending)));
-        state.tick = Some(myself.send_interval(state.tuning.tick, || MirrorMsg::Wake));
+        state.tick = Some(AbortOnDropHandle::new(myself.send_interval(state.tuning.tick, || MirrorMsg::Wake)));
         state.on_wake(&myself);
         Ok(())
     }
@@ -319,13 +318,10 @@ impl Actor for Mirror {
     }
 
     async fn post_stop(&self, _myself: ActorRef<MirrorMsg>, state: &mut MirrorState) -> Result<(), ActorProcessingErr> {
+        // Dropped, the follower and the timers stop (as they do when a crash drops the state).
         state.follower = None;
-        if let Some(tick) = state.tick.take() {
-            tick.abort();
-        }
-        if let Some(timer) = state.retry_timer.take() {
-            timer.abort();
-        }
+        state.tick = None;
+        state.retry_timer = None;
         state.final_flush().await;
         state.publish();
         Ok(())
@@ -500,7 +496,7 @@ impl MirrorState {
             self.on_wake(myself);
         } else {
             let delay = self.retry.next_delay();
-            self.retry_timer = Some(myself.send_after(delay, || MirrorMsg::Retry));
+            self.retry_timer = Some(AbortOnDropHandle::new(myself.send_after(delay, || MirrorMsg::Retry)));
         }
     }
 

@@ -38,7 +38,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
@@ -153,7 +152,7 @@ pub struct SummarizerState {
     pull_requested: bool,
     /// Flushed: no further window is taken.
     stopped: bool,
-    ticker: Option<JoinHandle<()>>,
+    ticker: Option<AbortOnDropHandle<()>>,
 }
 
 impl Actor for Summarizer {
@@ -207,7 +206,7 @@ impl Actor for Summarizer {
         myself: ActorRef<SummarizerMsg>,
         state: &mut SummarizerState,
     ) -> Result<(), ActorProcessingErr> {
-        state.ticker = Some(myself.send_interval(TICK, || SummarizerMsg::Tick));
+        state.ticker = Some(AbortOnDropHandle::new(myself.send_interval(TICK, || SummarizerMsg::Tick)));
         Ok(())
     }
 
@@ -237,10 +236,9 @@ impl Actor for Summarizer {
         _myself: ActorRef<SummarizerMsg>,
         state: &mut SummarizerState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(ticker) = state.ticker.take() {
-            ticker.abort();
-        }
-        // The call and the pull are aborted as the state is dropped, here or after a crash.
+        // The ticker, the call and the pull are aborted as the state is dropped, here or after
+        // a crash.
+        state.ticker = None;
         Ok(())
     }
 }
@@ -533,9 +531,7 @@ impl SummarizerState {
             return;
         }
         self.stopped = true;
-        if let Some(ticker) = self.ticker.take() {
-            ticker.abort();
-        }
+        self.ticker = None;
         // A window still being claimed is written here; one a peer won is the peer's.
         if let Some(claim) = self.claim.take().filter(|claim| claim.peer_until.is_none()) {
             self.publish(&claim.facts, claim.cursor, summary::template(&claim.facts), SummaryAuthor::Fallback, false);
