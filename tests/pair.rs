@@ -250,3 +250,58 @@ async fn a_pair_writes_each_summary_window_once_and_both_serve_it() {
     })
     .await;
 }
+
+/// How long the survivor of a pair takes, after its peer is killed (SIGKILL), to page about an
+/// alarm raised after the kill and to publish the next summary window: the failover figures in
+/// BENCHMARKS.md. No model (templates), summaries every 2 s, a webhook receiver as the pager.
+#[tokio::test]
+#[ignore = "a measurement: cargo test --release --test pair -- --ignored --nocapture failover"]
+async fn failover_from_sigkill_to_the_survivors_next_page_and_summary() {
+    let Some(redis) = redis_support::own_redis_or_skip("pair_failover") else { return };
+    let broker = Broker::start();
+    let receiver = peers::Receiver::start().await;
+    let extra = format!(
+        "[llm]\ninterval = \"2s\"\nmin_interval = \"1s\"\n\
+         [[notify.webhook]]\nname = \"pager\"\nurl = \"{}\"\nevents = [\"raised\"]\n",
+        receiver.url("/pager")
+    );
+    let config = config(&broker, &redis.prefix, &extra);
+    let a = start(&config, &redis.url, "wtf-a").await;
+    let b = start(&config, &redis.url, "wtf-b").await;
+    let (lines, _) = episodes(3);
+    broker.publish_lines("wtf/wtf-pipe-1", &lines);
+    b.wait_for("the pair's summaries", WAIT, || async {
+        let summaries = b.get_json("/summaries?limit=10").await.1;
+        (summaries.as_array().is_some_and(|list| list.len() >= 2)).then_some(())
+    })
+    .await;
+
+    a.signal("KILL");
+    let killed = Instant::now();
+    let killed_at = Utc::now();
+    // A spike the survivor alone sees, and the reading that clears it.
+    let now = |offset_ms: i64| {
+        (Utc::now() + chrono::TimeDelta::milliseconds(offset_ms)).to_rfc3339_opts(SecondsFormat::Millis, true)
+    };
+    let spike = json!({"timestamp": now(0), "pressure": 7.4321, "temperature": 20.0, "flow": 50.0}).to_string();
+    let clear = json!({"timestamp": now(10), "pressure": 2.0, "temperature": 20.0, "flow": 50.0}).to_string();
+    broker.publish_lines("wtf/wtf-pipe-1", &[spike, clear]);
+
+    let paged = peers::eventually("the survivor's page", Duration::from_secs(60), || async {
+        receiver.received().iter().any(|got| got.body.to_string().contains("7.4321")).then(|| killed.elapsed())
+    })
+    .await;
+    let summarized = b
+        .wait_for("the survivor's next summary", Duration::from_secs(60), || async {
+            let summaries = b.get_json("/summaries?limit=10").await.1;
+            let after_kill = summaries.as_array().into_iter().flatten().any(|summary| {
+                summary["window_end"]
+                    .as_str()
+                    .and_then(|end| chrono::DateTime::parse_from_rfc3339(end).ok())
+                    .is_some_and(|end| end > killed_at)
+            });
+            after_kill.then(|| killed.elapsed())
+        })
+        .await;
+    println!("failover: SIGKILL → the survivor's page {paged:.2?}, → its next summary {summarized:.2?}");
+}

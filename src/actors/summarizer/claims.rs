@@ -54,7 +54,11 @@ impl SummaryClaims {
         let keys = Keys::new(prefix).for_shard(prefix, config.cluster.shards, config.cluster.shard);
         // `…:summaries` → `…:summary:claim:`, under the same hash tag.
         let key = format!("{}:claim:", keys.summary_latest.trim_end_matches(":latest"));
-        let ttl = config.llm.timeout.saturating_mul(2).max(LEAST_TTL);
+        // A claim outlives its holder's model call, so that a slow call is not written twice; with
+        // no model the holder writes from the template at once, and a survivor need not wait long
+        // for a window its dead peer claimed.
+        let ttl =
+            if config.llm.url.is_empty() { LEAST_TTL } else { config.llm.timeout.saturating_mul(2).max(LEAST_TTL) };
         Some(Self { link, key, instance: config.cluster.instance_id(), ttl })
     }
 
