@@ -2,7 +2,8 @@
 //! ports, fed by a real Mosquitto and sharing a real Redis, both started by the test on free
 //! ports. Both hold the same anomalies, an ack through one shows on the other within a second,
 //! each lists the other in `/status` → `peers`, and one killed (SIGKILL) and restarted
-//! mid-stream loses nothing and doubles nothing, nor sends a webhook twice.
+//! mid-stream loses nothing and doubles nothing, nor sends a webhook twice; one cut off from Redis
+//! alone keeps its backlog and rejoins without duplicates.
 
 mod common;
 mod mqtt_support;
@@ -10,6 +11,8 @@ mod peers;
 mod redis_support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
@@ -304,4 +307,94 @@ async fn failover_from_sigkill_to_the_survivors_next_page_and_summary() {
         })
         .await;
     println!("failover: SIGKILL → the survivor's page {paged:.2?}, → its next summary {summarized:.2?}");
+}
+
+/// A TCP relay in front of Redis for one daemon of the pair, which the test can cut (every
+/// connection closed, new ones refused) and restore.
+struct Relay {
+    url: String,
+    cut: Arc<AtomicBool>,
+    connections: Arc<Mutex<tokio::task::JoinSet<()>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let url = format!("redis://{}", listener.local_addr().expect("its address"));
+        let cut = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(tokio::task::JoinSet::new()));
+        let accept = tokio::spawn({
+            let (cut, connections) = (Arc::clone(&cut), Arc::clone(&connections));
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if cut.load(Ordering::SeqCst) {
+                        continue; // dropped: the connection is refused at once
+                    }
+                    let upstream = upstream.clone();
+                    connections.lock().unwrap().spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                }
+            }
+        });
+        Self { url, cut, connections, accept }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.connections.lock().unwrap().abort_all();
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_cut_off_from_redis_alone_keeps_its_backlog_and_rejoins_without_duplicates() {
+    let Some(redis) = redis_support::own_redis_or_skip("pair_redis_cut") else { return };
+    let broker = Broker::start();
+    let relay = Relay::start(&redis.url).await;
+    let config = config(&broker, &redis.prefix, "");
+    let a = start(&config, &redis.url, "wtf-a").await;
+    let b = start(&config, &relay.url, "wtf-b").await;
+
+    // b loses Redis; a keeps it. Both go on detecting what the broker delivers.
+    relay.cut();
+    b.wait_for("b to see Redis gone", WAIT, || async {
+        (b.get_json("/status").await.1["redis"]["state"] != "connected").then_some(())
+    })
+    .await;
+    let (lines, spikes) = episodes(20);
+    broker.publish_lines("wtf/wtf-pipe-1", &lines);
+    let held_by_a = wait_for_count(&a, spikes.len()).await;
+    let held_by_b = wait_for_count(&b, spikes.len()).await;
+    assert_eq!(held_by_a, held_by_b, "the same anomalies on both while b is cut off");
+    let backlog = b.get_json("/status").await.1["redis"]["backlog"].as_u64().unwrap_or(0);
+    assert!(backlog > 0, "b keeps what it could not write: {backlog}");
+
+    // b rejoins: its backlog is written, and every anomaly is in Redis once.
+    relay.restore();
+    let flushed = b
+        .wait_for("b's backlog flushed", WAIT, || async {
+            let redis_status = b.get_json("/status").await.1["redis"].clone();
+            (redis_status["state"] == "connected" && redis_status["backlog"] == 0).then_some(redis_status)
+        })
+        .await;
+    assert!(flushed["mirrored"].as_u64().unwrap_or(0) >= backlog, "b wrote what it kept: {flushed}");
+    assert_eq!(flushed["dropped"], 0, "{flushed}");
+    let mut connection = redis.connection().await;
+    let held: usize = redis::AsyncCommands::zcard(&mut connection, &redis.keys().anomalies).await.expect("ZCARD");
+    assert_eq!(held, spikes.len(), "each anomaly once in Redis");
+    assert_eq!(anomalies(&a).await, anomalies(&b).await);
 }
