@@ -68,21 +68,7 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
-        let key = |name: &str| format!("{prefix}{HASH_TAG}:{name}");
-        Self {
-            anomalies: key("anomalies"),
-            summaries: key("summaries"),
-            summary_latest: key("summary:latest"),
-            readings_last: key("readings:last"),
-            readings_stream: key("readings:stream"),
-            status: key("status"),
-            alarms: key("alarms"),
-            audit: key("audit"),
-            episodes: key("episodes"),
-            layout: key("layout"),
-            journal: key("journal"),
-            peers: key("peers"),
-        }
+        Self::tagged(prefix, HASH_TAG, format!("{prefix}{HASH_TAG}:peers"))
     }
 
     /// The keys of shard `shard` of `shards`: with more than one, the keys the shard owns carry
@@ -91,7 +77,12 @@ impl Keys {
         if shards <= 1 {
             return self;
         }
-        let key = |name: &str| format!("{prefix}{{plant-{shard}}}:{name}");
+        Self::tagged(prefix, &format!("{{plant-{shard}}}"), self.peers)
+    }
+
+    /// Every key under the hash tag `tag`, but the peers registry, which all shards share.
+    fn tagged(prefix: &str, tag: &str, peers: String) -> Self {
+        let key = |name: &str| format!("{prefix}{tag}:{name}");
         Self {
             anomalies: key("anomalies"),
             summaries: key("summaries"),
@@ -104,7 +95,7 @@ impl Keys {
             episodes: key("episodes"),
             layout: key("layout"),
             journal: key("journal"),
-            peers: self.peers,
+            peers,
         }
     }
 

@@ -41,22 +41,10 @@ role = "viewer"
 token = "viewer-token-0123456789"
 "#;
 
-/// Sends readings of one sensor, `seconds_ago` apart from now, one per value.
+/// Sends readings of one sensor, 100 ms apart and ending now, one per value.
 async fn readings(daemon: &Daemon, sensor: &str, parameter: &str, values: &[f64]) {
-    let now = chrono::Utc::now();
-    let count = values.len() as i64;
-    let body: Vec<Value> = values
-        .iter()
-        .enumerate()
-        .map(|(index, value)| {
-            let at = now - chrono::TimeDelta::milliseconds(100 * (count - index as i64));
-            json!({"sensor_id": sensor, "timestamp": at.to_rfc3339(), parameter: value})
-        })
-        .collect();
-    let answer =
-        daemon.post("/readings", "application/json", Some(GATEWAY), Value::Array(body).to_string().into_bytes()).await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    assert_eq!(answer.json()["accepted"].as_u64(), Some(values.len() as u64), "{}", answer.text());
+    let step = chrono::TimeDelta::milliseconds(100);
+    daemon.post_values(GATEWAY, sensor, parameter, values, step, step).await;
 }
 
 async fn alarms(daemon: &Daemon, query: &str) -> Vec<Value> {

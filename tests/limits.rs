@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::Daemon;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const GATEWAY: &str = "Bearer gateway-token-0123456789";
 
@@ -39,19 +39,8 @@ token = "gateway-token-0123456789"
 /// Sends `values` of one parameter of one sensor, stamped a second apart and ending `end_ago`
 /// seconds before now.
 async fn readings(daemon: &Daemon, sensor: &str, parameter: &str, values: &[f64], end_ago: i64) {
-    let now = chrono::Utc::now();
-    let count = values.len() as i64;
-    let body: Vec<Value> = values
-        .iter()
-        .enumerate()
-        .map(|(index, value)| {
-            let at = now - chrono::TimeDelta::seconds(end_ago + count - index as i64);
-            json!({"sensor_id": sensor, "timestamp": at.to_rfc3339(), parameter: value})
-        })
-        .collect();
-    let answer =
-        daemon.post("/readings", "application/json", Some(GATEWAY), Value::Array(body).to_string().into_bytes()).await;
-    assert_eq!(answer.json()["accepted"].as_u64(), Some(values.len() as u64), "{}", answer.text());
+    let second = chrono::TimeDelta::seconds(1);
+    daemon.post_values(GATEWAY, sensor, parameter, values, second, second * (end_ago as i32 + 1)).await;
 }
 
 async fn anomalies(daemon: &Daemon) -> Vec<Value> {

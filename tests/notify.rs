@@ -51,19 +51,8 @@ token = "operator-token-0123456789"
 
 /// Sends one reading per value, 100 ms apart, ending now.
 async fn readings(daemon: &Daemon, sensor: &str, parameter: &str, values: &[f64]) {
-    let now = chrono::Utc::now();
-    let count = values.len() as i64;
-    let body: Vec<Value> = values
-        .iter()
-        .enumerate()
-        .map(|(index, value)| {
-            let at = now - chrono::TimeDelta::milliseconds(100 * (count - index as i64));
-            json!({"sensor_id": sensor, "timestamp": at.to_rfc3339(), parameter: value})
-        })
-        .collect();
-    let answer =
-        daemon.post("/readings", "application/json", Some(GATEWAY), Value::Array(body).to_string().into_bytes()).await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
+    let step = chrono::TimeDelta::milliseconds(100);
+    daemon.post_values(GATEWAY, sensor, parameter, values, step, step).await;
 }
 
 async fn alarms(daemon: &Daemon) -> Vec<Value> {

@@ -211,6 +211,33 @@ impl Daemon {
         self.child.as_ref().expect("the daemon was started").id()
     }
 
+    /// Posts `values` of one parameter of one sensor as one batch with `token`, stamped `step`
+    /// apart and the last `end_ago` before now, and checks that every one was accepted.
+    pub async fn post_values(
+        &self,
+        token: &str,
+        sensor: &str,
+        parameter: &str,
+        values: &[f64],
+        step: chrono::TimeDelta,
+        end_ago: chrono::TimeDelta,
+    ) {
+        let end = chrono::Utc::now() - end_ago;
+        let count = values.len() as i32;
+        let body: Vec<Value> = values
+            .iter()
+            .enumerate()
+            .map(|(index, value)| {
+                let at = end - step * (count - 1 - index as i32);
+                serde_json::json!({"sensor_id": sensor, "timestamp": at.to_rfc3339(), parameter: value})
+            })
+            .collect();
+        let answer =
+            self.post("/readings", "application/json", Some(token), Value::Array(body).to_string().into_bytes()).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.json()["accepted"].as_u64(), Some(values.len() as u64), "{}", answer.text());
+    }
+
     /// The absolute URL of `path` (`/status`, `/anomalies?limit=5`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
