@@ -74,6 +74,17 @@ impl AuditLog {
         }
     }
 
+    /// Like [`AuditLog::push`], unless the same entry is held already (one a peer tells again, or
+    /// restored from several shards); true when it was added.
+    pub fn push_once(&mut self, entry: AuditEntry) -> bool {
+        let start = self.entries.partition_point(|kept| kept.at < entry.at);
+        if self.entries.range(start..).take_while(|kept| kept.at == entry.at).any(|kept| *kept == entry) {
+            return false;
+        }
+        self.push(entry);
+        true
+    }
+
     /// Newest first, at or after `since`, at most `limit`.
     pub fn newest(&self, limit: usize, since: Option<DateTime<Utc>>) -> Vec<AuditEntry> {
         self.entries
@@ -121,6 +132,15 @@ mod tests {
         assert_eq!(log.len(), 1, "an hour's retention");
         let since = Some(entry(7200, AuditAction::Ack).at);
         assert_eq!(log.newest(10, since).len(), 1);
+    }
+
+    #[test]
+    fn an_entry_told_again_is_held_once() {
+        let mut log = AuditLog::new(std::time::Duration::from_secs(3600), 10);
+        assert!(log.push_once(entry(1, AuditAction::Ack)));
+        assert!(log.push_once(entry(1, AuditAction::Shelve)), "another action at the same time is another entry");
+        assert!(!log.push_once(entry(1, AuditAction::Ack)));
+        assert_eq!(log.len(), 2);
     }
 
     #[test]

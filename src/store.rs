@@ -146,6 +146,11 @@ impl Store {
         lock(&self.alarms).get(id).cloned()
     }
 
+    /// Whether the alarm `id` is current, without copying it.
+    pub fn has_alarm(&self, id: &str) -> bool {
+        lock(&self.alarms).get(id).is_some()
+    }
+
     /// An operator acknowledged an alarm; journalled and audited (a second acknowledgement changes
     /// nothing and leaves no entry).
     pub fn ack(&self, id: &str, by: &str, comment: Option<&str>, now: DateTime<Utc>) -> Result<Alarm, AlarmRefusal> {
@@ -216,7 +221,7 @@ impl Store {
         drop(book);
         let mut trail = lock(&self.audit);
         for entry in audit {
-            trail.push(entry);
+            trail.push_once(entry);
         }
     }
 

@@ -307,7 +307,7 @@ async fn follow(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me, stream
             }
             let kind = field("kind").and_then(|kind| std::str::from_utf8(kind).ok()).unwrap_or_default();
             match field("json").and_then(|json| PeerOp::parse(kind, json)) {
-                Some(op) if op.alarm_id().is_some_and(|id| store.alarm(id).is_none()) => {
+                Some(op) if op.alarm_id().is_some_and(|id| !store.has_alarm(id)) => {
                     if pending.len() >= MAX_PENDING {
                         pending.pop_front();
                     }
@@ -330,7 +330,7 @@ async fn follow(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me, stream
 fn apply_pending(store: &Store, clock: &Clock, pending: &mut VecDeque<(tokio::time::Instant, PeerOp)>) {
     let mut waiting = VecDeque::new();
     for (since, op) in pending.drain(..) {
-        if op.alarm_id().is_some_and(|id| store.alarm(id).is_some()) {
+        if op.alarm_id().is_some_and(|id| store.has_alarm(id)) {
             store.apply_peer(op, clock.now());
         } else if since.elapsed() < PENDING_FOR {
             waiting.push_back((since, op));

@@ -138,7 +138,9 @@ impl Store {
                 true
             }
             PeerOp::Audit(entry) => {
-                lock(&self.audit).push(entry.clone());
+                if !lock(&self.audit).push_once(entry.clone()) {
+                    return false;
+                }
                 self.journal.append_from_peer(entry.at, Event::Audit(Arc::new(entry)));
                 true
             }
