@@ -139,12 +139,7 @@ async fn restore_keys(
             }
         };
         offset += page.len();
-        for member in &page {
-            match serde_json::from_slice::<Anomaly>(member) {
-                Ok(anomaly) => anomalies.push(anomaly),
-                Err(_) => restored.unreadable += 1,
-            }
-        }
+        anomalies.extend(parse_all::<Anomaly>(page.iter(), &mut restored.unreadable));
         if page.len() < count {
             break;
         }
@@ -154,14 +149,7 @@ async fn restore_keys(
     let mut command = redis::cmd("ZREVRANGE");
     command.arg(&keys.summaries).arg(0).arg(max_summaries);
     let mut summaries: Vec<Summary> = match link.query::<Vec<Vec<u8>>>(&command, remaining()).await {
-        Ok(members) => members
-            .iter()
-            .filter_map(|member| {
-                let parsed = serde_json::from_slice::<Summary>(member).ok();
-                restored.unreadable += usize::from(parsed.is_none());
-                parsed
-            })
-            .collect(),
+        Ok(members) => parse_all(members.iter(), &mut restored.unreadable),
         Err(err) => {
             restored.incomplete.get_or_insert(err);
             Vec::new()
@@ -213,16 +201,14 @@ async fn restore_records(
     let alarms: Vec<Alarm> = parse_all(alarms.values(), &mut restored.unreadable);
     let mut audit: Vec<AuditEntry> = parse_all(audit.iter(), &mut restored.unreadable);
     audit.reverse();
-    let mut checkpoints = HashMap::with_capacity(episodes.len());
-    for (field, json) in &episodes {
-        match parse_episode_field(field).zip(serde_json::from_slice::<Checkpoint>(json).ok()) {
-            Some((key, checkpoint)) => {
-                checkpoints.insert(key, checkpoint);
-            }
-            None => restored.unreadable += 1,
-        }
-    }
-    let episodes = checkpoints;
+    let episodes: HashMap<_, Checkpoint> = episodes
+        .iter()
+        .filter_map(|(field, json)| {
+            let parsed = parse_episode_field(field).zip(parse_one(json));
+            restored.unreadable += usize::from(parsed.is_none());
+            parsed
+        })
+        .collect();
     (restored.alarms, restored.audit, restored.episodes) = (alarms.len(), audit.len(), episodes.len());
     store.restore_alarms(alarms, audit);
     store.episodes.restore(episodes);
@@ -248,6 +234,15 @@ async fn count_per_minute(
     Ok(minutes.into_iter().zip(counts).filter(|(_, count)| *count > 0).collect())
 }
 
+/// Larger than anything the daemon writes (an anomaly, alarm or checkpoint is a few hundred
+/// bytes): a member past it was not written by a daemon and is not parsed.
+const MAX_MEMBER_JSON: usize = 64 * 1024;
+
+/// The member as `T`, if it is one and within [`MAX_MEMBER_JSON`].
+fn parse_one<T: serde::de::DeserializeOwned>(member: &[u8]) -> Option<T> {
+    (member.len() <= MAX_MEMBER_JSON).then(|| serde_json::from_slice(member).ok()).flatten()
+}
+
 /// The members that parse as `T`; the others are counted in `unreadable`.
 fn parse_all<'a, T: serde::de::DeserializeOwned>(
     members: impl Iterator<Item = &'a Vec<u8>>,
@@ -255,9 +250,9 @@ fn parse_all<'a, T: serde::de::DeserializeOwned>(
 ) -> Vec<T> {
     let mut parsed = Vec::new();
     for member in members {
-        match serde_json::from_slice(member) {
-            Ok(value) => parsed.push(value),
-            Err(_) => *unreadable += 1,
+        match parse_one(member) {
+            Some(value) => parsed.push(value),
+            None => *unreadable += 1,
         }
     }
     parsed
