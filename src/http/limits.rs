@@ -96,7 +96,7 @@ pub async fn limits(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
                         rate: rules.limit(AnomalyKind::Rate),
                         stuck_tolerance: rules.limit(AnomalyKind::Stuck),
                         drift_seconds: config.detection.drift_duration.as_secs_f64(),
-                        dropout_seconds: config.detection.dropout_timeout.as_secs_f64(),
+                        dropout_seconds: rules.dropout_timeout.as_secs_f64(),
                     };
                     (name.clone(), limits)
                 })

@@ -132,11 +132,6 @@ impl AnomalyLog {
         true
     }
 
-    /// True when the anomaly `id` is held.
-    pub fn holds(&self, id: &AnomalyId) -> bool {
-        lock(&self.log).ids.contains(id)
-    }
-
     /// Puts back anomalies restored from Redis at start, before detection begins. Ones already
     /// held (the same id) are skipped, so restoring twice does not duplicate. Returns how many
     /// were added.

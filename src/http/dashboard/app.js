@@ -156,9 +156,9 @@
     let status;
     try { status = await getJson("/status"); } catch { light("sensors", "bad", "no answer"); return; }
     const sensors = Object.entries(status.sensors || {});
-    const active = sensors.filter(([, sensor]) => sensor.active).length;
     for (const [id, sensor] of sensors) state.sensorActive.set(id, !!sensor.active);
-    light("sensors", status.sensor_active ? "ok" : "bad", `${active}/${sensors.length} reporting`);
+    // The per-sensor map is bounded (the first sensors only); the counts cover them all.
+    light("sensors", status.sensor_active ? "ok" : "bad", `${status.sensors_active}/${status.sensors_total} reporting`);
     light("detectors", status.detector_active ? "ok" : "bad", status.detector_active ? "running" : "down");
     const redis = status.redis?.state;
     light("redis", levelOf(redis), redis || "disabled");
