@@ -10,16 +10,18 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::actors::simulator::Pace;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdict};
+use crate::actors::traced::Traced;
 use crate::audit::{AuditAction, AuditEntry};
 use crate::clock::Clock;
 use crate::config::diff::{describe, diff, live_part};
 use crate::config::{ConfigSource, ValidConfig, load_valid};
-use crate::health::ReloadOutcome;
+use crate::health::{Component, ReloadOutcome};
 use crate::ingress::Ingress;
-use crate::logging::LogControl;
+use crate::logging::{LogControl, component_span};
 use crate::signals::Intent;
 use crate::store::Store;
 
@@ -60,10 +62,11 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
     // Before any actor runs, so `/anomalies` serves after a restart what it served before it.
     // Where the peers' journal streams end, read before the restore: the followers apply what
     // comes after, so nothing written between the restore and the first read is missed.
-    crate::actors::peers::mark_positions_at_start(&config, &store).await;
-    crate::actors::mirror::restore_at_start(&config, &store, &clock).await;
+    let redis = component_span(Component::Redis);
+    crate::actors::peers::mark_positions_at_start(&config, &store).instrument(redis.clone()).await;
+    crate::actors::mirror::restore_at_start(&config, &store, &clock).instrument(redis).await;
     let seed = config.simulation.seed.unwrap_or_else(fresh_seed);
-    tracing::info!(component = %"supervisor", config = %source, seed, sensors = config.sensors.ids.len(), "starting");
+    tracing::info!(config = %source, seed, sensors = config.sensors.ids.len(), "starting");
     log_redis_in_use(&config);
     warn_stray_variables();
 
@@ -79,7 +82,7 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
         seed,
         pace: Pace::Scheduled,
     };
-    let (supervisor, mut supervisor_done) = Actor::spawn(None, Supervisor, args)
+    let (supervisor, mut supervisor_done) = Actor::spawn(None, Traced::new(Supervisor, Component::Supervisor), args)
         .await
         .map_err(|err| anyhow::anyhow!("cannot start: {}", root_cause(&err)))?;
     notify(&[sd_notify::NotifyState::Ready]);
@@ -126,13 +129,13 @@ pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
 /// Says which Redis the daemon writes into, and under which prefix: the shipped config points at
 /// a Redis on localhost, which on a shared host may be someone else's.
 fn log_redis_in_use(config: &ValidConfig) {
+    let _redis = component_span(Component::Redis).entered();
     let redis = &config.redis;
     if redis.url.is_empty() {
-        tracing::info!(component = %"redis", "redis.url is empty: in memory only, nothing is written to Redis");
+        tracing::info!("redis.url is empty: in memory only, nothing is written to Redis");
     } else {
         let url = crate::config::redact_url(&redis.url);
         tracing::info!(
-            component = %"redis",
             %url,
             key_prefix = %redis.key_prefix,
             "writing into this Redis under this key prefix (redis.url = \"\" keeps everything in memory)"
@@ -143,7 +146,7 @@ fn log_redis_in_use(config: &ValidConfig) {
 /// `WTF_` variables that set nothing and are not refused are still worth a line in the log.
 fn warn_stray_variables() {
     for stray in crate::config::stray_variables().into_iter().filter(|stray| !stray.refused) {
-        tracing::warn!(component = %"supervisor", variable = %stray.name, "environment variable ignored: {}", stray.message);
+        tracing::warn!(variable = %stray.name, "environment variable ignored: {}", stray.message);
     }
 }
 
@@ -167,7 +170,7 @@ async fn shut_down(
     supervisor_done: &mut ractor::concurrency::JoinHandle<()>,
     intents: &mut mpsc::UnboundedReceiver<Intent>,
 ) -> Ending {
-    tracing::info!(component = %"supervisor", "shutting down");
+    tracing::info!("shutting down");
     notify(&[sd_notify::NotifyState::Stopping]);
     let graceful = async {
         let _ = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { reply });
@@ -196,9 +199,9 @@ async fn reload(
     let outcome = match load_valid(source) {
         Err(error) => {
             for problem in &error.problems {
-                tracing::error!(component = %"supervisor", key = %problem.key, "reload refused: {}", problem.message);
+                tracing::error!(key = %problem.key, "reload refused: {}", problem.message);
             }
-            tracing::error!(component = %"supervisor", config = %source, "reload refused; the previous configuration stays in force");
+            tracing::error!(config = %source, "reload refused; the previous configuration stays in force");
             let details: Vec<String> = error.problems.iter().map(ToString::to_string).collect();
             audit_reload(store, clock, source, format!("refused: {}", details.join("; ")));
             ReloadOutcome { at: clock.now(), applied: false, details }
@@ -213,7 +216,7 @@ async fn reload(
                 Ok(config) => config,
                 Err(problems) => {
                     let details: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                    tracing::error!(component = %"supervisor", problems = ?details, "reload refused: the new settings do not fit those that need a restart");
+                    tracing::error!(problems = ?details, "reload refused: the new settings do not fit those that need a restart");
                     store.health.set_config(|health| {
                         health.last_reload = Some(ReloadOutcome { at: clock.now(), applied: false, details });
                     });
@@ -228,7 +231,7 @@ async fn reload(
             });
             match applied {
                 Err(err) => {
-                    tracing::error!(component = %"supervisor", error = %err, "reload not applied");
+                    tracing::error!(error = %err, "reload not applied");
                     ReloadOutcome { at: clock.now(), applied: false, details: vec![err.to_string()] }
                 }
                 Ok(()) => {
@@ -236,12 +239,12 @@ async fn reload(
                         && let Some(logging) = logging
                         && let Err(err) = logging.set_level(&level)
                     {
-                        tracing::warn!(component = %"supervisor", error = %err, "log level not changed");
+                        tracing::warn!(error = %err, "log level not changed");
                     }
                     for key in &changes.needs_restart {
-                        tracing::warn!(component = %"supervisor", key = %key, "changed, but applies only after a restart");
+                        tracing::warn!(key = %key, "changed, but applies only after a restart");
                     }
-                    tracing::info!(component = %"supervisor", changed = ?changes.changed, "configuration reloaded");
+                    tracing::info!(changed = ?changes.changed, "configuration reloaded");
                     let detail = if described.is_empty() { "no change".to_owned() } else { described.join("; ") };
                     audit_reload(store, clock, source, detail);
                     let mut details: Vec<String> =

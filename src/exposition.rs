@@ -88,7 +88,7 @@ impl Exposition {
         let mut text = String::new();
         // Writing into a String cannot fail, and every family encodes plain numbers.
         if prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).is_err() {
-            tracing::error!(component = %"api", "cannot encode the metrics");
+            tracing::error!("cannot encode the metrics");
         }
         text
     }

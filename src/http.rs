@@ -323,7 +323,7 @@ fn to_bytes<T: Serialize>(value: &T) -> Bytes {
     // Our plain types always serialise (serde_json writes a NaN as null); should one ever fail,
     // say so in the log and answer with valid JSON rather than a 500.
     serde_json::to_vec(value).map(Bytes::from).unwrap_or_else(|err| {
-        tracing::error!(component = %"api", error = %err, "cannot serialise an answer");
+        tracing::error!(error = %err, "cannot serialise an answer");
         Bytes::from_static(b"null")
     })
 }

@@ -44,7 +44,9 @@ pub use lane::{Inbox, InboxState, Queued, Sample, SensorLane, record};
 use crate::clock::Clock;
 use crate::config::{Config, UnknownSensors};
 use crate::domain::{Parameter, Reading, SensorId};
+use crate::health::Component;
 use crate::history::{HistoryBounds, HistoryLimits};
+use crate::logging::component_span;
 use crate::store::{lock, read, write};
 use lane::Blocked;
 
@@ -442,7 +444,8 @@ impl Ingress {
         }
         let lane = self.insert_lane(sensor_id, true);
         self.fit_history(self.sensor_count(), false);
-        tracing::info!(component = %"ingress", %sensor_id, "sensor registered from its readings");
+        component_span(Component::Ingress)
+            .in_scope(|| tracing::info!(%sensor_id, "sensor registered from its readings"));
         if let Some(registrar) = self.registrar.get() {
             registrar(Arc::clone(&lane));
         }
@@ -543,10 +546,14 @@ impl IngestStats {
         let message = refusal.to_string();
         let sensor = (!sensor_id.is_empty()).then(|| bounded(sensor_id, 64));
         if self.should_log(sensor.as_deref().unwrap_or("")) {
-            tracing::warn!(
-                component = %"ingress", source = source.as_str(), sensor_id = sensor.as_deref().unwrap_or(""),
-                reason = <&str>::from(reason), "reading refused: {message}"
-            );
+            component_span(Component::Ingress).in_scope(|| {
+                tracing::warn!(
+                    source = source.as_str(),
+                    sensor_id = sensor.as_deref().unwrap_or(""),
+                    reason = <&str>::from(reason),
+                    "reading refused: {message}"
+                )
+            });
         }
         *lock(&self.last_refusal) = Some(LastRefusal { source, sensor_id: sensor, reason, message, at: now });
     }

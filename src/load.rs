@@ -14,9 +14,11 @@ use tokio::time::Instant;
 
 use crate::actors::simulator::Pace;
 use crate::actors::supervisor::{Supervisor, SupervisorArgs, SupervisorMsg, Verdict};
+use crate::actors::traced::Traced;
 use crate::clock::Clock;
 use crate::config::{Config, ValidConfig};
 use crate::domain::AnomalyKind;
+use crate::health::Component;
 use crate::ingress::{Ingress, Source};
 use crate::journal::Event;
 use crate::store::Store;
@@ -172,7 +174,7 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
         pace,
     };
     let started = Instant::now();
-    let (supervisor, done) = Actor::spawn(None, Supervisor, args).await?;
+    let (supervisor, done) = Actor::spawn(None, Traced::new(Supervisor, Component::Supervisor), args).await?;
     let startup = started.elapsed();
     eprintln!("load: {} sensors started in {startup:?}", plan.sensors);
     // Steady state only: spawning tens of thousands of actors is a cost of start-up, not of load.

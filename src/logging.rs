@@ -1,7 +1,9 @@
 //! Logs to stdout, as text or JSON, with a level that a reload can change.
 //!
 //! Every event carries a `component` field (supervisor, sensor, detector, llm, redis, api), so
-//! `journalctl -u wtf-monitor | grep component=detector` follows one part of the daemon.
+//! `journalctl -u wtf-monitor | grep component=detector` follows one part of the daemon. It comes
+//! from a span, [`component_span`]: each actor runs in one (`actors::traced`), and code that runs
+//! on another's task (the ingress, a detector's lane) enters its own around what it logs.
 
 use std::io::IsTerminal;
 
@@ -10,6 +12,15 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
 use crate::config::{LogConfig, LogFormat};
+use crate::health::Component;
+
+/// The span that names a part of the daemon in every line logged inside it.
+///
+/// At ERROR, so that no level filter drops it: a WARN line names its component too. Without a
+/// parent, so that an actor spawned from inside another's span names one component, its own.
+pub fn component_span(component: Component) -> tracing::Span {
+    tracing::error_span!(parent: None, "run", component = %component.as_str())
+}
 
 /// Changes the log filter of the running daemon.
 #[derive(Clone)]
@@ -35,9 +46,9 @@ pub fn init(config: &LogConfig) -> LogControl {
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal()))
             .try_init(),
-        LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(false))
-            .try_init(),
+        LogFormat::Json => {
+            registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_span_list(false)).try_init()
+        }
     };
     // Already installed (a test that starts the daemon twice): keep the first.
     let _ = result;

@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use wtf_monitor::config::{Config, ConfigError, load_valid};
+use tracing::Instrument;
+use wtf_monitor::config::{Config, ConfigError, ConfigSource, ValidConfig, load_valid};
 use wtf_monitor::daemon::{self, Daemon, Ending};
+use wtf_monitor::health::Component;
+use wtf_monitor::logging::LogControl;
 
 /// Watches a water treatment facility: sensors, anomaly detection, operator summaries, REST API.
 #[derive(Parser)]
@@ -269,41 +272,47 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     };
     runtime.block_on(async {
         let logging = wtf_monitor::logging::init(&config.log);
-        let intents = match wtf_monitor::signals::listen() {
-            Ok(intents) => intents,
-            Err(err) => {
-                tracing::error!(component = %"supervisor", error = %err, "cannot listen for signals");
-                return ExitCode::FAILURE;
-            }
-        };
-        let daemon = Daemon { config, source, intents, logging: Some(logging) };
-        match daemon::run(daemon).await {
-            Ok(Ending::Stopped) => {
-                tracing::info!(component = %"supervisor", "stopped");
-                ExitCode::SUCCESS
-            }
-            Ok(Ending::TimedOut) => {
-                tracing::error!(component = %"supervisor", "graceful stop timed out; exiting anyway");
-                ExitCode::from(4)
-            }
-            Ok(Ending::Interrupted) => {
-                tracing::warn!(component = %"supervisor", "second stop request: exiting at once");
-                ExitCode::from(130)
-            }
-            Ok(Ending::LeftBehind(count)) => {
-                tracing::warn!(component = %"supervisor", left_behind = count, "stopped, with anomalies or records never written to redis");
-                ExitCode::from(5)
-            }
-            Ok(Ending::GaveUp(reason)) => {
-                tracing::error!(component = %"supervisor", %reason, "exiting: an actor kept failing");
-                ExitCode::from(3)
-            }
-            Err(err) => {
-                tracing::error!(component = %"supervisor", error = %err, "could not start");
-                ExitCode::FAILURE
-            }
-        }
+        // The daemon's own start and stop lines name the supervisor, as its actor's do.
+        let supervisor = wtf_monitor::logging::component_span(Component::Supervisor);
+        run_daemon(config, source, logging).instrument(supervisor).await
     })
+}
+
+async fn run_daemon(config: ValidConfig, source: ConfigSource, logging: LogControl) -> ExitCode {
+    let intents = match wtf_monitor::signals::listen() {
+        Ok(intents) => intents,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot listen for signals");
+            return ExitCode::FAILURE;
+        }
+    };
+    let daemon = Daemon { config, source, intents, logging: Some(logging) };
+    match daemon::run(daemon).await {
+        Ok(Ending::Stopped) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Ending::TimedOut) => {
+            tracing::error!("graceful stop timed out; exiting anyway");
+            ExitCode::from(4)
+        }
+        Ok(Ending::Interrupted) => {
+            tracing::warn!("second stop request: exiting at once");
+            ExitCode::from(130)
+        }
+        Ok(Ending::LeftBehind(count)) => {
+            tracing::warn!(left_behind = count, "stopped, with anomalies or records never written to redis");
+            ExitCode::from(5)
+        }
+        Ok(Ending::GaveUp(reason)) => {
+            tracing::error!(%reason, "exiting: an actor kept failing");
+            ExitCode::from(3)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not start");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Builds a runtime, or says why it cannot and gives the exit code.

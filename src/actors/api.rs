@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::actors::Fault;
 use crate::actors::supervisor::SupervisorMsg;
+use crate::actors::traced;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::http::server::{ServerLimits, serve};
@@ -78,14 +79,14 @@ impl Actor for Api {
         let state = AppState::new(args.config, args.store, args.ingress, args.clock, args.supervisor);
         let app = router(state);
         let (shutdown, mut stop) = watch::channel(false);
-        let server = tokio::spawn(async move {
+        let server = traced::spawn(async move {
             let graceful = async move {
                 let _ = stop.wait_for(|stop| *stop).await;
             };
             serve(listener, app, limits, graceful).await;
             let _ = myself.cast(ApiMsg::ServerStopped("server ended".to_owned()));
         });
-        tracing::info!(component = %"api", %address, "listening");
+        tracing::info!(%address, "listening");
         Ok(ApiState { address, shutdown, server: Some(ServerTask(server)) })
     }
 

@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::actors::traced;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::RedisConfig;
@@ -415,7 +416,7 @@ impl MirrorState {
         let myself = myself.clone();
         // The JSON is encoded in the task too: a batch of thousands takes milliseconds of CPU
         // that the mailbox should not wait for.
-        let task = AbortOnDropHandle::new(tokio::spawn(async move {
+        let task = AbortOnDropHandle::new(traced::spawn(async move {
             let outcome = write(&redis, &batch_pipeline(&keys, &batch, &limits), timeout).await;
             let _ = myself.cast(MirrorMsg::Flushed(generation));
             outcome
@@ -519,11 +520,12 @@ impl MirrorState {
                 match self.link {
                     Link::Up => {}
                     Link::Down { since } => tracing::info!(
-                        component = %"redis", backlog = waited,
-                        outage_ms = since.elapsed().as_millis() as u64, "redis reachable again; flushing the backlog"
+                        backlog = waited,
+                        outage_ms = since.elapsed().as_millis() as u64,
+                        "redis reachable again; flushing the backlog"
                     ),
                     Link::Connecting { .. } => {
-                        tracing::info!(component = %"redis", backlog = waited, "connected to redis")
+                        tracing::info!(backlog = waited, "connected to redis")
                     }
                 }
                 // `/status` shows an error only while it stands.
@@ -544,15 +546,15 @@ impl MirrorState {
                 }
                 match self.link {
                     Link::Up => {
-                        tracing::warn!(component = %"redis", error = %error, "redis unreachable; keeping writes in the backlog");
+                        tracing::warn!(error = %error, "redis unreachable; keeping writes in the backlog");
                         self.link = Link::Down { since: Instant::now() };
                     }
                     Link::Connecting { failed: false } => {
-                        tracing::warn!(component = %"redis", error = %error, "cannot reach redis yet; keeping writes in the backlog");
+                        tracing::warn!(error = %error, "cannot reach redis yet; keeping writes in the backlog");
                         self.link = Link::Connecting { failed: true };
                     }
                     Link::Connecting { failed: true } | Link::Down { .. } => {
-                        tracing::debug!(component = %"redis", error = %error, "redis still unreachable");
+                        tracing::debug!(error = %error, "redis still unreachable");
                     }
                 }
                 self.last_error = Some(error);
@@ -568,7 +570,7 @@ impl MirrorState {
         let queued = self.backlog.take(usize::MAX);
         let held = self.store.anomalies.oldest_first();
         tracing::warn!(
-            component = %"redis", anomalies = held.len(),
+            anomalies = held.len(),
             "redis came back empty (its layout marker is gone): writing the retained state again"
         );
         let held_ids: std::collections::HashSet<_> = held.iter().map(|anomaly| anomaly.id.clone()).collect();
@@ -594,8 +596,9 @@ impl MirrorState {
         if self.drop_warned_at.is_none_or(|at| at.elapsed() >= DROP_WARNING_PERIOD) {
             self.drop_warned_at = Some(Instant::now());
             tracing::warn!(
-                component = %"redis", dropped = self.dropped_before + self.backlog.dropped() + self.missed,
-                capacity = self.backlog_capacity, "{message}"
+                dropped = self.dropped_before + self.backlog.dropped() + self.missed,
+                capacity = self.backlog_capacity,
+                "{message}"
             );
         }
     }
@@ -649,13 +652,14 @@ impl MirrorState {
         self.store.health.set_redis(|health| health.left_behind = Some(left_behind));
         if left_behind > 0 {
             tracing::warn!(
-                component = %"redis", mirrored = self.mirrored, left_behind,
+                mirrored = self.mirrored,
+                left_behind,
                 dropped = self.dropped_before + self.backlog.dropped() + self.missed,
                 error = self.last_error.as_deref().unwrap_or("none"),
                 "final flush to redis incomplete: anomalies and records left behind, never written"
             );
         } else {
-            tracing::info!(component = %"redis", mirrored = self.mirrored, left_behind, "final flush to redis done");
+            tracing::info!(mirrored = self.mirrored, left_behind, "final flush to redis done");
         }
     }
 }
@@ -675,7 +679,7 @@ fn spawn_follower(
 ) -> AbortOnDropHandle<()> {
     let mut journal = store.journal.subscribe();
     let store = Arc::clone(store);
-    AbortOnDropHandle::new(tokio::spawn(async move {
+    AbortOnDropHandle::new(traced::spawn(async move {
         loop {
             tokio::select! {
                 changed = journal.changed() => if changed.is_err() {

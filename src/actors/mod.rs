@@ -11,6 +11,7 @@ pub mod peers;
 pub mod simulator;
 pub mod summarizer;
 pub mod supervisor;
+pub mod traced;
 
 use ractor::ActorProcessingErr;
 
@@ -27,7 +28,7 @@ pub enum Fault {
 impl Fault {
     /// Fails the calling actor's handler the way asked.
     pub fn trigger(self, component: &str) -> Result<(), ActorProcessingErr> {
-        tracing::warn!(component = %component, fault = ?self, "failing on purpose: fault injected");
+        tracing::warn!(fault = ?self, "failing on purpose: fault injected");
         match self {
             Fault::Panic => panic!("fault injected into {component}"),
             Fault::Error => Err(format!("fault injected into {component}").into()),

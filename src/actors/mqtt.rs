@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::actors::traced;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::{BrokerAddress, Config, ValidConfig};
@@ -125,12 +126,12 @@ impl Actor for Mqtt {
         let (stop, stop_rx) = watch::channel(false);
         args.store.health.set_mqtt(MqttState::Connecting, None);
         tracing::info!(
-            component = %"mqtt", broker = %format!("{}:{}", address.host, address.port),
+            broker = %format!("{}:{}", address.host, address.port),
             client_id = %client_id, ?filters, "connecting to the broker"
         );
 
         let link = Link { client: client.clone(), filters, store: Arc::clone(&args.store) };
-        let connection = tokio::spawn(async move {
+        let connection = traced::spawn(async move {
             let reason = link.run(&mut eventloop, inbound_tx).await;
             let _ = myself.cast(MqttMsg::Ended(reason));
         });
@@ -144,7 +145,7 @@ impl Actor for Mqtt {
             sharding: args.config.cluster.sharding(),
             gaps_logged: std::collections::HashMap::new(),
         };
-        let intake = tokio::spawn(async move { reader.run(inbound, names_rx, stop_rx).await });
+        let intake = traced::spawn(async move { reader.run(inbound, names_rx, stop_rx).await });
         Ok(MqttActorState {
             client,
             names,
@@ -222,20 +223,20 @@ impl Link {
                         let filters =
                             self.filters.iter().map(|filter| SubscribeFilter::new(filter.clone(), QoS::AtLeastOnce));
                         if let Err(err) = self.client.try_subscribe_many(filters) {
-                            tracing::error!(component = %"mqtt", error = %err, "could not ask for the subscription");
+                            tracing::error!(error = %err, "could not ask for the subscription");
                         }
                         subscribed = true;
                     } else {
                         self.store.health.set_mqtt(MqttState::Connected, None);
                     }
-                    tracing::info!(component = %"mqtt", session_present = connack.session_present, "connected to the broker");
+                    tracing::info!(session_present = connack.session_present, "connected to the broker");
                 }
                 Ok(Event::Incoming(Packet::SubAck(suback))) => {
                     // Connected means receiving: only once the subscription is in place.
                     let mut error = None;
                     if suback.return_codes.iter().any(|code| matches!(code, SubscribeReasonCode::Failure)) {
                         let why = format!("the broker refused the subscription to {:?}", self.filters);
-                        tracing::error!(component = %"mqtt", "{why}");
+                        tracing::error!("{why}");
                         error = Some(why);
                     }
                     self.store.health.set_mqtt(MqttState::Connected, error);
@@ -247,7 +248,7 @@ impl Link {
                     let wait = backoff.next_delay();
                     let error = bounded(&err.to_string(), 200);
                     tracing::warn!(
-                        component = %"mqtt", error = %error, retry_in_ms = wait.as_millis() as u64,
+                        error = %error, retry_in_ms = wait.as_millis() as u64,
                         "the broker is unreachable; retrying"
                     );
                     self.store.health.set_mqtt(MqttState::Connecting, Some(error));
@@ -304,7 +305,7 @@ impl Reader {
                 Handled::Done => {
                     // Never waits: the request queue has room for every acknowledgement.
                     if let Err(err) = self.client.ack(&publish).await {
-                        tracing::warn!(component = %"mqtt", error = %err, "could not acknowledge a message");
+                        tracing::warn!(error = %err, "could not acknowledge a message");
                     }
                 }
                 Handled::Leave => break,
@@ -350,7 +351,7 @@ impl Reader {
         for sensor_id in &delivery.offline {
             match self.ingress.go_offline(sensor_id.as_str(), arrival) {
                 Ok(()) => {
-                    tracing::info!(component = %"mqtt", %sensor_id, "the device went offline (death certificate)")
+                    tracing::info!(%sensor_id, "the device went offline (death certificate)")
                 }
                 Err(Refusal::ShuttingDown) => return Handled::Leave,
                 // A device the monitor does not watch: nothing to raise.
@@ -393,7 +394,7 @@ impl Reader {
         if last.is_none_or(|last| now - last >= GAP_LOG_PERIOD) {
             self.gaps_logged.insert(gap.edge_node.clone(), now);
             tracing::warn!(
-                component = %"mqtt", edge_node = %bounded(&gap.edge_node, 64), expected = gap.expected, got = gap.got,
+                edge_node = %bounded(&gap.edge_node, 64), expected = gap.expected, got = gap.got,
                 "sparkplug sequence number skipped: messages were lost before the broker"
             );
         }

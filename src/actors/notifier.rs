@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::actors::traced;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::{NotifyConfig, RedisConfig};
@@ -188,13 +189,14 @@ impl Actor for Notifier {
                 config: state.config.clone(),
                 wake: Arc::clone(&route.wake),
             };
-            state.couriers.push(AbortOnDropHandle::new(tokio::spawn(courier.run())));
+            state.couriers.push(AbortOnDropHandle::new(traced::spawn(courier.run())));
         }
         state.follower = Some(spawn_follower(&state.store, myself.clone(), Arc::clone(&state.wake_pending)));
         state.tick = Some(AbortOnDropHandle::new(myself.send_interval(TICK, || NotifierMsg::Wake)));
         tracing::info!(
-            component = %"notify", receivers = state.routes.len(),
-            outbox = if state.in_redis { "redis" } else { "memory" }, "notifications on"
+            receivers = state.routes.len(),
+            outbox = if state.in_redis { "redis" } else { "memory" },
+            "notifications on"
         );
         state.on_wake(&myself);
         Ok(())
@@ -247,7 +249,10 @@ impl NotifierState {
         loop {
             let followed = self.store.journal.after(progress.cursor, FOLLOW_BATCH);
             if followed.missed > 0 {
-                tracing::warn!(component = %"notify", missed = followed.missed, "journal entries gone before notifications were derived from them");
+                tracing::warn!(
+                    missed = followed.missed,
+                    "journal entries gone before notifications were derived from them"
+                );
                 progress.cursor += followed.missed;
             }
             let Some(last) = followed.entries.last() else { break };
@@ -308,7 +313,7 @@ impl NotifierState {
         let store = Arc::clone(&self.store);
         let myself = myself.clone();
         let written = batch.clone();
-        let task = tokio::spawn(async move {
+        let task = traced::spawn(async move {
             let outcome = enqueue(&outboxes, &store, &written).await.map_err(|error| (error, written));
             let _ = myself.cast(NotifierMsg::Enqueued(outcome));
         });
@@ -341,7 +346,7 @@ impl NotifierState {
                 let staged = progress.staged.len();
                 drop(progress);
                 if self.enqueue_retry.failures() == 0 {
-                    tracing::warn!(component = %"notify", error = %error, staged, "cannot write to the outbox in redis; keeping notifications staged");
+                    tracing::warn!(error = %error, staged, "cannot write to the outbox in redis; keeping notifications staged");
                 }
                 let delay = self.enqueue_retry.next_delay();
                 self.retry_at = Some(Instant::now() + delay);
@@ -375,7 +380,7 @@ impl NotifierState {
             let batch: Vec<(String, Arc<Item>)> = lock(&self.shared.progress).staged.drain(..).collect();
             let written = tokio::time::timeout_at(deadline, enqueue(&outboxes, &self.store, &batch)).await;
             if !matches!(written, Ok(Ok(()))) {
-                tracing::warn!(component = %"notify", left_behind = batch.len(), "notifications not written to the outbox before the stop");
+                tracing::warn!(left_behind = batch.len(), "notifications not written to the outbox before the stop");
             }
         }
         for route in &self.routes {
@@ -401,7 +406,7 @@ impl NotifierState {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let backlog = self.store.notify.total_backlog();
-        tracing::info!(component = %"notify", backlog, "notifier stopped");
+        tracing::info!(backlog, "notifier stopped");
     }
 }
 
@@ -438,7 +443,7 @@ async fn enqueue(
         let Some(outbox) = outboxes.get(name) else { continue };
         let dropped = outbox.push(&items, chrono::Utc::now()).await?;
         if dropped > 0 {
-            tracing::warn!(component = %"notify", receiver = %name, dropped, "outbox full: dropping the oldest notifications");
+            tracing::warn!(receiver = %name, dropped, "outbox full: dropping the oldest notifications");
             store.notify.update(name, |status| status.dropped += dropped);
         }
     }
@@ -471,7 +476,7 @@ fn spawn_follower(
     wake_pending: Arc<AtomicBool>,
 ) -> AbortOnDropHandle<()> {
     let mut journal = store.journal.subscribe();
-    AbortOnDropHandle::new(tokio::spawn(async move {
+    AbortOnDropHandle::new(traced::spawn(async move {
         loop {
             if journal.changed().await.is_err() {
                 return;

@@ -27,6 +27,7 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::actors::traced;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
@@ -125,7 +126,7 @@ impl Actor for Peers {
         let publisher = {
             let (link, store, me, ended) = (link.clone(), Arc::clone(&store), me.clone(), ended("publisher"));
             let capacity = config.redis.backlog_capacity;
-            tokio::spawn(async move {
+            traced::spawn(async move {
                 publish(link, store, me, capacity).await;
                 ended();
             })
@@ -136,19 +137,19 @@ impl Actor for Peers {
             let follow_timeouts = LinkTimeouts { response: BLOCK + Duration::from_secs(5), ..timeouts };
             let link = RedisLink::open(&config.redis, follow_timeouts)?;
             let (store, me, stream, ended) = (Arc::clone(&store), me.clone(), stream.clone(), ended("follower"));
-            followers.push(AbortOnDropHandle::new(tokio::spawn(async move {
+            followers.push(AbortOnDropHandle::new(traced::spawn(async move {
                 follow(link, store, clock, me, stream).await;
                 ended();
             })));
         }
         let registry = {
             let (store, me, ended) = (Arc::clone(&store), me.clone(), ended("registry"));
-            tokio::spawn(async move {
+            traced::spawn(async move {
                 register(link, store, clock, me).await;
                 ended();
             })
         };
-        tracing::info!(component = %"peers", instance = %me.instance, streams = me.streams.len(), "following the plant's journal streams");
+        tracing::info!(instance = %me.instance, streams = me.streams.len(), "following the plant's journal streams");
         Ok(PeersState {
             _publisher: AbortOnDropHandle::new(publisher),
             _followers: followers,
@@ -187,7 +188,7 @@ pub async fn mark_positions_at_start(config: &ValidConfig, store: &Store) {
                 store.peers.set_position(&stream, position);
             }
             Err(error) => {
-                tracing::warn!(component = %"peers", %stream, error = %error, "cannot read the journal stream's end; following from shortly before the start");
+                tracing::warn!(%stream, error = %error, "cannot read the journal stream's end; following from shortly before the start");
                 return;
             }
         }
@@ -231,7 +232,7 @@ async fn publish(link: RedisLink, store: Arc<Store>, me: Me, capacity: usize) {
             }
         }
         if dropped > 0 {
-            tracing::warn!(component = %"peers", dropped, "journal stream backlog full: dropped the oldest entries");
+            tracing::warn!(dropped, "journal stream backlog full: dropped the oldest entries");
             dropped = 0;
         }
         while !pending.is_empty() {
@@ -258,7 +259,7 @@ async fn publish(link: RedisLink, store: Arc<Store>, me: Me, capacity: usize) {
                     retry.reset();
                 }
                 Err(error) => {
-                    tracing::debug!(component = %"peers", error = %error, backlog = pending.len(), "cannot publish to the journal stream yet");
+                    tracing::debug!(error = %error, backlog = pending.len(), "cannot publish to the journal stream yet");
                     tokio::time::sleep(retry.next_delay()).await;
                 }
             }
@@ -288,7 +289,7 @@ async fn follow(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me, stream
             }
             Err(error) => {
                 if !warned {
-                    tracing::warn!(component = %"peers", %stream, error = %error, "cannot read the journal stream; retrying");
+                    tracing::warn!(%stream, error = %error, "cannot read the journal stream; retrying");
                     warned = true;
                 }
                 tokio::time::sleep(retry.next_delay()).await;
@@ -317,7 +318,7 @@ async fn follow(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me, stream
                     store.apply_peer(op, clock.now());
                 }
                 None => {
-                    tracing::debug!(component = %"peers", %stream, id = %entry.id, "skipped an unreadable journal entry")
+                    tracing::debug!(%stream, id = %entry.id, "skipped an unreadable journal entry")
                 }
             }
         }
@@ -354,7 +355,7 @@ async fn register(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me) {
         pipe.cmd("HGETALL").arg(&me.keys.peers);
         match link.query::<(BTreeMap<String, String>,)>(&pipe, Duration::from_secs(5)).await {
             Ok((fields,)) => store.peers.set_views(peer_views(&fields, &me.instance, now)),
-            Err(error) => tracing::debug!(component = %"peers", error = %error, "cannot refresh the peers registry"),
+            Err(error) => tracing::debug!(error = %error, "cannot refresh the peers registry"),
         }
     }
 }

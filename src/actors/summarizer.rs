@@ -43,6 +43,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::actors::Fault;
+use crate::actors::traced;
 use crate::backoff;
 use crate::clock::Clock;
 use crate::config::LlmConfig;
@@ -316,7 +317,7 @@ impl SummarizerState {
 
     fn start_claim(&mut self, myself: &ActorRef<SummarizerMsg>, claims: SummaryClaims, mut claim: Claim) {
         let (myself, window_end) = (myself.clone(), claim.window_end);
-        let task = tokio::spawn(async move {
+        let task = traced::spawn(async move {
             let won = claims.claim(window_end).await;
             let _ = myself.cast(SummarizerMsg::Claimed(won));
         });
@@ -332,7 +333,7 @@ impl SummarizerState {
             return;
         }
         let ttl = self.claims.as_ref().map_or(self.config.timeout, |claims| claims.ttl);
-        tracing::debug!(component = %"llm", window_end = %claim.window_end, "a peer writes this summary window");
+        tracing::debug!(window_end = %claim.window_end, "a peer writes this summary window");
         claim.peer_until = Some(Instant::now() + ttl);
         claim._task = None;
         self.claim = Some(claim);
@@ -357,7 +358,7 @@ impl SummarizerState {
         } else if Instant::now() >= until
             && let (Some(claims), Some(claim)) = (self.claims.clone(), self.claim.take())
         {
-            tracing::info!(component = %"llm", window_end = %window_end, "the peer that claimed the summary window wrote nothing; claiming it again");
+            tracing::info!(window_end = %window_end, "the peer that claimed the summary window wrote nothing; claiming it again");
             self.start_claim(myself, claims, claim);
         }
     }
@@ -384,7 +385,7 @@ impl SummarizerState {
         loop {
             let followed = self.store.journal.after(self.cursor, FOLLOW_BATCH);
             if followed.missed > 0 {
-                tracing::warn!(component = %"llm", missed = followed.missed, "journal entries gone before they were summarised");
+                tracing::warn!(missed = followed.missed, "journal entries gone before they were summarised");
             }
             let Some(last) = followed.entries.last() else { return };
             self.cursor = last.seq;
@@ -432,7 +433,7 @@ impl SummarizerState {
         let (settings, known) = self.settings(timeout);
         let myself = myself.clone();
         let asked = facts.clone();
-        let call = tokio::spawn(async move {
+        let call = traced::spawn(async move {
             let attempt = wording::attempt(&client, &asked, settings, &known).await;
             let _ = myself.cast(SummarizerMsg::Worded(Box::new(attempt)));
         });
@@ -463,7 +464,7 @@ impl SummarizerState {
                     llm.last_call = Some(now);
                     llm.answers_accepted += 1;
                 });
-                tracing::info!(component = %"llm", elapsed_ms, anomalies = facts.anomaly_count, "summary written from the model's answer");
+                tracing::info!(elapsed_ms, anomalies = facts.anomaly_count, "summary written from the model's answer");
                 self.publish(facts, cursor, note, SummaryAuthor::LlmSummarizer, true);
                 false
             }
@@ -471,7 +472,7 @@ impl SummarizerState {
                 // The model is reachable and answering: no backoff, the next window asks again.
                 let reason = Failure::Refused(refusal).to_string();
                 self.store.summaries.set_llm_retry(LlmRetry::default());
-                tracing::warn!(component = %"llm", elapsed_ms, error = %reason, "model's answer refused; summary written from the template");
+                tracing::warn!(elapsed_ms, error = %reason, "model's answer refused; summary written from the template");
                 self.store.health.set_llm(|llm| {
                     llm.state = LlmState::Refused;
                     llm.reason = Some(reason.clone());
@@ -492,7 +493,7 @@ impl SummarizerState {
                 self.store.summaries.set_llm_retry(retry);
                 let reason = err.to_string();
                 tracing::warn!(
-                    component = %"llm", error = %reason, retry_in_s = wait.as_secs(),
+                    error = %reason, retry_in_s = wait.as_secs(),
                     "model unavailable; summary written from the template"
                 );
                 self.store.health.set_llm(|llm| {
@@ -537,7 +538,7 @@ impl SummarizerState {
             self.publish(&claim.facts, claim.cursor, summary::template(&claim.facts), SummaryAuthor::Fallback, false);
         }
         if let Some(InFlight { facts, cursor, .. }) = self.in_flight.take() {
-            tracing::info!(component = %"llm", "stopping: the window in flight is written from the template");
+            tracing::info!("stopping: the window in flight is written from the template");
             self.publish(&facts, cursor, summary::template(&facts), SummaryAuthor::Fallback, true);
         }
         self.follow();
@@ -553,16 +554,16 @@ impl SummarizerState {
             }
             None => self.publish(&facts, cursor, summary::template(&facts), SummaryAuthor::Fallback, false),
         }
-        tracing::info!(component = %"llm", anomalies = facts.anomaly_count, "stopping: the last window is published");
+        tracing::info!(anomalies = facts.anomaly_count, "stopping: the last window is published");
     }
 
     fn request_pull(&mut self, myself: &ActorRef<SummarizerMsg>) {
         let Some(client) = self.client.clone() else { return };
         self.pull_requested = true;
-        tracing::info!(component = %"llm", model = %self.config.model, "asking Ollama to pull the missing model");
+        tracing::info!(model = %self.config.model, "asking Ollama to pull the missing model");
         let timeout = self.config.timeout.max(Duration::from_secs(600));
         let myself = myself.clone();
-        let pull = tokio::spawn(async move {
+        let pull = traced::spawn(async move {
             let outcome = client.pull_model(timeout).await;
             let _ = myself.cast(SummarizerMsg::Pulled(outcome));
         });
@@ -573,11 +574,11 @@ impl SummarizerState {
         self.pull = None;
         match outcome {
             Ok(()) => {
-                tracing::info!(component = %"llm", model = %self.config.model, "model pulled; calling it again");
+                tracing::info!(model = %self.config.model, "model pulled; calling it again");
                 self.store.summaries.set_llm_retry(LlmRetry::default());
             }
             Err(err) => {
-                tracing::error!(component = %"llm", model = %self.config.model, error = %err, "model pull failed")
+                tracing::error!(model = %self.config.model, error = %err, "model pull failed")
             }
         }
     }

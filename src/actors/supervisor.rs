@@ -43,6 +43,7 @@ use crate::actors::notifier::{Notifier, NotifierArgs};
 use crate::actors::peers::{Peers, PeersArgs};
 use crate::actors::simulator::{GeneratorSlot, Pace, Simulator, SimulatorArgs, SimulatorMsg};
 use crate::actors::summarizer::{Summarizer, SummarizerArgs, SummarizerMsg, SummaryClaims};
+use crate::actors::traced::Traced;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
 use crate::config::diff::ConfigDiff;
@@ -209,7 +210,7 @@ impl Actor for Supervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         state.expiry = Some(AbortOnDropHandle::new(myself.send_interval(EXPIRY_PERIOD, || SupervisorMsg::Expire)));
-        tracing::info!(component = %"supervisor", children = state.children.len(), "all actors started");
+        tracing::info!(children = state.children.len(), "all actors started");
         Ok(())
     }
 
@@ -327,7 +328,8 @@ impl SupervisorState {
                     store: Arc::clone(&self.store),
                     clock: self.clock,
                 };
-                let (actor, _) = Actor::spawn_linked(None, Detector, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, Traced::new(Detector, kind.component()), args, supervisor).await?;
                 Ok(ChildRef::Detector(actor))
             }
             ChildKind::Simulator(sensor_id) => {
@@ -339,7 +341,8 @@ impl SupervisorState {
                     clock: self.clock,
                     pace: self.pace,
                 };
-                let (actor, _) = Actor::spawn_linked(None, Simulator, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, Traced::new(Simulator, kind.component()), args, supervisor).await?;
                 Ok(ChildRef::Simulator(actor))
             }
             ChildKind::Summarizer => {
@@ -350,7 +353,8 @@ impl SupervisorState {
                     clock: self.clock,
                     claims: SummaryClaims::from_config(&self.config),
                 };
-                let (actor, _) = Actor::spawn_linked(None, Summarizer, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, Traced::new(Summarizer, kind.component()), args, supervisor).await?;
                 Ok(ChildRef::Summarizer(actor))
             }
             ChildKind::Mirror => {
@@ -361,7 +365,8 @@ impl SupervisorState {
                     clock: self.clock,
                     tuning: MirrorTuning::default(),
                 };
-                let (actor, _) = Actor::spawn_linked(None, Mirror, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, Traced::new(Mirror, kind.component()), args, supervisor).await?;
                 Ok(ChildRef::Mirror(actor))
             }
             ChildKind::Mqtt => {
@@ -371,7 +376,8 @@ impl SupervisorState {
                     store: Arc::clone(&self.store),
                     clock: self.clock,
                 };
-                let (actor, _) = Actor::spawn_linked(None, Mqtt, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, Traced::new(Mqtt, kind.component()), args, supervisor).await?;
                 Ok(ChildRef::Mqtt(actor))
             }
             ChildKind::Notifier => {
@@ -385,12 +391,14 @@ impl SupervisorState {
                     clock: self.clock,
                     instance: self.config.cluster.instance_id(),
                 };
-                let (actor, _) = Actor::spawn_linked(None, Notifier, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, Traced::new(Notifier, kind.component()), args, supervisor).await?;
                 Ok(ChildRef::Notifier(actor))
             }
             ChildKind::Peers => {
                 let args = PeersArgs { config: self.config.clone(), store: Arc::clone(&self.store), clock: self.clock };
-                let (actor, _) = Actor::spawn_linked(None, Peers, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, Traced::new(Peers, kind.component()), args, supervisor).await?;
                 Ok(ChildRef::Peers(actor))
             }
             ChildKind::Api => {
@@ -401,7 +409,8 @@ impl SupervisorState {
                     clock: self.clock,
                     supervisor: self.config.debug.fault_injection.then(|| myself.clone()),
                 };
-                let (actor, _) = Actor::spawn_linked(None, Api, args, supervisor).await?;
+                let (actor, _) =
+                    Actor::spawn_linked(None, Traced::new(Api, kind.component()), args, supervisor).await?;
                 Ok(ChildRef::Api(actor))
             }
         }
@@ -443,7 +452,7 @@ impl SupervisorState {
         match child.history.on_failure(&self.policy, Instant::now()) {
             Decision::Restart { after } => {
                 tracing::warn!(
-                    component = %"supervisor", actor = %name, error = %reason,
+                    actor = %name, error = %reason,
                     backoff_ms = after.as_millis() as u64, "actor failed; restarting"
                 );
                 myself.send_after(after, move || SupervisorMsg::Restart(name));
@@ -451,7 +460,7 @@ impl SupervisorState {
             Decision::GiveUp { failures } => {
                 let window = humantime::format_duration(self.policy.window);
                 let verdict = format!("{name} failed {failures} times within {window}; last error: {reason}");
-                tracing::error!(component = %"supervisor", actor = %name, error = %reason, failures, "giving up: {verdict}");
+                tracing::error!(actor = %name, error = %reason, failures, "giving up: {verdict}");
                 self.verdict.give_up(verdict);
                 // The same way out as a shutdown: what was accepted is handled and written first.
                 self.stop_all().await;
@@ -477,7 +486,7 @@ impl SupervisorState {
                 if let Some(child) = self.children.get_mut(&name) {
                     child.running = Some(running);
                 }
-                tracing::info!(component = %"supervisor", actor = %name, "actor restarted");
+                tracing::info!(actor = %name, "actor restarted");
             }
             // Counts as another failure: a child that cannot even start is in a crash loop.
             Err(err) => Box::pin(self.on_failure(myself, name, format!("restart failed: {err}"))).await,
@@ -496,7 +505,7 @@ impl SupervisorState {
                 continue;
             }
             if let Err(err) = self.add_child(myself, kind).await {
-                tracing::error!(component = %"supervisor", actor = %name, error = %err, "could not start a registered sensor's detector");
+                tracing::error!(actor = %name, error = %err, "could not start a registered sensor's detector");
             }
         }
         self.store.health.sensor_registered(lane.id.as_str());
@@ -521,7 +530,7 @@ impl SupervisorState {
                 {
                     let rules = Rules::for_sensor(&self.config, sensor_id.as_str(), parameter.as_str());
                     if actor.cast(DetectorMsg::SetRules(rules)).is_err() {
-                        tracing::warn!(component = %"supervisor", actor = %name, "new rules not delivered; the restart will apply them");
+                        tracing::warn!(actor = %name, "new rules not delivered; the restart will apply them");
                     }
                 }
             }
@@ -570,7 +579,7 @@ impl SupervisorState {
             for kind in self.sensor_children(&sensor_id, self.config.simulation.enabled) {
                 let name = kind.name();
                 if let Err(err) = self.add_child(myself, kind).await {
-                    tracing::error!(component = %"supervisor", actor = %name, error = %err, "could not start a new sensor's actor");
+                    tracing::error!(actor = %name, error = %err, "could not start a new sensor's actor");
                 }
             }
         }
@@ -603,7 +612,7 @@ impl SupervisorState {
             self.ingress.remove_sensor(sensor_id);
             self.store.health.sensor_removed(sensor_id.as_str());
         }
-        tracing::info!(component = %"supervisor", count = removed.len(), "sensors removed");
+        tracing::info!(count = removed.len(), "sensors removed");
     }
 
     /// The configured parameters changed: every sensor gets detectors for the new ones, and
@@ -636,7 +645,7 @@ impl SupervisorState {
                 if !self.children.contains_key(&kind.name()) {
                     let name = kind.name();
                     if let Err(err) = self.add_child(myself, kind).await {
-                        tracing::error!(component = %"supervisor", actor = %name, error = %err, "could not start a new parameter's detector");
+                        tracing::error!(actor = %name, error = %err, "could not start a new parameter's detector");
                     }
                 }
             }
@@ -675,7 +684,7 @@ impl SupervisorState {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, futures_util::future::join_all(drains)).await;
         let left = self.ingress.queued();
         if drained.is_err() || left > 0 {
-            tracing::warn!(component = %"supervisor", left_behind = left, "detectors did not handle every queued value before the stop");
+            tracing::warn!(left_behind = left, "detectors did not handle every queued value before the stop");
         }
         stop_together(detectors.iter().map(ChildRef::cell)).await;
         // The last alarms are journalled: the notifier queues them and delivers what it can.
@@ -704,7 +713,7 @@ impl SupervisorState {
             child.cell().stop_and_wait(Some("shutdown".into()), Some(DRAIN_TIMEOUT)).await.ok();
         }
         stop_together(step(|child| matches!(child, ChildRef::Api(_))).map(|child| child.cell())).await;
-        tracing::info!(component = %"supervisor", "all actors stopped");
+        tracing::info!("all actors stopped");
     }
 }
 

@@ -33,6 +33,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::request_head::{Handback, RequestHeadGuard, error_answer};
 use super::write_stall::WriteStallGuard;
@@ -82,7 +83,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
                         accept_failures.count();
                         if accept_failures.should_log() {
                             let missed = accept_failures.take_count();
-                            tracing::warn!(component = %"api", error = %err, failures = missed, "cannot accept a connection");
+                            tracing::warn!(error = %err, failures = missed, "cannot accept a connection");
                         }
                         tokio::time::sleep(ACCEPT_BACKOFF).await;
                         continue;
@@ -96,14 +97,13 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
                             closed: closed.clone(),
                             write_timeout: limits.write_timeout,
                         };
-                        connections.spawn(connection.serve(stream, slot));
+                        connections.spawn(connection.serve(stream, slot).in_current_span());
                     }
                     Err(_) => {
                         over_capacity.count();
                         if over_capacity.should_log() {
                             tracing::warn!(
-                                component = %"api",
-                                max_connections = limits.max_connections,
+                                                                max_connections = limits.max_connections,
                                 refused = over_capacity.take_count(),
                                 "connection limit reached: refusing new connections with 503 (api.max_connections)"
                             );
@@ -112,7 +112,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
                             "too many connections (api.max_connections = {}); try again shortly",
                             limits.max_connections
                         ));
-                        connections.spawn(write_and_close(stream, answer));
+                        connections.spawn(write_and_close(stream, answer).in_current_span());
                     }
                 }
             }

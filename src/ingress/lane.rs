@@ -26,7 +26,9 @@ use tokio::sync::{Notify, broadcast};
 use crate::actors::detector::DetectorMsg;
 use crate::detection::{ParameterDetector, Rules};
 use crate::domain::{Parameter, Reading, SensorId, Transition, Values};
+use crate::health::Component;
 use crate::history::{HistoryLimits, SeriesHistory};
+use crate::logging::component_span;
 use crate::store::{Store, lock};
 
 /// One value on its way to a detector.
@@ -101,10 +103,12 @@ impl InboxState {
                 record(&bound.store, transitions, sample.arrival);
                 self.checkpoint_if_due();
             }
-            Err(rejection) => tracing::debug!(
-                component = %"detector", sensor_id = %self.detector.sensor_id(), parameter = %self.detector.parameter(),
-                ?rejection, "value refused by the detector"
-            ),
+            Err(rejection) => component_span(Component::Detector).in_scope(|| {
+                tracing::debug!(
+                    sensor_id = %self.detector.sensor_id(), parameter = %self.detector.parameter(),
+                    ?rejection, "value refused by the detector"
+                )
+            }),
         }
     }
 
@@ -148,17 +152,22 @@ impl InboxState {
     }
 }
 
-/// Records what a detector produced, logging each raise.
+/// Records what a detector produced, logging each raise. A lane may run on its source's task (a
+/// connection, the broker's intake), so the lines name the detector themselves.
 pub fn record(store: &Store, transitions: Vec<Transition>, now: DateTime<Utc>) {
+    if transitions.is_empty() {
+        return;
+    }
+    let _detector = component_span(Component::Detector).entered();
     for transition in transitions {
         match &transition {
             Transition::Raised(anomaly) => tracing::info!(
-                component = %"detector", sensor_id = %anomaly.sensor_id, parameter = %anomaly.parameter,
+                sensor_id = %anomaly.sensor_id, parameter = %anomaly.parameter,
                 kind = %anomaly.kind, value = anomaly.value, id = %anomaly.id, detail = %anomaly.message,
                 "anomaly raised"
             ),
             Transition::Cleared(cleared) => tracing::debug!(
-                component = %"detector", sensor_id = %cleared.sensor_id, parameter = %cleared.parameter,
+                sensor_id = %cleared.sensor_id, parameter = %cleared.parameter,
                 kind = %cleared.kind, id = %cleared.anomaly_id, "episode cleared"
             ),
         }

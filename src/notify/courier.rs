@@ -268,7 +268,7 @@ impl Courier {
         if !stale.is_empty() {
             self.store.notify.update(&self.receiver.name, |status| status.dropped += stale.len() as u64);
             tracing::warn!(
-                component = %"notify", receiver = %self.receiver.name, dropped = stale.len(),
+                receiver = %self.receiver.name, dropped = stale.len(),
                 "notifications older than notify.max_age dropped undelivered"
             );
             outcomes.extend(stale.into_iter().map(|item| (item, Settled::Dropped)));
@@ -377,7 +377,7 @@ impl Courier {
                 round.retry.reset();
                 if round.failing {
                     round.failing = false;
-                    tracing::info!(component = %"notify", receiver = %name, "receiver reachable again; delivering the backlog");
+                    tracing::info!(receiver = %name, "receiver reachable again; delivering the backlog");
                     // Alertmanager gets the whole picture at once, not at the next resend.
                     round.next_resend = now;
                 }
@@ -393,7 +393,7 @@ impl Courier {
                 if !round.failing {
                     round.failing = true;
                     tracing::warn!(
-                        component = %"notify", receiver = %name, error = %error,
+                        receiver = %name, error = %error,
                         "delivery failed; retrying with backoff"
                     );
                 }
@@ -409,7 +409,7 @@ impl Courier {
                 if round.rejected_logged_at.is_none_or(|at| now - at >= TimeDelta::seconds(10)) {
                     round.rejected_logged_at = Some(now);
                     tracing::warn!(
-                        component = %"notify", receiver = %name, error = %error,
+                        receiver = %name, error = %error,
                         "the receiver refused a notification; it is dropped"
                     );
                 }
@@ -426,7 +426,7 @@ impl Courier {
     fn outbox_unavailable(&self, round: &mut Round, error: String) {
         if !round.outbox_down {
             round.outbox_down = true;
-            tracing::warn!(component = %"notify", receiver = %self.receiver.name, error = %error, "redis, which holds the outbox, does not answer");
+            tracing::warn!(receiver = %self.receiver.name, error = %error, "redis, which holds the outbox, does not answer");
         }
         let now = self.clock.now();
         self.store.notify.update(&self.receiver.name, |status| {
@@ -441,7 +441,7 @@ impl Courier {
             return;
         }
         round.outbox_down = false;
-        tracing::info!(component = %"notify", receiver = %self.receiver.name, "the outbox in redis answers again");
+        tracing::info!(receiver = %self.receiver.name, "the outbox in redis answers again");
         let state = if round.failing { ReceiverState::Failing } else { ReceiverState::Ok };
         self.store.notify.update(&self.receiver.name, |status| status.state = state);
     }

@@ -48,27 +48,30 @@ pub struct Restored {
 /// the last 24 h from it within a bounded time. Redis being away is logged, never fatal.
 pub async fn restore_at_start(config: &ValidConfig, store: &Store, clock: &Clock) {
     if config.redis.url.is_empty() {
+        // `daemon::log_redis_in_use` says so in the log.
         store.health.set_redis(|health| health.state = RedisState::Disabled);
-        tracing::info!(component = %"redis", "redis.url is empty: running in memory only");
         return;
     }
     store.health.set_redis(|health| health.state = RedisState::Connecting);
     match restore(config, store, clock.now(), RESTORE_BUDGET).await {
         Ok(restored) => {
             if let Some(reason) = &restored.incomplete {
-                tracing::warn!(component = %"redis", reason = %reason, "restore from redis incomplete; kept the newest read");
+                tracing::warn!(reason = %reason, "restore from redis incomplete; kept the newest read");
             }
             if restored.unreadable > 0 {
-                tracing::warn!(component = %"redis", unreadable = restored.unreadable, "skipped unreadable entries in redis");
+                tracing::warn!(unreadable = restored.unreadable, "skipped unreadable entries in redis");
             }
             tracing::info!(
-                component = %"redis", anomalies = restored.anomalies, summaries = restored.summaries,
-                alarms = restored.alarms, audit = restored.audit, episodes = restored.episodes,
+                anomalies = restored.anomalies,
+                summaries = restored.summaries,
+                alarms = restored.alarms,
+                audit = restored.audit,
+                episodes = restored.episodes,
                 "restored from redis"
             );
         }
         Err(error) => {
-            tracing::warn!(component = %"redis", error = %error, "cannot restore from redis; starting without its history");
+            tracing::warn!(error = %error, "cannot restore from redis; starting without its history");
             store.health.set_redis(|health| health.last_error = Some(format!("restore at start: {error}")));
         }
     }

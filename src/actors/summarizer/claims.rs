@@ -74,7 +74,7 @@ impl SummaryClaims {
         match self.link.query::<Option<String>>(&command, CLAIM_TIMEOUT).await {
             Ok(answer) => answer.is_some(),
             Err(error) => {
-                tracing::warn!(component = %"llm", error = %error, "cannot claim the summary window; writing it");
+                tracing::warn!(error = %error, "cannot claim the summary window; writing it");
                 true
             }
         }
