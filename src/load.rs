@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::time::TimeVal;
 use ractor::Actor;
 use tokio::time::Instant;
 
@@ -61,7 +64,6 @@ pub struct LoadReport {
     pub cpu_seconds: f64,
     pub cpu_share_of_one_core: f64,
     pub peak_rss_mb: f64,
-    pub rss_mb: f64,
     /// With a webhook: notifications it took, and the most that waited at once.
     pub notified: u64,
     pub notify_backlog_peak: u64,
@@ -94,7 +96,7 @@ impl std::fmt::Display for LoadReport {
                 self.notify_backlog_peak
             )?;
         }
-        write!(f, "memory             {:.1} MB resident at the end, {:.1} MB peak", self.rss_mb, self.peak_rss_mb)
+        write!(f, "memory             {:.1} MB resident at the peak", self.peak_rss_mb)
     }
 }
 
@@ -178,7 +180,7 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
     let startup = started.elapsed();
     eprintln!("load: {} sensors started in {startup:?}", plan.sensors);
     // Steady state only: spawning tens of thousands of actors is a cost of start-up, not of load.
-    let cpu_before = process_cpu_seconds();
+    let before = ProcessUsage::now();
     let started = Instant::now();
     let produced_before = ingress.stats.accepted(Source::Simulator);
 
@@ -196,7 +198,7 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
             started.elapsed().as_secs_f64(),
             readings - last,
             held,
-            resident_mb().0
+            ProcessUsage::now().peak_rss_mb
         );
         last = readings;
     }
@@ -204,14 +206,11 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
     let _ = ractor::call!(supervisor, |reply| SupervisorMsg::Shutdown { reply });
     let _ = done.await;
     let seconds = started.elapsed().as_secs_f64();
-    let mut latencies = latencies.stop().await;
-    latencies.sort_unstable();
-    let percentile =
-        |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
+    let latencies = latencies.stop().await;
     let readings = ingress.stats.accepted(Source::Simulator) - produced_before;
     let anomalies = store.anomalies.count_24h(clock.now());
-    let cpu_seconds = process_cpu_seconds() - cpu_before;
-    let (rss_mb, peak_rss_mb) = resident_mb();
+    let after = ProcessUsage::now();
+    let cpu_seconds = after.cpu_seconds - before.cpu_seconds;
     Ok(LoadReport {
         sensors: plan.sensors,
         startup_seconds: startup.as_secs_f64(),
@@ -221,13 +220,12 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
         anomalies,
         anomalies_per_second: anomalies as f64 / seconds,
         mirrored: store.health.redis().mirrored,
-        latency_p50_us: percentile(0.5),
-        latency_p99_us: percentile(0.99),
-        latency_max_us: latencies.last().copied().unwrap_or(0),
+        latency_p50_us: latencies.value_at_quantile(0.5),
+        latency_p99_us: latencies.value_at_quantile(0.99),
+        latency_max_us: latencies.max(),
         cpu_seconds,
         cpu_share_of_one_core: cpu_seconds / seconds,
-        peak_rss_mb,
-        rss_mb,
+        peak_rss_mb: after.peak_rss_mb,
         notified: store.notify.receivers().values().map(|receiver| receiver.delivered).sum(),
         notify_backlog_peak: backlog_peak,
     })
@@ -236,15 +234,21 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
 /// Follows the store and notes, for each spike or drift, how long after its reading it became
 /// readable.
 struct LatencyProbe {
-    task: tokio::task::JoinHandle<Vec<u64>>,
+    task: tokio::task::JoinHandle<Histogram<u64>>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl LatencyProbe {
-    async fn stop(self) -> Vec<u64> {
+    async fn stop(self) -> Histogram<u64> {
         let _ = self.stop.send(());
-        self.task.await.unwrap_or_default()
+        self.task.await.unwrap_or_else(|_| latency_histogram())
     }
+}
+
+/// Microseconds from 1 to an hour, to three significant figures: a few tens of kB however long
+/// the run.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
 }
 
 fn spawn_latency_probe(store: Arc<Store>, clock: Clock) -> LatencyProbe {
@@ -252,7 +256,7 @@ fn spawn_latency_probe(store: Arc<Store>, clock: Clock) -> LatencyProbe {
     let mut changes = store.journal.subscribe();
     let task = tokio::spawn(async move {
         let mut cursor = 0;
-        let mut latencies = Vec::new();
+        let mut latencies = latency_histogram();
         loop {
             tokio::select! {
                 _ = &mut stopped => break,
@@ -266,7 +270,7 @@ fn spawn_latency_probe(store: Arc<Store>, clock: Clock) -> LatencyProbe {
                     && anomaly.kind != AnomalyKind::Dropout
                 {
                     let micros = (now - anomaly.timestamp).num_microseconds().unwrap_or(i64::MAX);
-                    latencies.push(u64::try_from(micros).unwrap_or(0));
+                    latencies.saturating_record(u64::try_from(micros).unwrap_or(0));
                 }
             }
         }
@@ -275,27 +279,24 @@ fn spawn_latency_probe(store: Arc<Store>, clock: Clock) -> LatencyProbe {
     LatencyProbe { task, stop }
 }
 
-/// User plus system CPU time of this process, from `/proc/self/stat` (Linux).
-fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else { return 0.0 };
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
-    // The kernel's USER_HZ is 100 on every mainstream Linux build.
-    ticks / 100.0
+/// The CPU this process used so far and its peak resident memory, from `getrusage(2)`.
+struct ProcessUsage {
+    cpu_seconds: f64,
+    peak_rss_mb: f64,
 }
 
-/// Resident memory now and at its peak, in MB, from `/proc/self/status` (Linux).
-pub fn resident_mb() -> (f64, f64) {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (0.0, 0.0) };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+impl ProcessUsage {
+    fn now() -> Self {
+        match getrusage(UsageWho::RUSAGE_SELF) {
+            Ok(usage) => {
+                let seconds = |time: TimeVal| time.tv_sec() as f64 + time.tv_usec() as f64 / 1e6;
+                ProcessUsage {
+                    cpu_seconds: seconds(usage.user_time()) + seconds(usage.system_time()),
+                    // Linux counts it in kB.
+                    peak_rss_mb: usage.max_rss() as f64 / 1024.0,
+                }
+            }
+            Err(_) => ProcessUsage { cpu_seconds: 0.0, peak_rss_mb: 0.0 },
+        }
+    }
 }
