@@ -171,7 +171,7 @@ pub struct AlarmCounts {
 }
 
 /// Longest comment or reason kept, in characters; the rest is cut.
-pub const MAX_NOTE_CHARS: usize = 500;
+const MAX_NOTE_CHARS: usize = 500;
 
 /// The alarms still alive, by id, and the rules they follow.
 #[derive(Clone, Debug, Default)]

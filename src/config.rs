@@ -32,7 +32,7 @@ pub use redact::redact_url;
 pub use sections::*;
 
 /// Where the repository keeps its reference config; used when run from a checkout.
-pub const REPO_CONFIG_PATH: &str = "config/wtf-monitor.toml";
+const REPO_CONFIG_PATH: &str = "config/wtf-monitor.toml";
 /// Where an installed daemon reads its config.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/wtf-monitor/wtf-monitor.toml";
 /// Prefix of the environment variables that override the file.

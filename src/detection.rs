@@ -81,7 +81,7 @@ pub enum Rejection {
 }
 
 /// What one call produced, oldest first: a dropout's clear comes before what the reading raises.
-pub type Transitions = Vec<Transition>;
+type Transitions = Vec<Transition>;
 
 /// An anomaly condition still in progress, for summaries.
 #[derive(Clone, Debug, PartialEq)]
@@ -275,11 +275,6 @@ impl ParameterDetector {
 
     pub fn last_timestamp(&self) -> Option<DateTime<Utc>> {
         self.last.map(|last| last.timestamp)
-    }
-
-    /// The arrival time of the last accepted reading.
-    pub fn last_arrival(&self) -> Option<DateTime<Utc>> {
-        self.last.map(|last| last.arrival)
     }
 
     pub fn is_silent(&self) -> bool {

@@ -225,11 +225,6 @@ impl<'de> Deserialize<'de> for Reading {
     }
 }
 
-/// A name that is not one of a closed set (an anomaly type, a role, …).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown name {0:?}")]
-pub struct UnknownName(pub String);
-
 /// Rounds to two decimals: the precision operators read, and the one summaries quote.
 pub fn round_for_display(value: f64) -> f64 {
     (value * 100.0).round() / 100.0

@@ -30,7 +30,8 @@ pub struct HistoryBounds {
 
 impl HistoryBounds {
     /// Bytes one series takes at most with these bounds.
-    pub fn bytes_per_series(self) -> usize {
+    #[cfg(test)]
+    fn bytes_per_series(self) -> usize {
         self.recent * std::mem::size_of::<Raw>() + self.minutes * std::mem::size_of::<Bucket>()
     }
 

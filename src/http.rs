@@ -67,13 +67,13 @@ pub use query::{DEFAULT_LIMIT, MAX_LIMIT};
 pub use status::{SensorStatus, StatusBody, status_now};
 
 /// Where the OpenAPI document is served.
-pub const OPENAPI_PATH: &str = "/openapi.json";
+const OPENAPI_PATH: &str = "/openapi.json";
 /// Requests other than the ingestion endpoints carry small bodies at most; anything larger is
 /// refused with 413. Ingestion takes up to `ingest.max_body`.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+const MAX_BODY_BYTES: usize = 16 * 1024;
 /// How stale a served `/status` may be when only readings and uptime changed; a change of any
 /// actor, of the model's or Redis's state, or of the anomalies shows at once.
-pub const STATUS_REFRESH: Duration = Duration::from_millis(250);
+const STATUS_REFRESH: Duration = Duration::from_millis(250);
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -488,7 +488,7 @@ async fn health() -> Response {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct HealthBody {
+struct HealthBody {
     /// Always `ok`: a daemon that answers at all is alive; `/status` says how well.
     #[schema(example = "ok")]
     pub status: String,

@@ -198,7 +198,7 @@ impl Policy {
 }
 
 /// Called with a sensor registered live from its readings: the supervisor starts its detectors.
-pub type Registrar = Box<dyn Fn(Arc<SensorLane>) + Send + Sync>;
+type Registrar = Box<dyn Fn(Arc<SensorLane>) + Send + Sync>;
 
 pub struct Ingress {
     clock: Clock,

@@ -159,16 +159,6 @@ impl Journal {
         Followed { entries: taken, missed }
     }
 
-    /// The newest entries, oldest first, at most `max` of those matching `keep`: for a reader
-    /// that starts from now but wants some context.
-    pub fn newest_matching(&self, max: usize, keep: impl Fn(&Event) -> bool) -> Vec<Entry> {
-        let entries = lock(&self.entries);
-        let mut found: Vec<Entry> =
-            entries.log.iter().rev().filter(|entry| keep(&entry.event)).take(max).cloned().collect();
-        found.reverse();
-        found
-    }
-
     /// The sequence number of the newest entry (0 before the first).
     pub fn newest_seq(&self) -> u64 {
         *self.newest.borrow()

@@ -71,7 +71,7 @@ const MAX_ERROR_CHARS: usize = 300;
 /// Most bytes of a successful answer read: the form, plus Ollama's `context` token ids.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Most bytes of an error body (or a pull's answer) read; the rest is not looked at.
-pub const MAX_ERROR_BYTES: usize = 8 * 1024;
+const MAX_ERROR_BYTES: usize = 8 * 1024;
 /// How long connecting may take, within the call's timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

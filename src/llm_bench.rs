@@ -133,7 +133,7 @@ fn plant(sensors: usize) -> Config {
 
 /// `count` consecutive windows of `length` from `sensors` seeded simulators (`wtf-pipe-1`, …)
 /// with the default rates and rules, readings once a second.
-pub fn seeded_windows(seed: u64, sensors: usize, count: usize, length: Duration) -> Vec<Facts> {
+fn seeded_windows(seed: u64, sensors: usize, count: usize, length: Duration) -> Vec<Facts> {
     let config = plant(sensors);
     let units = summary::units_of(&config);
     let start = origin();
@@ -201,7 +201,7 @@ fn condition(detector: &ParameterDetector) -> Option<Condition> {
 
 /// A window of `count` anomalies spread over many sensors (as a flood would bring), with silences
 /// and drifts in progress, for the prompt's size: it must stay bounded whatever the count.
-pub fn flood_window(count: usize) -> Facts {
+fn flood_window(count: usize) -> Facts {
     let sensors = (count / 10).clamp(3, 1_000);
     let config = plant(sensors);
     let start = origin();

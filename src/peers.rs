@@ -28,7 +28,7 @@ use crate::journal::{Entry, Event};
 /// far more than a daemon restarting needs to catch up.
 pub const JOURNAL_STREAM_MAXLEN: usize = 100_000;
 /// Longest JSON of one entry read from the stream; a longer one is skipped as not ours.
-pub const MAX_ENTRY_JSON: usize = 64 * 1024;
+const MAX_ENTRY_JSON: usize = 64 * 1024;
 /// A peer whose registry entry is older than this is listed as stale.
 pub const STALE_AFTER: TimeDelta = TimeDelta::seconds(15);
 

@@ -27,12 +27,12 @@ pub use records::{AuditLimits, Records};
 /// The hash tag shared by every key: Redis Cluster hashes only the text between the braces.
 pub const HASH_TAG: &str = "{plant}";
 /// Written to the status hash; bumped when the layout changes in a way readers must know.
-pub const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 1;
 /// Members per `ZADD`: big enough to amortise the command, small enough that one command
 /// never holds Redis (single-threaded) for more than about a millisecond.
 pub const ZADD_CHUNK: usize = 1_000;
 /// Approximate length of the readings stream (`XADD … MAXLEN ~`).
-pub const READINGS_STREAM_MAXLEN: usize = 10_000;
+const READINGS_STREAM_MAXLEN: usize = 10_000;
 
 /// The names of every key the mirror writes.
 #[derive(Clone, Debug, PartialEq, Eq)]

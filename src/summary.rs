@@ -50,7 +50,7 @@ pub use grounding::{MAX_SUMMARY_CHARS, Ungrounded, check_grounded, clean};
 pub use template::{so_far, template};
 
 /// This many spikes in one window make it critical, whatever else happened.
-pub const CRITICAL_SPIKES: u64 = 10;
+const CRITICAL_SPIKES: u64 = 10;
 /// Lines per section of the facts text; the rest is counted ("and 12 more sensors …").
 const LISTED: usize = 8;
 /// Lines per section of the template: a note is read at a glance.

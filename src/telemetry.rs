@@ -23,7 +23,7 @@ use crate::store::lock;
 
 /// Upper bounds of the model-latency buckets, in seconds: a warm 1B model answers in about a
 /// second on CPU, a cold start takes up to a minute, `llm.timeout` cuts at two.
-pub const LLM_BUCKETS: [f64; 11] = [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0];
+const LLM_BUCKETS: [f64; 11] = [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0];
 
 pub struct Telemetry {
     raised: Mutex<BTreeMap<(AnomalyKind, Parameter), u64>>,

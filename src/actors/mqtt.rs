@@ -53,7 +53,7 @@ use crate::mqtt::{Delivery, Intake, MqttReason, MqttState, SequenceGap};
 use crate::store::Store;
 
 /// How long a reading waits for room in a full detector queue before it is refused for good.
-pub const FULL_WAIT: Duration = Duration::from_secs(10);
+const FULL_WAIT: Duration = Duration::from_secs(10);
 /// Messages passed from the connection to the intake before the connection stops reading.
 const INBOUND_CAPACITY: usize = 1024;
 /// Requests (acknowledgements, subscriptions) waiting for the event loop. MQTT packet ids are 16

@@ -71,7 +71,7 @@ pub struct NotifierArgs {
 }
 
 /// Items for Redis outboxes, with their receivers' names.
-pub type Staged = Vec<(String, Arc<Item>)>;
+type Staged = Vec<(String, Arc<Item>)>;
 
 pub enum NotifierMsg {
     /// Something may be new in the journal, or staged items wait.

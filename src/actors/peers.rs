@@ -37,7 +37,7 @@ use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
 
 /// How often this daemon's registry entry is written and the others' read.
-pub const REGISTRY_EVERY: Duration = Duration::from_secs(2);
+const REGISTRY_EVERY: Duration = Duration::from_secs(2);
 /// How long one `XREAD` waits for new entries before asking again.
 const BLOCK: Duration = Duration::from_millis(1_000);
 /// Entries per `XREAD`, and operations per published pipeline.

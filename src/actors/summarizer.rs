@@ -72,7 +72,7 @@ const FIRST_ANSWER: Duration = Duration::from_secs(15);
 const LONGEST_GAP: Duration = Duration::from_secs(180);
 const LEAST_ANSWER: Duration = Duration::from_secs(5);
 /// At a stop, the model gets this long to word the last window before the template does.
-pub const FLUSH_ANSWER: Duration = Duration::from_secs(2);
+const FLUSH_ANSWER: Duration = Duration::from_secs(2);
 /// Anomalies taken from the store per tick; a flood is summarised over several ticks.
 const FOLLOW_BATCH: usize = 50_000;
 /// Longest wait before calling a failing model again. The wait starts at one summary interval

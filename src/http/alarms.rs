@@ -23,7 +23,7 @@ use crate::ingress::bounded;
 /// The body of `POST /alarms/{id}/ack` (optional).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct AckRequest {
+struct AckRequest {
     /// What the operator noted, kept with the alarm and in the audit trail (at most 500 characters).
     pub comment: Option<String>,
 }
@@ -31,7 +31,7 @@ pub struct AckRequest {
 /// The body of `POST /alarms/{id}/shelve`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ShelveRequest {
+struct ShelveRequest {
     /// How long, e.g. `30m`, `2h`; at most `alarms.max_shelve` (8 h by default).
     #[schema(example = "30m")]
     pub duration: String,

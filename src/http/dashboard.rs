@@ -21,7 +21,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Where the page's files are served.
-pub const ASSETS: &str = "/dashboard";
+const ASSETS: &str = "/dashboard";
 
 /// One embedded file.
 struct Asset {

@@ -65,7 +65,7 @@ pub struct ErrorBody {
 }
 
 /// Most characters of a client's input (a path, a parameter name, a method) an error echoes.
-pub const MAX_ECHO_CHARS: usize = 128;
+const MAX_ECHO_CHARS: usize = 128;
 
 /// A client's input as an error may echo it: at most [`MAX_ECHO_CHARS`].
 fn echo(text: &str) -> String {

@@ -34,7 +34,7 @@ use crate::journal::{Entry, Event, Journal};
 /// The event names a client may ask for with `types=`.
 const TYPES: [&str; 7] = ["anomaly", "cleared", "alarm", "summary", "status", "audit", "reading"];
 /// A client further behind the journal than this many entries is dropped with a final event.
-pub const MAX_LAG: u64 = 50_000;
+const MAX_LAG: u64 = 50_000;
 /// Journal entries read per step of a stream.
 const BATCH: usize = 256;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

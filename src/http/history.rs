@@ -18,7 +18,7 @@ const MAX_POINTS: usize = 10_000;
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"sensor_id": "wtf-pipe-1", "parameter": "pressure", "unit": "bar",
     "points": [{"t": "2025-05-19T10:15:00.000Z", "v": 2.1, "min": 2.05, "max": 4.71}]}))]
-pub struct History {
+struct History {
     pub sensor_id: String,
     pub parameter: String,
     pub unit: String,

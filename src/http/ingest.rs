@@ -27,7 +27,7 @@ const RETRY_AFTER_SECONDS: &str = "1";
 /// The answer to `POST /readings`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"accepted": 2, "rejected": [{"index": 2, "error": "unknown sensor \"pump-9\": not in sensors.ids"}]}))]
-pub struct IngestAnswer {
+struct IngestAnswer {
     /// Readings taken.
     pub accepted: usize,
     /// The items not taken, by their position in the body (from 0), with why; at most 1,000.

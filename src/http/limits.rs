@@ -24,13 +24,13 @@ use crate::domain::AnomalyKind;
     "label": "Pressure", "unit": "bar", "normal": [1.5, 3.0], "spike": 4.0, "drift": 3.5,
     "low_spike": null, "low_drift": null, "rate": null, "stuck_tolerance": null,
     "drift_seconds": 15.0, "dropout_seconds": 10.0}}}]}))]
-pub struct LimitsBody {
+struct LimitsBody {
     /// In sensor id order.
     pub sensors: Vec<SensorLimits>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SensorLimits {
+struct SensorLimits {
     pub sensor_id: String,
     /// By parameter name.
     pub parameters: BTreeMap<String, ParameterLimits>,
@@ -38,7 +38,7 @@ pub struct SensorLimits {
 
 /// The limits of one sensor × parameter; null where that rule is not configured.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ParameterLimits {
+struct ParameterLimits {
     /// How operators name the parameter.
     pub label: String,
     /// The unit of its values and of every limit below but `rate` (units per second).

@@ -26,11 +26,11 @@ use tokio::sync::oneshot;
 use super::errors::ErrorBody;
 
 /// Longest request target (path and query) taken; a longer one is answered 414.
-pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+const MAX_TARGET_BYTES: usize = 8 * 1024;
 /// Longest request head (request line and header fields) taken; a longer one is answered 431.
-pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// Most header fields in one request; more is answered 431. hyper's own limit, so it never refuses.
-pub const MAX_HEADER_FIELDS: usize = 100;
+const MAX_HEADER_FIELDS: usize = 100;
 
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;

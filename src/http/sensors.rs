@@ -10,7 +10,7 @@ use super::{ApiError, AppState, ErrorBody, json_body, query::Params, to_bytes};
 
 /// A page of sensors.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SensorPage {
+struct SensorPage {
     /// Sensors watched in all, configured and registered.
     pub total: usize,
     pub sensors: Vec<SensorEntry>,
@@ -19,7 +19,7 @@ pub struct SensorPage {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SensorEntry {
+struct SensorEntry {
     pub sensor_id: String,
     /// Registered live from its readings, rather than configured.
     pub registered: bool,

@@ -21,7 +21,7 @@ use crate::store::Store;
 
 /// Sensors `/status` lists one by one; past this it lists the first ones by id and the inactive
 /// ones, and `GET /sensors` pages through all of them.
-pub const STATUS_SENSORS: usize = 100;
+const STATUS_SENSORS: usize = 100;
 
 /// One sensor as `/status` shows it.
 #[derive(Debug, Serialize, ToSchema)]

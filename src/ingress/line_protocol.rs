@@ -45,7 +45,7 @@ impl Precision {
 
 /// One line of a body: its number (from 1), and the reading or why it is not one. Lines skipped
 /// (another measurement) are absent.
-pub type Line = (usize, Result<Reading, String>);
+type Line = (usize, Result<Reading, String>);
 
 /// Reads a body of line protocol. A line without a timestamp is taken as of `arrival`.
 pub fn parse(body: &str, config: &LineProtocolConfig, precision: Precision, arrival: DateTime<Utc>) -> Vec<Line> {

@@ -93,18 +93,8 @@ pub fn reading(value: Value, topic_sensor: Option<&str>, arrival: DateTime<Utc>)
     Ok(Reading { sensor_id: SensorId::new(&sensor_id), timestamp: timestamp.unwrap_or(arrival), values })
 }
 
-/// One value of one parameter: a bare number, or `{"value": x, "timestamp": "…"}`.
-pub fn single_value(
-    payload: &[u8],
-    sensor_id: &str,
-    parameter: &str,
-    arrival: DateTime<Utc>,
-) -> Result<Reading, String> {
-    let value: Value = serde_json::from_slice(payload).map_err(|_| "the payload is not a number or JSON".to_owned())?;
-    single_value_of(&value, sensor_id, parameter, arrival)
-}
-
-/// [`single_value`] of a payload already read as JSON.
+/// One value of one parameter, from a payload read as JSON: a bare number, or
+/// `{"value": x, "timestamp": "…"}`.
 pub fn single_value_of(
     value: &Value,
     sensor_id: &str,
@@ -213,12 +203,16 @@ mod tests {
         assert_eq!(reading.sensor_id.as_str(), "wtf-pipe-2");
         let mismatch = super::reading(json!({"sensor_id": "other", "flow": 1}), Some("wtf-pipe-2"), now());
         assert!(mismatch.unwrap_err().contains("differs from the topic"));
-        let bare = single_value(b"4.25", "wtf-pipe-1", "pressure", now()).unwrap();
+        let bare = single_value_of(&serde_json::json!(4.25), "wtf-pipe-1", "pressure", now()).unwrap();
         assert_eq!(bare.value("pressure"), Some(4.25));
-        let object =
-            single_value(br#"{"value": 3, "timestamp": "2025-05-19T09:59:59Z"}"#, "wtf-pipe-1", "flow", now()).unwrap();
+        let object = single_value_of(
+            &serde_json::json!({"value": 3, "timestamp": "2025-05-19T09:59:59Z"}),
+            "wtf-pipe-1",
+            "flow",
+            now(),
+        )
+        .unwrap();
         assert_eq!(object.timestamp, now() - chrono::TimeDelta::seconds(1));
-        assert!(single_value(b"\"high\"", "wtf-pipe-1", "flow", now()).is_err());
-        assert!(single_value(b"\xff\xfe", "wtf-pipe-1", "flow", now()).is_err());
+        assert!(single_value_of(&serde_json::json!("high"), "wtf-pipe-1", "flow", now()).is_err());
     }
 }

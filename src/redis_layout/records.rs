@@ -50,7 +50,7 @@ pub struct AuditLimits {
 }
 
 /// The hash field of a detector's checkpoint.
-pub fn episode_field(key: &DetectorKey) -> String {
+fn episode_field(key: &DetectorKey) -> String {
     format!("{}/{}", key.0.as_str(), key.1.as_str())
 }
 

@@ -78,9 +78,4 @@ impl EpisodeBook {
         }
         restored.remove(&(sensor_id.clone(), parameter.clone()))
     }
-
-    /// How many restored checkpoints no detector has taken yet (sensors not configured now).
-    pub fn restored_left(&self) -> usize {
-        lock(&self.restored).len()
-    }
 }

@@ -373,7 +373,7 @@ pub fn prompt(facts: &Facts, form: &Form) -> Prompt {
 
 /// Accepts the model's answer only if it is the form: a JSON object with exactly the three
 /// fields, each a string among its choices, the check one of the chosen condition's.
-pub fn read_answer<'a>(answer: &str, form: &'a Form) -> Result<Choice<'a>, Refusal> {
+fn read_answer<'a>(answer: &str, form: &'a Form) -> Result<Choice<'a>, Refusal> {
     // A model that ignores `format` may still wrap the JSON in a code fence.
     let text = clean(answer);
     let value: serde_json::Value =
