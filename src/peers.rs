@@ -31,6 +31,13 @@ pub const JOURNAL_STREAM_MAXLEN: usize = 100_000;
 const MAX_ENTRY_JSON: usize = 64 * 1024;
 /// A peer whose registry entry is older than this is listed as stale.
 pub const STALE_AFTER: TimeDelta = TimeDelta::seconds(15);
+/// A peer silent this long is taken out of the registry: a daemon moved or retired, not one
+/// that restarts.
+pub const FORGET_AFTER: TimeDelta = TimeDelta::days(1);
+/// Peers `/status` lists at most (this daemon and the freshest others): a plant runs a few.
+pub const MAX_PEERS_LISTED: usize = 32;
+/// Longest registry entry read; a longer one is not ours and is skipped.
+const MAX_RECORD_JSON: usize = 1024;
 
 /// An operator acknowledged an alarm through one daemon.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -199,13 +206,13 @@ pub struct PeerView {
     pub this: bool,
 }
 
-/// The registry read back (`HGETALL`), as `/status` lists it, by instance; fields that do not
-/// parse are left out.
+/// The registry read back (`HGETALL`), as `/status` lists it: this daemon first, then the others
+/// most recently heard from, at most [`MAX_PEERS_LISTED`]; fields that do not parse are left out.
 pub fn peer_views(fields: &BTreeMap<String, String>, me: &str, now: DateTime<Utc>) -> Vec<PeerView> {
-    fields
+    let mut views: Vec<PeerView> = fields
         .iter()
         .filter_map(|(instance, json)| {
-            let record: PeerRecord = serde_json::from_str(json).ok()?;
+            let record = read_record(json)?;
             Some(PeerView {
                 instance: crate::ingress::bounded(instance, 64),
                 shard: record.shard,
@@ -215,7 +222,29 @@ pub fn peer_views(fields: &BTreeMap<String, String>, me: &str, now: DateTime<Utc
                 this: instance == me,
             })
         })
+        .collect();
+    views.sort_by(|a, b| b.this.cmp(&a.this).then(b.updated_at.cmp(&a.updated_at)).then(a.instance.cmp(&b.instance)));
+    views.truncate(MAX_PEERS_LISTED);
+    views
+}
+
+/// The registry's instances to remove: silent for [`FORGET_AFTER`], or entries that are not
+/// ours. Never this daemon's.
+pub fn forgotten(fields: &BTreeMap<String, String>, me: &str, now: DateTime<Utc>) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|(instance, json)| {
+            *instance != me && read_record(json).is_none_or(|record| now - record.updated_at > FORGET_AFTER)
+        })
+        .map(|(instance, _)| instance.clone())
         .collect()
+}
+
+fn read_record(json: &str) -> Option<PeerRecord> {
+    if json.len() > MAX_RECORD_JSON {
+        return None;
+    }
+    serde_json::from_str(json).ok()
 }
 
 /// The stream id to follow from when the position read at start is not known: a minute before

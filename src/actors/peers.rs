@@ -31,7 +31,7 @@ use crate::actors::traced;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
-use crate::peers::{JOURNAL_STREAM_MAXLEN, PeerOp, PeerRecord, fallback_position, peer_views};
+use crate::peers::{JOURNAL_STREAM_MAXLEN, PeerOp, PeerRecord, fallback_position, forgotten, peer_views};
 use crate::redis_layout::Keys;
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
@@ -340,11 +340,13 @@ fn apply_pending(store: &Store, clock: &Clock, pending: &mut VecDeque<(tokio::ti
     *pending = waiting;
 }
 
-/// Writes this daemon's registry entry and reads everyone's, every [`REGISTRY_EVERY`].
+/// Writes this daemon's registry entry and reads everyone's, every [`REGISTRY_EVERY`]; takes out
+/// the entries of daemons long gone.
 async fn register(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me) {
     let started_at = store.health.started_at();
     let mut tick = tokio::time::interval(REGISTRY_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gone: Vec<String> = Vec::new();
     loop {
         tick.tick().await;
         let now = clock.now();
@@ -352,9 +354,18 @@ async fn register(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me) {
         let json = serde_json::to_string(&record).unwrap_or_default();
         let mut pipe = redis::pipe();
         pipe.cmd("HSET").arg(&me.keys.peers).arg(&me.instance).arg(json).ignore();
+        if !gone.is_empty() {
+            pipe.cmd("HDEL").arg(&me.keys.peers).arg(&gone).ignore();
+        }
         pipe.cmd("HGETALL").arg(&me.keys.peers);
         match link.query::<(BTreeMap<String, String>,)>(&pipe, Duration::from_secs(5)).await {
-            Ok((fields,)) => store.peers.set_views(peer_views(&fields, &me.instance, now)),
+            Ok((fields,)) => {
+                if !gone.is_empty() {
+                    tracing::info!(peers = ?gone, "peers silent for a day taken out of the registry");
+                }
+                gone = forgotten(&fields, &me.instance, now);
+                store.peers.set_views(peer_views(&fields, &me.instance, now));
+            }
             Err(error) => tracing::debug!(error = %error, "cannot refresh the peers registry"),
         }
     }

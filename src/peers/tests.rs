@@ -65,3 +65,34 @@ fn peers_not_heard_from_lately_are_stale() {
     assert!(views[1].stale && !views[1].this);
     assert_eq!(fallback_position(at(0)), format!("{}-0", at(0).timestamp_millis() - 60_000));
 }
+
+#[test]
+fn a_peer_silent_for_a_day_and_entries_not_ours_are_forgotten_but_never_this_daemon() {
+    let record = |updated: i64| {
+        serde_json::to_string(&PeerRecord { shard: 0, started_at: at(0), updated_at: at(updated) }).unwrap()
+    };
+    let day = FORGET_AFTER.num_seconds();
+    let fields: BTreeMap<String, String> = [
+        ("me".into(), record(0)),
+        ("restarting".into(), record(day)),
+        ("retired".into(), record(10)),
+        ("garbage".into(), "{".into()),
+        ("huge".into(), format!("{} {}", record(day), " ".repeat(2000))),
+    ]
+    .into();
+    assert_eq!(forgotten(&fields, "me", at(day + 11)), ["garbage", "huge", "retired"]);
+}
+
+#[test]
+fn status_lists_this_daemon_first_then_the_freshest_others_within_a_bound() {
+    let record = |updated: i64| {
+        serde_json::to_string(&PeerRecord { shard: 0, started_at: at(0), updated_at: at(updated) }).unwrap()
+    };
+    let mut fields: BTreeMap<String, String> = (0..100).map(|i| (format!("peer-{i:03}"), record(i))).collect();
+    fields.insert("me".into(), record(0));
+    let views = peer_views(&fields, "me", at(100));
+    assert_eq!(views.len(), MAX_PEERS_LISTED);
+    assert!(views[0].this);
+    assert_eq!(views[1].instance, "peer-099");
+    assert_eq!(views[MAX_PEERS_LISTED - 1].instance, format!("peer-{:03}", 100 - (MAX_PEERS_LISTED - 1)));
+}

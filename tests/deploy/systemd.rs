@@ -251,7 +251,7 @@ fn stop_is_clean(service: &Service) {
     let last_stop = journal.rfind("Stopping wtf-monitor.service").expect("a stop in the journal");
     let tail = &journal[last_stop..];
     assert!(
-        tail.lines().any(|line| line.contains(" stopped ") && line.contains("component=supervisor")),
+        tail.lines().any(|line| line.contains("component=supervisor}: stopped")),
         "the daemon did not log its graceful stop:\n{tail}"
     );
     assert!(!tail.contains("SIGKILL") && !tail.contains("Killing"), "systemd had to kill it:\n{tail}");
