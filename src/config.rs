@@ -46,7 +46,11 @@ pub struct Config {
     pub sensors: SensorsConfig,
     /// The measured quantities by name, with their units and normal ranges.
     #[serde(default = "default_parameters")]
-    pub parameters: BTreeMap<String, ParameterSpec>,
+    ///
+    /// Held as [`Parameter`]s, so every part built from one configuration (the ingress's inboxes,
+    /// the simulators' readings, the detectors) shares each name's one allocation and compares
+    /// it by pointer.
+    pub parameters: BTreeMap<Parameter, ParameterSpec>,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,
     pub alarms: AlarmsConfig,
@@ -118,7 +122,7 @@ impl Default for Config {
 impl Config {
     /// The configured parameters, in name order.
     pub fn parameter_list(&self) -> Vec<Parameter> {
-        self.parameters.keys().map(|name| Parameter::new(name)).collect()
+        self.parameters.keys().cloned().collect()
     }
 
     /// The unit of a parameter; "" for one that is not configured.

@@ -137,7 +137,7 @@ fn seeded_windows(seed: u64, sensors: usize, count: usize, length: Duration) -> 
     let config = plant(sensors);
     let units = summary::units_of(&config);
     let start = origin();
-    let parameters: Vec<Parameter> = config.parameters.keys().map(|name| Parameter::new(name)).collect();
+    let parameters: Vec<Parameter> = config.parameter_list();
     let mut simulators: Vec<SensorSimulator> = config
         .sensors
         .ids
@@ -206,14 +206,14 @@ fn flood_window(count: usize) -> Facts {
     let config = plant(sensors);
     let start = origin();
     let mut builder = FactsBuilder::with_units(start, summary::units_of(&config));
-    let parameters: Vec<&String> = config.parameters.keys().collect();
+    let parameters: Vec<&Parameter> = config.parameters.keys().collect();
     for i in 0..count {
         let sensor = &config.sensors.ids[i % sensors];
         let parameter = parameters[(i / 7) % parameters.len()];
-        let rules = Rules::for_sensor(&config, sensor, parameter);
+        let rules = Rules::for_sensor(&config, sensor, parameter.as_str());
         let at = start + TimeDelta::seconds((i % 60) as i64);
         let value = rules.limit(AnomalyKind::Spike).unwrap_or(0.0) + (i % 97) as f64 / 10.0 + 0.1;
-        let mut detector = ParameterDetector::new(SensorId::new(sensor), Parameter::new(parameter));
+        let mut detector = ParameterDetector::new(SensorId::new(sensor), parameter.clone());
         // A reading inside the limits first, so the spike that follows starts an episode.
         let _ = detector.observe(&rules, at - TimeDelta::seconds(1), value - 1_000.0, at - TimeDelta::seconds(1));
         if let Ok(transitions) = detector.observe(&rules, at, value, at) {

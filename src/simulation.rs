@@ -101,9 +101,9 @@ impl SimulationSettings {
             .parameters
             .iter()
             .map(|(name, spec)| {
-                let rules = Rules::for_sensor(config, sensor_id, name);
+                let rules = Rules::for_sensor(config, sensor_id, name.as_str());
                 SimulatedParameter {
-                    parameter: Parameter::new(name),
+                    parameter: name.clone(),
                     normal: spec.normal,
                     spike: rules.limit(AnomalyKind::Spike),
                     drift: rules.limit(AnomalyKind::Drift),

@@ -161,7 +161,7 @@ pub type Units = BTreeMap<Parameter, String>;
 
 /// The units of a configuration's parameters.
 pub fn units_of(config: &crate::config::Config) -> Units {
-    config.parameters.iter().map(|(name, spec)| (Parameter::new(name), spec.unit.clone())).collect()
+    config.parameters.iter().map(|(name, spec)| (name.clone(), spec.unit.clone())).collect()
 }
 
 /// One sensor's anomalies in the window.

@@ -618,7 +618,7 @@ impl SupervisorState {
     /// The configured parameters changed: every sensor gets detectors for the new ones, and
     /// loses those of parameters no longer configured.
     async fn follow_parameters(&mut self, myself: &ActorRef<SupervisorMsg>) {
-        let parameters: BTreeSet<String> = self.config.parameters.keys().cloned().collect();
+        let parameters: BTreeSet<String> = self.config.parameters.keys().map(ToString::to_string).collect();
         let dropped: Vec<String> = self
             .children
             .iter()

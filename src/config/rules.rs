@@ -101,11 +101,12 @@ fn check_parameters(config: &Config, problems: &mut Problems) {
         problems.add("parameters", format!("at most {MAX_PARAMETERS} parameters (got {})", config.parameters.len()));
     }
     for (name, spec) in &config.parameters {
+        let name = name.as_str();
         let key = format!("parameters.{name}");
         if !is_safe_identifier(name) || name.contains('.') {
             problems.add(&key, "a parameter name is letters, digits, '-' and '_', at most 64 characters");
         }
-        if ["sensor_id", "timestamp", "time"].contains(&name.as_str()) {
+        if ["sensor_id", "timestamp", "time"].contains(&name) {
             problems.add(&key, format!("{name:?} is a field of every reading, not a parameter name"));
         }
         let [low, high] = spec.normal;
@@ -157,7 +158,7 @@ fn check_detection(config: &Config, problems: &mut Problems) {
     let overridden = detection.sensors.keys().map(|id| Some(id.as_str()));
     for sensor_id in std::iter::once(None).chain(overridden) {
         for parameter in config.parameters.keys() {
-            check_resolved(config, sensor_id, parameter, problems);
+            check_resolved(config, sensor_id, parameter.as_str(), problems);
         }
     }
 }
@@ -167,7 +168,7 @@ fn check_limits(config: &Config, section: &str, limits: &Limits, problems: &mut 
     for (name, map) in limits.numbers() {
         for (parameter, value) in map {
             let key = format!("{section}.{name}.{parameter}");
-            if !config.parameters.contains_key(parameter) {
+            if !config.parameters.contains_key(parameter.as_str()) {
                 problems
                     .add(&key, format!("{parameter:?} is not a configured parameter (add [parameters.{parameter}])"));
             }
@@ -183,7 +184,7 @@ fn check_limits(config: &Config, section: &str, limits: &Limits, problems: &mut 
     for (name, map) in limits.durations() {
         for (parameter, duration) in map {
             let key = format!("{section}.{name}.{parameter}");
-            if !config.parameters.contains_key(parameter) {
+            if !config.parameters.contains_key(parameter.as_str()) {
                 problems
                     .add(&key, format!("{parameter:?} is not a configured parameter (add [parameters.{parameter}])"));
             }
@@ -384,7 +385,7 @@ fn check_mqtt(config: &Config, problems: &mut Problems) {
         if metric.is_empty() {
             problems.add(&key, "a metric name must not be empty");
         }
-        if !config.parameters.contains_key(parameter) {
+        if !config.parameters.contains_key(parameter.as_str()) {
             problems.add(&key, format!("{parameter:?} is not a configured parameter (add [parameters.{parameter}])"));
         }
     }

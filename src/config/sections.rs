@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::alarms::Priority;
-use crate::domain::AnomalyKind;
+use crate::domain::{AnomalyKind, Parameter};
 
 /// One measured quantity: its unit and the range it normally stays in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,11 +41,11 @@ impl ParameterSpec {
 }
 
 /// The parameters of a plant by name; temperature, pressure and flow unless the file adds more.
-pub fn default_parameters() -> BTreeMap<String, ParameterSpec> {
+pub fn default_parameters() -> BTreeMap<Parameter, ParameterSpec> {
     BTreeMap::from([
-        ("temperature".to_owned(), ParameterSpec::new("°C", 10.0, 35.0)),
-        ("pressure".to_owned(), ParameterSpec::new("bar", 1.0, 3.0)),
-        ("flow".to_owned(), ParameterSpec::new("L/min", 20.0, 100.0)),
+        (Parameter::new("temperature"), ParameterSpec::new("°C", 10.0, 35.0)),
+        (Parameter::new("pressure"), ParameterSpec::new("bar", 1.0, 3.0)),
+        (Parameter::new("flow"), ParameterSpec::new("L/min", 20.0, 100.0)),
     ])
 }
 

@@ -84,9 +84,9 @@ pub async fn limits(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
                 .parameters
                 .iter()
                 .map(|(name, spec)| {
-                    let rules = Rules::for_sensor(&config, lane.id.as_str(), name);
+                    let rules = Rules::for_sensor(&config, lane.id.as_str(), name.as_str());
                     let limits = ParameterLimits {
-                        label: spec.title(name),
+                        label: spec.title(name.as_str()),
                         unit: spec.unit.clone(),
                         normal: spec.normal,
                         spike: rules.limit(AnomalyKind::Spike),
@@ -98,7 +98,7 @@ pub async fn limits(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
                         drift_seconds: config.detection.drift_duration.as_secs_f64(),
                         dropout_seconds: rules.dropout_timeout.as_secs_f64(),
                     };
-                    (name.clone(), limits)
+                    (name.to_string(), limits)
                 })
                 .collect();
             SensorLimits { sensor_id: lane.id.to_string(), parameters }

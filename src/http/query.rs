@@ -97,8 +97,8 @@ pub fn parse_sensor(id: &str, known: impl Fn(&str) -> bool) -> Result<String, Ap
 
 /// A configured parameter.
 pub fn parse_parameter(name: &str, config: &Config) -> Result<Parameter, ApiError> {
-    if config.parameters.contains_key(name) {
-        return Ok(Parameter::new(name));
+    if let Some((known, _)) = config.parameters.get_key_value(name) {
+        return Ok(known.clone());
     }
     let names = config.parameters.keys();
     Err(ApiError::bad("parameter", format!("must be {}, got {:?}", one_of(names), crate::ingress::bounded(name, 64))))

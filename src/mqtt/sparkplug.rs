@@ -58,7 +58,8 @@ impl SparkplugNames {
             .map(|parameter| (parameter.as_str().to_lowercase(), parameter))
             .collect();
         for (name, parameter) in &config.mqtt.sparkplug_metrics {
-            metrics.insert(name.to_lowercase(), Parameter::new(parameter));
+            let known = config.parameters.get_key_value(parameter.as_str()).map(|(known, _)| known.clone());
+            metrics.insert(name.to_lowercase(), known.unwrap_or_else(|| Parameter::new(parameter)));
         }
         Self { metrics, sensors: config.mqtt.sparkplug_sensors.clone() }
     }
