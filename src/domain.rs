@@ -132,12 +132,37 @@ impl Values {
         Self(Vec::with_capacity(capacity))
     }
 
+    /// Values already in name order, each parameter once, as the configuration lists them.
+    pub fn in_order(entries: Vec<(Parameter, f64)>) -> Self {
+        debug_assert!(entries.windows(2).all(|pair| pair[0].0 < pair[1].0), "values out of name order");
+        Self(entries)
+    }
+
     /// Sets `parameter`'s value, replacing one given before.
     pub fn set(&mut self, parameter: Parameter, value: f64) {
+        if let Some(entry) = self.entry(&parameter) {
+            *entry = value;
+            return;
+        }
         match self.0.binary_search_by(|(known, _)| known.cmp(&parameter)) {
             Ok(index) => self.0[index].1 = value,
             Err(index) => self.0.insert(index, (parameter, value)),
         }
+    }
+
+    /// [`Values::set`] with a borrowed parameter, cloned only when it is new here.
+    pub fn set_from(&mut self, parameter: &Parameter, value: f64) {
+        match self.entry(parameter) {
+            Some(entry) => *entry = value,
+            None => self.set(parameter.clone(), value),
+        }
+    }
+
+    /// A parameter already here: equality is a pointer comparison for names that come from the
+    /// configuration, and a length comparison for most others, so a scan of a handful of
+    /// entries beats the ordered search.
+    fn entry(&mut self, parameter: &Parameter) -> Option<&mut f64> {
+        self.0.iter_mut().find(|(known, _)| known == parameter).map(|(_, value)| value)
     }
 
     pub fn get(&self, parameter: &str) -> Option<f64> {

@@ -48,12 +48,12 @@
 //! about five minutes. That is 174 episodes an hour, about three a minute (about 3.7 alarms a
 //! minute where a dropout raises one per parameter): enough to exercise everything, never a flood.
 
-use std::f64::consts::TAU;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+use rand_distr::StandardNormal;
 
 use crate::config::Config;
 use crate::detection::Rules;
@@ -412,15 +412,18 @@ impl SensorSimulator {
 
     /// The normal reading of every parameter: the walk plus measurement noise, inside the range.
     fn measure(&mut self) -> Values {
-        let mut values = Values::with_capacity(self.walks.len());
+        let mut values = Vec::with_capacity(self.walks.len());
         for (parameter, walk) in self.settings.parameters.iter().zip(&self.walks) {
             let behaviour = NormalBehaviour::of(parameter);
             let (low, high) = behaviour.reading_bounds();
             let value = walk.value + behaviour.noise * gaussian(&mut self.rng);
-            values
-                .set(parameter.parameter.clone(), round_within(bound(value, low, high), behaviour.low, behaviour.high));
+            values.push((
+                parameter.parameter.clone(),
+                round_within(bound(value, low, high), behaviour.low, behaviour.high),
+            ));
         }
-        values
+        // The settings list the parameters in name order.
+        Values::in_order(values)
     }
 
     /// One Bernoulli draw per kind and step, always all three, so the random stream does not
@@ -574,10 +577,9 @@ fn intervals(interval: Duration, count: u64) -> Duration {
     interval.saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-/// A standard normal draw (Box–Muller). `1 - u` keeps the logarithm's argument in (0, 1].
+/// A standard normal draw.
 fn gaussian(rng: &mut Xoshiro256PlusPlus) -> f64 {
-    let radius = (-2.0 * (1.0 - rng.random::<f64>()).ln()).sqrt();
-    radius * (TAU * rng.random::<f64>()).cos()
+    rng.sample(StandardNormal)
 }
 
 /// Folds a value that stepped past a bound back inside, as a walk bouncing off a wall would.

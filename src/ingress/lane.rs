@@ -391,8 +391,9 @@ impl SensorLane {
         for reading in readings {
             for (parameter, _) in reading.values.iter() {
                 let index = inboxes
-                    .binary_search_by(|(known, _)| known.cmp(parameter))
-                    .map_err(|_| Blocked::UnknownParameter(parameter.to_string()))?;
+                    .iter()
+                    .position(|(known, _)| known == parameter)
+                    .ok_or_else(|| Blocked::UnknownParameter(parameter.to_string()))?;
                 match involved.iter_mut().find(|(known, _)| *known == index) {
                     Some((_, count)) => *count += 1,
                     None => involved.push((index, 1)),
@@ -466,7 +467,7 @@ impl SensorLane {
         merged.timestamp = merged.timestamp.max(newest);
         for reading in readings {
             for (parameter, value) in reading.values.iter() {
-                merged.values.set(parameter.clone(), value);
+                merged.values.set_from(parameter, value);
             }
         }
         if self.live.receiver_count() == 0 {
