@@ -15,6 +15,7 @@
 //! path answers 408 to a client whose head was still arriving when the header timeout struck.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -178,8 +179,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for RequestHeadGuard<IO> {
             let Some(io) = this.io.as_mut() else { return Poll::Ready(Ok(())) };
             // Read on the stack and keep only what came: a connection that waits (a live stream
             // waiting for its client to close, an idle keep-alive) then holds no read buffer.
-            let mut chunk = [0u8; READ_CHUNK];
-            let mut read = ReadBuf::new(&mut chunk);
+            // Left uninitialised: zeroing 16 KiB for every read of a small request showed up.
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut read = ReadBuf::uninit(&mut chunk);
             ready!(Pin::new(io).poll_read(cx, &mut read))?;
             let filled = read.filled();
             if filled.is_empty() {
@@ -197,6 +199,23 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for RequestHeadGuard<IO> {
             Some(io) => Pin::new(io).poll_write(cx, data),
             None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
+    }
+
+    /// Forwarded, so hyper writes a response's head and body in one `writev` rather than
+    /// copying them together first.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.io.as_mut() {
+            Some(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.as_ref().is_some_and(AsyncWrite::is_write_vectored)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
