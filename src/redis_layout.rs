@@ -44,6 +44,9 @@ pub struct Keys {
     pub summaries: String,
     /// String: the JSON of the latest summary, as `GET /summary` serves it.
     pub summary_latest: String,
+    /// Prefix of the strings `summary:claim:<window end, Unix ms>` → the instance that writes
+    /// that window's summary, each with a TTL ([`crate::actors::summarizer`]). Not a key itself.
+    pub summary_claims: String,
     /// Hash: sensor id → JSON of that sensor's last reading.
     pub readings_last: String,
     /// Stream of readings (fields `sensor_id`, `timestamp`, `temperature`, `pressure`, `flow`).
@@ -87,6 +90,7 @@ impl Keys {
             anomalies: key("anomalies"),
             summaries: key("summaries"),
             summary_latest: key("summary:latest"),
+            summary_claims: key("summary:claim:"),
             readings_last: key("readings:last"),
             readings_stream: key("readings:stream"),
             status: key("status"),

@@ -72,6 +72,7 @@ fn keys_start_with_the_prefix_and_share_one_cluster_slot() {
     let keys = Keys::new("wtf:");
     assert_eq!(keys.anomalies, "wtf:{plant}:anomalies");
     assert_eq!(keys.summary_latest, "wtf:{plant}:summary:latest");
+    assert_eq!(keys.summary_claims, "wtf:{plant}:summary:claim:");
     let slot = cluster_slot(&keys.anomalies);
     for key in keys.all() {
         assert!(key.starts_with("wtf:{plant}:"), "{key}");

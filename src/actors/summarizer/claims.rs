@@ -51,9 +51,7 @@ impl SummaryClaims {
         let timeouts = LinkTimeouts { connect: CLAIM_TIMEOUT, response: CLAIM_TIMEOUT, retry_max: CLAIM_TIMEOUT };
         let link = RedisLink::open(&config.redis, timeouts).ok()?;
         let prefix = &config.redis.key_prefix;
-        let keys = Keys::new(prefix).for_shard(prefix, config.cluster.shards, config.cluster.shard);
-        // `…:summaries` → `…:summary:claim:`, under the same hash tag.
-        let key = format!("{}:claim:", keys.summary_latest.trim_end_matches(":latest"));
+        let key = Keys::new(prefix).for_shard(prefix, config.cluster.shards, config.cluster.shard).summary_claims;
         // A claim outlives its holder's model call, so that a slow call is not written twice; with
         // no model the holder writes from the template at once, and a survivor need not wait long
         // for a window its dead peer claimed.
