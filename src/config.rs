@@ -45,11 +45,11 @@ pub struct Config {
     pub api: ApiConfig,
     pub sensors: SensorsConfig,
     /// The measured quantities by name, with their units and normal ranges.
-    #[serde(default = "default_parameters")]
     ///
     /// Held as [`Parameter`]s, so every part built from one configuration (the ingress's inboxes,
     /// the simulators' readings, the detectors) shares each name's one allocation and compares
     /// it by pointer.
+    #[serde(default = "default_parameters")]
     pub parameters: BTreeMap<Parameter, ParameterSpec>,
     pub ingest: IngestConfig,
     pub auth: AuthConfig,

@@ -54,6 +54,11 @@ pub struct Daemon {
 /// Runs until asked to stop or until the supervisor gives up. Start-up failures (the listen
 /// address taken, …) come back as `Err` with the reason.
 pub async fn run(daemon: Daemon) -> anyhow::Result<Ending> {
+    // The daemon's own start, reload and stop lines name the supervisor, as its actor's do.
+    run_as_supervisor(daemon).instrument(component_span(Component::Supervisor)).await
+}
+
+async fn run_as_supervisor(daemon: Daemon) -> anyhow::Result<Ending> {
     let Daemon { config, source, mut intents, logging } = daemon;
     let clock = Clock::start();
     let store = Arc::new(Store::new(config.clone(), clock));

@@ -132,21 +132,21 @@ impl Values {
         Self(Vec::with_capacity(capacity))
     }
 
-    /// Values already in name order, each parameter once, as the configuration lists them.
-    pub fn in_order(entries: Vec<(Parameter, f64)>) -> Self {
-        debug_assert!(entries.windows(2).all(|pair| pair[0].0 < pair[1].0), "values out of name order");
+    /// Values each parameter once, as the configuration lists them: already in name order, which
+    /// one pass checks (and a sort restores, should a caller ever list them otherwise).
+    pub fn in_order(mut entries: Vec<(Parameter, f64)>) -> Self {
+        if !entries.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        }
         Self(entries)
     }
 
     /// Sets `parameter`'s value, replacing one given before.
     pub fn set(&mut self, parameter: Parameter, value: f64) {
-        if let Some(entry) = self.entry(&parameter) {
-            *entry = value;
-            return;
-        }
-        match self.0.binary_search_by(|(known, _)| known.cmp(&parameter)) {
-            Ok(index) => self.0[index].1 = value,
-            Err(index) => self.0.insert(index, (parameter, value)),
+        match self.entry(&parameter) {
+            Some(entry) => *entry = value,
+            None => self.insert(parameter, value),
         }
     }
 
@@ -154,8 +154,14 @@ impl Values {
     pub fn set_from(&mut self, parameter: &Parameter, value: f64) {
         match self.entry(parameter) {
             Some(entry) => *entry = value,
-            None => self.set(parameter.clone(), value),
+            None => self.insert(parameter.clone(), value),
         }
+    }
+
+    /// A parameter not here yet, in its place by name.
+    fn insert(&mut self, parameter: Parameter, value: f64) {
+        let index = self.0.partition_point(|(known, _)| *known < parameter);
+        self.0.insert(index, (parameter, value));
     }
 
     /// A parameter already here: equality is a pointer comparison for names that come from the
@@ -345,6 +351,25 @@ pub mod rfc3339_option {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn values_stay_in_name_order_and_hold_a_name_once_whichever_its_allocation() {
+        let mut values = Values::new();
+        values.set(Parameter::new("temperature"), 1.0);
+        values.set(Parameter::new("flow"), 2.0);
+        values.set_from(&Parameter::new("pressure"), 3.0);
+        // The same names in other allocations replace, not add.
+        values.set(Parameter::new("flow"), 4.0);
+        values.set_from(&Parameter::new("temperature"), 5.0);
+        let listed: Vec<(&str, f64)> = values.iter().map(|(parameter, value)| (parameter.as_str(), value)).collect();
+        assert_eq!(listed, [("flow", 4.0), ("pressure", 3.0), ("temperature", 5.0)]);
+        assert_eq!(values.get("pressure"), Some(3.0));
+
+        let given = vec![(Parameter::new("pressure"), 1.0), (Parameter::new("flow"), 2.0)];
+        let in_order = Values::in_order(given);
+        assert_eq!(in_order.get("flow"), Some(2.0));
+        assert_eq!(in_order.get("pressure"), Some(1.0));
+    }
 
     #[test]
     fn a_reading_serialises_flat_with_only_its_parameters() {

@@ -301,7 +301,7 @@ impl Collector for Exposition {
             enc,
             "wtf_mqtt_connected",
             "1 while connected to the MQTT broker.",
-            one(flag(store.telemetry.mqtt_connected())),
+            one(flag(store.health.mqtt.state() == crate::mqtt::MqttState::Connected)),
         )?;
         gauge(enc, "wtf_journal_events", "Events the journal holds in memory.", one(store.journal.len() as f64))?;
         counter(

@@ -6,8 +6,8 @@
 //!   serialised once per change of the data they show and served as shared [`Bytes`] until the
 //!   next change. "Changed" is read from version counters (one atomic load each), so a hit takes no
 //!   lock and allocates nothing; `/status` also shows readings and uptime, which change all the
-//!   time, so it is re-made at most every [`STATUS_REFRESH`] as well.
-//! - Bad input is refused with a 4xx and a JSON body naming the problem ([`query`], [`errors`]);
+//!   time, so it is re-made at most every `STATUS_REFRESH` as well.
+//! - Bad input is refused with a 4xx and a JSON body naming the problem (`query`, `errors`);
 //!   every other error answer, including the layers' own 408 and 413, is JSON too.
 //! - Every route is declared once with its OpenAPI description beside the handler (utoipa-axum
 //!   `routes!`), so `/openapi.json` and the offline Swagger UI at `/docs` cannot drift from what

@@ -11,7 +11,7 @@
 //! - **Bounded bodies.** An answer is read in chunks, at most [`MAX_ANSWER_BYTES`] (a form is a
 //!   few hundred bytes; Ollama adds the prompt's token ids in `context`, a few KB more), and the
 //!   call is abandoned — the connection dropped — past it, or at once when `Content-Length`
-//!   announces more. An error body is read up to [`MAX_ERROR_BYTES`] and cut there.
+//!   announces more. An error body is read up to `MAX_ERROR_BYTES` and cut there.
 //! - **Timeouts.** Every call, sending and reading, runs under [`tokio::time::timeout`]. Dropping
 //!   the call closes the connection, and Ollama stops the work: its handlers run on the
 //!   request's context.

@@ -194,7 +194,7 @@ pub async fn run(plan: LoadPlan) -> anyhow::Result<LoadReport> {
         let readings = ingress.stats.accepted(Source::Simulator);
         let (held, _) = store.anomalies.holdings();
         eprintln!(
-            "load: {:>5.1} s  {:>10} readings/s  {:>8} anomalies  {:>7.1} MB",
+            "load: {:>5.1} s  {:>10} readings/s  {:>8} anomalies  {:>7.1} MB at the peak",
             started.elapsed().as_secs_f64(),
             readings - last,
             held,
@@ -245,8 +245,8 @@ impl LatencyProbe {
     }
 }
 
-/// Microseconds from 1 to an hour, to three significant figures: a few tens of kB however long
-/// the run.
+/// Microseconds from 1 to an hour, to three significant figures: under 200 KiB however long the
+/// run.
 fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
 }

@@ -1,7 +1,8 @@
 //! Logs to stdout, as text or JSON, with a level that a reload can change.
 //!
-//! Every event carries a `component` field (supervisor, sensor, detector, llm, redis, api), so
-//! `journalctl -u wtf-monitor | grep component=detector` follows one part of the daemon. It comes
+//! Every event carries a `component` field ([`Component`]: supervisor, sensor, detector, llm,
+//! redis, api, ingress, mqtt, notify), so `journalctl -u wtf-monitor | grep component=detector`
+//! follows one part of the daemon. It comes
 //! from a span, [`component_span`]: each actor runs in one (`actors::traced`), and code that runs
 //! on another's task (the ingress, a detector's lane) enters its own around what it logs.
 
@@ -22,6 +23,15 @@ pub fn component_span(component: Component) -> tracing::Span {
     tracing::error_span!(parent: None, "run", component = %component.as_str())
 }
 
+/// Added to every filter: the component spans are always on, whatever the level says, so that
+/// every line logged names its component even after a reload that widened the filter.
+const COMPONENT_SPANS: &str = "wtf_monitor::logging=error";
+
+/// `level` with the component spans on.
+fn filter(level: &str) -> Result<EnvFilter, String> {
+    EnvFilter::try_new(format!("{level},{COMPONENT_SPANS}")).map_err(|err| err.to_string())
+}
+
 /// Changes the log filter of the running daemon.
 #[derive(Clone)]
 pub struct LogControl {
@@ -31,15 +41,14 @@ pub struct LogControl {
 impl LogControl {
     /// A filter that validation accepted; `Err` carries the reason if it cannot be applied.
     pub fn set_level(&self, level: &str) -> Result<(), String> {
-        let filter = EnvFilter::try_new(level).map_err(|err| err.to_string())?;
-        self.filter.reload(filter).map_err(|err| err.to_string())
+        self.filter.reload(filter(level)?).map_err(|err| err.to_string())
     }
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over the configured level.
 pub fn init(config: &LogConfig) -> LogControl {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| config.level.clone());
-    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter(&level).unwrap_or_else(|_| EnvFilter::new(format!("info,{COMPONENT_SPANS}")));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.format {

@@ -272,7 +272,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     };
     runtime.block_on(async {
         let logging = wtf_monitor::logging::init(&config.log);
-        // The daemon's own start and stop lines name the supervisor, as its actor's do.
+        // What is logged here, before and after `daemon::run`, names the supervisor too.
         let supervisor = wtf_monitor::logging::component_span(Component::Supervisor);
         run_daemon(config, source, logging).instrument(supervisor).await
     })

@@ -197,7 +197,7 @@ fn plain(rest: &str, payload: &[u8], arrival: DateTime<Utc>) -> Delivery {
                 let why = format!("{}: not a number", bounded(parameter, 64));
                 return Delivery::refused(Refused::new(sensor, MqttReason::NotANumber, why));
             }
-            parse::single_value_of(&value, sensor, parameter, arrival)
+            parse::single_value(&value, sensor, parameter, arrival)
         }
     };
     match parsed {

@@ -33,9 +33,9 @@ const MAX_ENTRY_JSON: usize = 64 * 1024;
 pub const STALE_AFTER: TimeDelta = TimeDelta::seconds(15);
 /// A peer silent this long is taken out of the registry: a daemon moved or retired, not one
 /// that restarts.
-pub const FORGET_AFTER: TimeDelta = TimeDelta::days(1);
+const FORGET_AFTER: TimeDelta = TimeDelta::days(1);
 /// Peers `/status` lists at most (this daemon and the freshest others): a plant runs a few.
-pub const MAX_PEERS_LISTED: usize = 32;
+const MAX_PEERS_LISTED: usize = 32;
 /// Longest registry entry read; a longer one is not ours and is skipped.
 const MAX_RECORD_JSON: usize = 1024;
 
@@ -228,17 +228,31 @@ pub fn peer_views(fields: &BTreeMap<String, String>, me: &str, now: DateTime<Utc
     views
 }
 
-/// The registry's instances to remove: silent for [`FORGET_AFTER`], or entries that are not
-/// ours. Never this daemon's.
-pub fn forgotten(fields: &BTreeMap<String, String>, me: &str, now: DateTime<Utc>) -> Vec<String> {
+/// The registry entries to remove, each with the value seen: daemons silent for [`FORGET_AFTER`],
+/// never this one. An entry this version cannot read is left (another version may have written
+/// it) and only not listed.
+pub fn forgotten(fields: &BTreeMap<String, String>, me: &str, now: DateTime<Utc>) -> Vec<(String, String)> {
     fields
         .iter()
         .filter(|(instance, json)| {
-            *instance != me && read_record(json).is_none_or(|record| now - record.updated_at > FORGET_AFTER)
+            *instance != me && read_record(json).is_some_and(|record| now - record.updated_at > FORGET_AFTER)
         })
-        .map(|(instance, _)| instance.clone())
+        .map(|(instance, json)| (instance.clone(), json.clone()))
         .collect()
 }
+
+/// Removes each `(instance, value)` pair of `ARGV` from the hash `KEYS[1]` only if the instance
+/// still holds the value seen: a daemon that came back meanwhile has rewritten its entry, and
+/// keeps it.
+pub const FORGET_SCRIPT: &str = r#"
+local removed = 0
+for i = 1, #ARGV, 2 do
+    if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+        removed = removed + redis.call('HDEL', KEYS[1], ARGV[i])
+    end
+end
+return removed
+"#;
 
 fn read_record(json: &str) -> Option<PeerRecord> {
     if json.len() > MAX_RECORD_JSON {

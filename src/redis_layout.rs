@@ -60,7 +60,7 @@ pub struct Keys {
     pub audit: String,
     /// Hash: `<sensor_id>/<parameter>` → the detector's episode checkpoint JSON.
     pub episodes: String,
-    /// String: [`LAYOUT_VERSION`], set by the first write into an empty Redis. Its absence at a
+    /// String: `LAYOUT_VERSION`, set by the first write into an empty Redis. Its absence at a
     /// later write means Redis lost its data (restarted without persistence, flushed).
     pub layout: String,
     /// Stream of what this shard's daemons tell the others ([`crate::peers`]).

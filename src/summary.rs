@@ -20,7 +20,7 @@
 //!
 //! | severity   | when |
 //! |------------|------|
-//! | `critical` | a sensor is silent now (a dropout still in progress), or one sensor spiked on two or more parameters, or the window holds [`CRITICAL_SPIKES`] spikes or more |
+//! | `critical` | a sensor is silent now (a dropout still in progress), or one sensor spiked on two or more parameters, or the window holds `CRITICAL_SPIKES` spikes or more |
 //! | `alert`    | any spike, or a drift still in progress |
 //! | `caution`  | anomalies, but only drifts and dropouts that have ended |
 //! | `normal`   | no anomaly and nothing in progress |

@@ -8,12 +8,10 @@
 //! Hooks for other parts of the daemon, each one call:
 //!
 //! - the summarizer calls [`Telemetry::llm_request_finished`] after every model call;
-//! - the MQTT source calls [`Telemetry::set_mqtt_connected`] when its connection comes or goes
-//!   (`wtf_mqtt_connected`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
@@ -31,7 +29,6 @@ pub struct Telemetry {
     summaries_by_llm: AtomicU64,
     summaries_by_fallback: AtomicU64,
     llm_request_duration: Histogram,
-    mqtt_connected: AtomicBool,
 }
 
 impl Default for Telemetry {
@@ -42,7 +39,6 @@ impl Default for Telemetry {
             summaries_by_llm: AtomicU64::new(0),
             summaries_by_fallback: AtomicU64::new(0),
             llm_request_duration: Histogram::new(LLM_BUCKETS),
-            mqtt_connected: AtomicBool::new(false),
         }
     }
 }
@@ -71,10 +67,6 @@ impl Telemetry {
         self.llm_request_duration.observe(elapsed.as_secs_f64());
     }
 
-    pub fn set_mqtt_connected(&self, connected: bool) {
-        self.mqtt_connected.store(connected, Ordering::Relaxed);
-    }
-
     /// Anomalies raised since start, by type and parameter.
     pub fn raised(&self) -> BTreeMap<(AnomalyKind, Parameter), u64> {
         lock(&self.raised).clone()
@@ -95,10 +87,6 @@ impl Telemetry {
 
     pub fn llm_request_duration(&self) -> &Histogram {
         &self.llm_request_duration
-    }
-
-    pub fn mqtt_connected(&self) -> bool {
-        self.mqtt_connected.load(Ordering::Relaxed)
     }
 }
 

@@ -50,6 +50,8 @@ async fn wait_connected(daemon: &Daemon) {
             (mqtt(daemon).await["state"] == "connected").then_some(())
         })
         .await;
+    let exposition = daemon.get("/metrics/prometheus").await.text();
+    assert!(exposition.lines().any(|line| line == "wtf_mqtt_connected 1"), "connected, but:\n{exposition}");
 }
 
 async fn mqtt(daemon: &Daemon) -> Value {

@@ -625,3 +625,30 @@ async fn a_redis_that_comes_back_empty_gets_the_whole_retained_state_again() {
     let json = |store: &Store| serde_json::to_value(store.anomalies.query(&all)).unwrap();
     assert_eq!(json(&after.store), json(store), "served after the restart as before it");
 }
+
+#[tokio::test]
+async fn the_registry_forgets_a_silent_peer_only_if_it_did_not_come_back_meanwhile() {
+    let Some(redis) = redis_or_skip("the_registry_forgets_a_silent_peer_only_if_it_did_not_come_back_meanwhile") else {
+        return;
+    };
+    let peers = redis.keys().peers;
+    let mut connection = redis.connection().await;
+    let _: () = redis::pipe()
+        .hset(&peers, "retired", "seen a day ago")
+        .hset(&peers, "returned", "written just now")
+        .query_async(&mut connection)
+        .await
+        .expect("HSET");
+    // Both were silent when read; `returned` has rewritten its entry since.
+    let removed: u32 = redis::cmd("EVAL")
+        .arg(wtf_monitor::peers::FORGET_SCRIPT)
+        .arg(1)
+        .arg(&peers)
+        .arg(&["retired", "seen a day ago", "returned", "seen a day ago"][..])
+        .query_async(&mut connection)
+        .await
+        .expect("EVAL");
+    assert_eq!(removed, 1);
+    let left: std::collections::BTreeMap<String, String> = connection.hgetall(&peers).await.expect("HGETALL");
+    assert_eq!(left, [("returned".to_owned(), "written just now".to_owned())].into());
+}

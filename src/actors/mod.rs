@@ -27,11 +27,11 @@ pub enum Fault {
 
 impl Fault {
     /// Fails the calling actor's handler the way asked.
-    pub fn trigger(self, component: &str) -> Result<(), ActorProcessingErr> {
+    pub fn trigger(self, actor: &str) -> Result<(), ActorProcessingErr> {
         tracing::warn!(fault = ?self, "failing on purpose: fault injected");
         match self {
-            Fault::Panic => panic!("fault injected into {component}"),
-            Fault::Error => Err(format!("fault injected into {component}").into()),
+            Fault::Panic => panic!("fault injected into {actor}"),
+            Fault::Error => Err(format!("fault injected into {actor}").into()),
         }
     }
 }

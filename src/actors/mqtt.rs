@@ -20,7 +20,7 @@
 //! **Nothing accepted is lost.** The session is persistent (a fixed client id, clean session
 //! off), so the broker keeps the subscription and every QoS 1 message not yet acknowledged while
 //! the daemon is away. A message is acknowledged only once the ingress has taken every reading in
-//! it, or refused it for good: a full queue is waited out (up to [`FULL_WAIT`]) rather than
+//! it, or refused it for good: a full queue is waited out (up to `FULL_WAIT`) rather than
 //! acknowledged as lost, and at shutdown a message not yet handled is left unacknowledged for the
 //! broker to deliver again to the next run. Delivery is at least once: a message whose
 //! acknowledgement was lost in a crash comes again, and the ingress refuses the copy as out of

@@ -6,7 +6,7 @@
 //! `InjectFault`.
 //!
 //! It follows the journal by sequence number, as the mirror does, and derives each alarm's
-//! transitions with the [`AlarmTracker`]; each transition a receiver wants goes into that
+//! transitions with the `AlarmTracker`; each transition a receiver wants goes into that
 //! receiver's outbox. A memory outbox takes it at once; for a Redis outbox it is staged and
 //! written by a spawned task (one at a time, aborted with the actor's state: a crash puts its
 //! items back in the staging for the next notifier), so the mailbox never waits on Redis. The
@@ -18,7 +18,7 @@
 //!
 //! On a graceful stop (`drain_and_wait` from the supervisor, after the detectors drained, so the
 //! last alarms are journalled) `post_stop` derives what is left, writes it to the outbox, and gives
-//! the couriers up to [`FINAL_FLUSH_BUDGET`] to deliver it. With Redis, what they could not deliver
+//! the couriers up to `FINAL_FLUSH_BUDGET` to deliver it. With Redis, what they could not deliver
 //! waits there for the next start.
 //!
 //! Failure policy: a receiver or Redis failing never fails the actor; the couriers retry, the

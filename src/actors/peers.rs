@@ -11,7 +11,7 @@
 //!   restore at start ([`mark_positions_at_start`]) and then from the last entry applied, so
 //!   nothing written between the restore and the first read is missed;
 //! - the **registry** writes this daemon's entry in `<prefix>{plant}:peers` every
-//!   [`REGISTRY_EVERY`] and reads the others' back for `/status` → `peers`.
+//!   `REGISTRY_EVERY` and reads the others' back for `/status` → `peers`.
 //!
 //! Messages: `Ended` from a task that stopped (it cannot, short of a bug: the actor fails and the
 //! supervisor restarts it, which resumes where the store says); `InjectFault`.
@@ -31,7 +31,9 @@ use crate::actors::traced;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::config::ValidConfig;
-use crate::peers::{JOURNAL_STREAM_MAXLEN, PeerOp, PeerRecord, fallback_position, forgotten, peer_views};
+use crate::peers::{
+    FORGET_SCRIPT, JOURNAL_STREAM_MAXLEN, PeerOp, PeerRecord, fallback_position, forgotten, peer_views,
+};
 use crate::redis_layout::Keys;
 use crate::redis_link::{LinkTimeouts, RedisLink};
 use crate::store::Store;
@@ -346,7 +348,7 @@ async fn register(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me) {
     let started_at = store.health.started_at();
     let mut tick = tokio::time::interval(REGISTRY_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut gone: Vec<String> = Vec::new();
+    let mut gone: Vec<(String, String)> = Vec::new();
     loop {
         tick.tick().await;
         let now = clock.now();
@@ -355,13 +357,15 @@ async fn register(link: RedisLink, store: Arc<Store>, clock: Clock, me: Me) {
         let mut pipe = redis::pipe();
         pipe.cmd("HSET").arg(&me.keys.peers).arg(&me.instance).arg(json).ignore();
         if !gone.is_empty() {
-            pipe.cmd("HDEL").arg(&me.keys.peers).arg(&gone).ignore();
+            let seen = gone.iter().flat_map(|(instance, json)| [instance.as_str(), json.as_str()]);
+            pipe.cmd("EVAL").arg(FORGET_SCRIPT).arg(1).arg(&me.keys.peers).arg(seen.collect::<Vec<_>>()).ignore();
         }
         pipe.cmd("HGETALL").arg(&me.keys.peers);
         match link.query::<(BTreeMap<String, String>,)>(&pipe, Duration::from_secs(5)).await {
             Ok((fields,)) => {
                 if !gone.is_empty() {
-                    tracing::info!(peers = ?gone, "peers silent for a day taken out of the registry");
+                    let peers: Vec<&str> = gone.iter().map(|(instance, _)| instance.as_str()).collect();
+                    tracing::info!(?peers, "peers silent for a day taken out of the registry");
                 }
                 gone = forgotten(&fields, &me.instance, now);
                 store.peers.set_views(peer_views(&fields, &me.instance, now));

@@ -31,7 +31,7 @@
 //!   store ([`LlmRetry`]), so a summarizer restarted in a crash loop does not call a failing
 //!   model at every start.
 //! - **A stop is graceful.** `Flush` closes the open window and publishes it (the model gets at
-//!   most [`FLUSH_ANSWER`], then the template), and the summarizer takes no further window; the
+//!   most `FLUSH_ANSWER`, then the template), and the summarizer takes no further window; the
 //!   supervisor sends it after the detectors have drained and before the mirror does, so the
 //!   last window reaches Redis.
 
@@ -99,10 +99,10 @@ pub enum SummarizerMsg {
     /// The outcome of asking Ollama to pull the model.
     Pulled(Result<(), LlmError>),
     SetConfig(LlmConfig),
-    /// Whether this daemon won the claim on the window it closed (see [`claims`]).
+    /// Whether this daemon won the claim on the window it closed (see `claims`).
     Claimed(bool),
     /// Publish the open window (and the one in flight, if any) and take no further window;
-    /// reply once published, within [`FLUSH_ANSWER`] and a little. For the supervisor's stop.
+    /// reply once published, within `FLUSH_ANSWER` and a little. For the supervisor's stop.
     Flush {
         reply: RpcReplyPort<()>,
     },

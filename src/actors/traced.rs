@@ -1,8 +1,8 @@
 //! Runs an actor inside its component's span, so every line it logs, and every line of the tasks
 //! it spawns through [`spawn`], carries `component=…` without each call site spelling it.
 //!
-//! The supervisor spawns every child through [`Traced`]; the daemon's own start and stop run in
-//! the supervisor's span (see `main.rs`).
+//! The supervisor spawns every child through [`Traced`]; `daemon::run` runs in the supervisor's
+//! span.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::Instrument;

@@ -11,9 +11,9 @@
 //!   per answer: a long-lived answer (a live stream) is not cut by it;
 //! - `api.max_connections` is the most connections served at once; one more is answered 503
 //!   with the API's JSON error and closed, and the log says so, at most once a minute;
-//! - every head passes [`RequestHeadGuard`] first, so even the HTTP layer's own refusals are JSON;
+//! - every head passes `RequestHeadGuard` first, so even the HTTP layer's own refusals are JSON;
 //! - a write that makes no progress for `api.write_timeout` closes the connection
-//!   ([`WriteStallGuard`]): a client that stopped reading a live stream lets go of it;
+//!   (`WriteStallGuard`): a client that stopped reading a live stream lets go of it;
 //! - on shutdown, idle connections close at once and busy ones after their current answer; the
 //!   caller bounds how long that may take by dropping (aborting) the server's task, which aborts
 //!   every connection with it.
@@ -103,7 +103,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits, shu
                         over_capacity.count();
                         if over_capacity.should_log() {
                             tracing::warn!(
-                                                                max_connections = limits.max_connections,
+                                max_connections = limits.max_connections,
                                 refused = over_capacity.take_count(),
                                 "connection limit reached: refusing new connections with 503 (api.max_connections)"
                             );

@@ -103,12 +103,15 @@ impl InboxState {
                 record(&bound.store, transitions, sample.arrival);
                 self.checkpoint_if_due();
             }
-            Err(rejection) => component_span(Component::Detector).in_scope(|| {
-                tracing::debug!(
-                    sensor_id = %self.detector.sensor_id(), parameter = %self.detector.parameter(),
-                    ?rejection, "value refused by the detector"
-                )
-            }),
+            Err(rejection) if tracing::enabled!(tracing::Level::DEBUG) => {
+                component_span(Component::Detector).in_scope(|| {
+                    tracing::debug!(
+                        sensor_id = %self.detector.sensor_id(), parameter = %self.detector.parameter(),
+                        ?rejection, "value refused by the detector"
+                    )
+                })
+            }
+            Err(_) => {}
         }
     }
 
@@ -158,7 +161,8 @@ pub fn record(store: &Store, transitions: Vec<Transition>, now: DateTime<Utc>) {
     if transitions.is_empty() {
         return;
     }
-    let _detector = component_span(Component::Detector).entered();
+    // Only while something is logged: a flood raises hundreds of thousands a second.
+    let _detector = tracing::enabled!(tracing::Level::INFO).then(|| component_span(Component::Detector).entered());
     for transition in transitions {
         match &transition {
             Transition::Raised(anomaly) => tracing::info!(

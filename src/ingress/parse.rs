@@ -95,7 +95,7 @@ pub fn reading(value: Value, topic_sensor: Option<&str>, arrival: DateTime<Utc>)
 
 /// One value of one parameter, from a payload read as JSON: a bare number, or
 /// `{"value": x, "timestamp": "…"}`.
-pub fn single_value_of(
+pub fn single_value(
     value: &Value,
     sensor_id: &str,
     parameter: &str,
@@ -203,9 +203,9 @@ mod tests {
         assert_eq!(reading.sensor_id.as_str(), "wtf-pipe-2");
         let mismatch = super::reading(json!({"sensor_id": "other", "flow": 1}), Some("wtf-pipe-2"), now());
         assert!(mismatch.unwrap_err().contains("differs from the topic"));
-        let bare = single_value_of(&serde_json::json!(4.25), "wtf-pipe-1", "pressure", now()).unwrap();
+        let bare = single_value(&serde_json::json!(4.25), "wtf-pipe-1", "pressure", now()).unwrap();
         assert_eq!(bare.value("pressure"), Some(4.25));
-        let object = single_value_of(
+        let object = single_value(
             &serde_json::json!({"value": 3, "timestamp": "2025-05-19T09:59:59Z"}),
             "wtf-pipe-1",
             "flow",
@@ -213,6 +213,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(object.timestamp, now() - chrono::TimeDelta::seconds(1));
-        assert!(single_value_of(&serde_json::json!("high"), "wtf-pipe-1", "flow", now()).is_err());
+        assert!(single_value(&serde_json::json!("high"), "wtf-pipe-1", "flow", now()).is_err());
     }
 }

@@ -112,7 +112,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
         .map_err(|err| format!("cannot build the HTTP client: {err}"))
 }
 
-/// POSTs a JSON body; reads at most [`MAX_ANSWER_BYTES`] of the answer.
+/// POSTs a JSON body; reads at most `MAX_ANSWER_BYTES` of the answer.
 pub async fn post_json(
     client: &reqwest::Client,
     url: &str,

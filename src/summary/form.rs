@@ -14,7 +14,7 @@
 //! | `headline` | one line that sums the window up | headlines the daemon wrote from the facts |
 //!
 //! [`Form::new`] builds the lists, [`schema`] the JSON schema that carries them, [`prompt`] the
-//! request; [`read_answer`] accepts an answer only if it is exactly such a form, with an action
+//! request; `read_answer` accepts an answer only if it is exactly such a form, with an action
 //! that belongs to the chosen condition, and [`render`] writes the note. Every sentence of the note
 //! is the daemon's: the sensors, parameters, numbers, times, the severity and the counts come from
 //! the facts, so the model can choose the emphasis but cannot state anything the facts do not.
@@ -80,7 +80,7 @@ pub struct Action {
 /// The closed lists of one window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Form {
-    /// Listed findings, most urgent first; at most [`LISTED`].
+    /// Listed findings, most urgent first; at most `LISTED`.
     pub findings: Vec<Finding>,
     /// The findings the model may choose for `most_urgent`: the first ones, all of the top rank.
     pub choices: usize,
@@ -441,7 +441,7 @@ pub fn render(facts: &Facts, form: &Form, choice: &Choice<'_>) -> String {
     note
 }
 
-/// [`read_answer`] then [`render`], with the final check of the note against the facts (every
+/// `read_answer` then [`render`], with the final check of the note against the facts (every
 /// sensor, parameter, number and time in it is one of theirs, and there is no markup), which
 /// only a fault of the renderer could fail.
 pub fn note_from_answer(

@@ -79,7 +79,7 @@ pub async fn restore_at_start(config: &ValidConfig, store: &Store, clock: &Clock
 
 /// Reads the anomalies of the retention window (the newest `store.max_anomalies`) and the
 /// recent summaries, and puts them into the store. Gives up connecting after
-/// [`RESTORE_CONNECT_TIMEOUT`]; past `budget` keeps what it has read.
+/// `RESTORE_CONNECT_TIMEOUT`; past `budget` keeps what it has read.
 ///
 /// With `cluster.shards > 1`, every shard's keys are read in turn: any daemon serves the whole
 /// fleet.
