@@ -51,7 +51,8 @@ async fn wait_connected(daemon: &Daemon) {
         })
         .await;
     let exposition = daemon.get("/metrics/prometheus").await.text();
-    assert!(exposition.lines().any(|line| line == "wtf_mqtt_connected 1"), "connected, but:\n{exposition}");
+    let gauge = exposition.lines().find_map(|line| line.strip_prefix("wtf_mqtt_connected ")?.parse::<f64>().ok());
+    assert_eq!(gauge, Some(1.0), "connected, but:\n{exposition}");
 }
 
 async fn mqtt(daemon: &Daemon) -> Value {
