@@ -354,26 +354,13 @@ async fn a_daemon_restarted_while_readings_are_published_loses_none() {
     let mut first = start_daemon().await;
     // A publisher streaming 400 readings at about 200 a second, through the restart.
     let total = 400;
-    let mut publisher = broker
-        .pub_command("wtf/wtf-pipe-2")
-        .arg("-l")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("mosquitto_pub");
-    let mut stdin = publisher.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        for index in 0..total {
-            writeln!(stdin, "{}", stream_reading(index).0).expect("write a line");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    });
+    let lines = (0..total).map(|index| stream_reading(index).0).collect();
+    let stream = broker.stream_lines("wtf/wtf-pipe-2", lines, Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(600)).await;
     first.signal("TERM");
     first.wait_exit(Duration::from_secs(10)).await.expect("the first daemon stops");
     let second = start_daemon().await;
-    writer.join().expect("the writer ends");
-    assert!(publisher.wait().expect("mosquitto_pub ends").success());
+    stream.finish();
 
     let before = spike_values(&first.logs());
     assert!(!before.is_empty() && before.len() < total, "the restart fell mid-stream: {} before", before.len());

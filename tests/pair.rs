@@ -168,26 +168,12 @@ async fn one_of_the_pair_killed_and_restarted_mid_stream_loses_nothing_doubles_n
 
     // 150 episodes at about 100 readings a second, through b's death and return.
     let (lines, spikes) = episodes(150);
-    let mut publisher = broker
-        .pub_command("wtf/wtf-pipe-1")
-        .arg("-l")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("mosquitto_pub");
-    let mut stdin = publisher.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        for line in lines {
-            writeln!(stdin, "{line}").expect("write a line");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    });
+    let stream = broker.stream_lines("wtf/wtf-pipe-1", lines, Duration::from_millis(10));
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     b.signal("KILL");
     b.wait_exit(Duration::from_secs(5)).await.expect("b is killed");
     let b = start(&config, &redis.url, "wtf-b").await;
-    writer.join().expect("the writer ends");
-    assert!(publisher.wait().expect("mosquitto_pub ends").success());
+    stream.finish();
 
     for daemon in [&a, &b] {
         let held = wait_for_count(daemon, spikes.len()).await;

@@ -106,6 +106,20 @@ impl Broker {
         assert!(output.status.success(), "mosquitto_pub -l {topic}: {}", String::from_utf8_lossy(&output.stderr));
     }
 
+    /// Publishes `lines` to `topic` one every `pause`, from a thread, while the test goes on (a
+    /// daemon killed or restarted mid-stream); [`Stream::finish`] waits for the last.
+    pub fn stream_lines(&self, topic: &str, lines: Vec<String>, pause: Duration) -> Stream {
+        let mut publisher = self.pub_command(topic).arg("-l").stdin(Stdio::piped()).spawn().expect("run mosquitto_pub");
+        let mut stdin = publisher.stdin.take().expect("stdin");
+        let writer = std::thread::spawn(move || {
+            for line in lines {
+                writeln!(stdin, "{line}").expect("write a line");
+                std::thread::sleep(pause);
+            }
+        });
+        Stream { publisher, writer }
+    }
+
     /// `mosquitto_pub` for one topic, QoS 1, to this broker.
     pub fn pub_command(&self, topic: &str) -> Command {
         let mut command = Command::new(binary("mosquitto_pub"));
@@ -152,4 +166,18 @@ fn binary(name: &str) -> PathBuf {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("a bound address").port()
+}
+
+/// Lines being published by [`Broker::stream_lines`].
+pub struct Stream {
+    publisher: Child,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Stream {
+    /// Waits until every line is written and `mosquitto_pub` has ended, successfully.
+    pub fn finish(mut self) {
+        self.writer.join().expect("the writer ends");
+        assert!(self.publisher.wait().expect("mosquitto_pub ends").success());
+    }
 }
