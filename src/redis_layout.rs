@@ -198,18 +198,9 @@ pub fn batch_pipeline(keys: &Keys, batch: &Batch, limits: &Limits) -> redis::Pip
     pipe.cmd("SETNX").arg(&keys.layout).arg(LAYOUT_VERSION);
     let cutoff = retention_cutoff(limits.now, limits.retention);
 
-    let members: Vec<(i64, String)> = batch
-        .anomalies
-        .iter()
-        .filter(|anomaly| score(anomaly.timestamp) >= cutoff)
-        .filter_map(|anomaly| Some((score(anomaly.timestamp), serde_json::to_string(anomaly.as_ref()).ok()?)))
-        .collect();
-    for chunk in members.chunks(ZADD_CHUNK) {
-        pipe.cmd("ZADD").arg(&keys.anomalies).arg(chunk).ignore();
-    }
-    // Per-item retention: each anomaly leaves when its own timestamp is too old.
-    pipe.cmd("ZREMRANGEBYSCORE").arg(&keys.anomalies).arg("-inf").arg(format!("({cutoff}")).ignore();
-    pipe.cmd("ZREMRANGEBYRANK").arg(&keys.anomalies).arg(0).arg(-(rank(limits.max_anomalies) + 1)).ignore();
+    let anomalies = batch.anomalies.iter().map(|anomaly| (anomaly.timestamp, anomaly.as_ref()));
+    add_scored(&mut pipe, &keys.anomalies, anomalies, cutoff);
+    trim_scored(&mut pipe, &keys.anomalies, cutoff, limits.max_anomalies);
 
     if let Some(summaries) = &batch.summaries {
         if let Some(latest) = summaries.first().and_then(|summary| serde_json::to_string(summary.as_ref()).ok()) {
@@ -271,6 +262,30 @@ pub fn marker_was_missing(answer: &[i64]) -> bool {
 
 fn rank(count: usize) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX - 1)
+}
+
+/// Adds to the sorted set `key` each item scored by its time, leaving out those already older
+/// than `cutoff`, in chunks of [`ZADD_CHUNK`].
+fn add_scored<'a, T: serde::Serialize + 'a>(
+    pipe: &mut redis::Pipeline,
+    key: &str,
+    items: impl Iterator<Item = (DateTime<Utc>, &'a T)>,
+    cutoff: i64,
+) {
+    let members: Vec<(i64, String)> = items
+        .filter(|(at, _)| score(*at) >= cutoff)
+        .filter_map(|(at, item)| Some((score(at), serde_json::to_string(item).ok()?)))
+        .collect();
+    for chunk in members.chunks(ZADD_CHUNK) {
+        pipe.cmd("ZADD").arg(key).arg(chunk).ignore();
+    }
+}
+
+/// Keeps the sorted set `key` within its retention (members scored below `cutoff` leave, each by
+/// its own time) and its newest `max`.
+fn trim_scored(pipe: &mut redis::Pipeline, key: &str, cutoff: i64, max: usize) {
+    pipe.cmd("ZREMRANGEBYSCORE").arg(key).arg("-inf").arg(format!("({cutoff}")).ignore();
+    pipe.cmd("ZREMRANGEBYRANK").arg(key).arg(0).arg(-(rank(max) + 1)).ignore();
 }
 
 /// The status hash: one field per actor (`actor:<name>`), `llm`, `redis` (each a JSON object

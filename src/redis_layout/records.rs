@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Keys, ZADD_CHUNK, rank, retention_cutoff, score};
+use super::{Keys, add_scored, retention_cutoff, trim_scored};
 use crate::alarms::Alarm;
 use crate::audit::AuditEntry;
 use crate::detection::Checkpoint;
@@ -76,18 +76,9 @@ pub fn write(pipe: &mut redis::Pipeline, keys: &Keys, records: &Records, audit: 
     }
 
     let cutoff = retention_cutoff(audit.now, audit.retention);
-    let members: Vec<(i64, String)> = records
-        .audit
-        .iter()
-        .filter(|entry| score(entry.at) >= cutoff)
-        .filter_map(|entry| Some((score(entry.at), serde_json::to_string(entry.as_ref()).ok()?)))
-        .collect();
-    for chunk in members.chunks(ZADD_CHUNK) {
-        pipe.cmd("ZADD").arg(&keys.audit).arg(chunk).ignore();
-    }
+    add_scored(pipe, &keys.audit, records.audit.iter().map(|entry| (entry.at, entry.as_ref())), cutoff);
     if !records.audit.is_empty() {
-        pipe.cmd("ZREMRANGEBYSCORE").arg(&keys.audit).arg("-inf").arg(format!("({cutoff}")).ignore();
-        pipe.cmd("ZREMRANGEBYRANK").arg(&keys.audit).arg(0).arg(-(rank(audit.max_entries) + 1)).ignore();
+        trim_scored(pipe, &keys.audit, cutoff, audit.max_entries);
     }
 
     let (set, idle): (Vec<_>, Vec<_>) = records.episodes.iter().partition(|(_, checkpoint)| checkpoint.is_some());
