@@ -626,6 +626,35 @@ async fn a_redis_that_comes_back_empty_gets_the_whole_retained_state_again() {
     assert_eq!(json(&after.store), json(store), "served after the restart as before it");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_rewrites_only_its_own_anomalies_into_a_redis_that_came_back_empty() {
+    let Some(mut redis) = own_redis_or_skip("a_shard_rewrites_only_its_own") else { return };
+    let fixture = Fixture::new(config(&redis, |config| config.cluster.shards = 2));
+    let store = &fixture.store;
+    let sharding = fixture.config.cluster.sharding();
+    let _mirror = fixture.spawn_mirror(fast()).await;
+    let recorded = fixture.record(30, TimeDelta::seconds(30));
+    let own = recorded.iter().filter(|anomaly| sharding.owns(anomaly.sensor_id.as_str())).count();
+    assert!(own > 0 && own < recorded.len(), "the three pipes fall on both shards");
+    let keys = redis.keys().for_shard(&redis.prefix, 2, 0);
+    let client = redis.client();
+    let held = || async {
+        let mut connection = client.get_multiplexed_async_connection().await.expect("a connection");
+        connection.zcard::<_, usize>(&keys.anomalies).await.expect("ZCARD")
+    };
+    wait_until("this shard's are mirrored", PATIENCE, || async { held().await == own }).await;
+
+    redis.server().kill();
+    wait_until("the outage is seen", PATIENCE, || async { store.health.redis().state == RedisState::Reconnecting })
+        .await;
+    redis.server().resume();
+    fixture.record(1, TimeDelta::zero());
+    // The rewrite goes in one batch: once this shard's are back, anything more would be another's.
+    wait_until("this shard's are written again", PATIENCE, || async { held().await >= own }).await;
+    let again = held().await;
+    assert!(again <= own + 1, "{again} anomalies under this shard's key, of which {own} + at most 1 are its own");
+}
+
 #[tokio::test]
 async fn the_registry_forgets_a_silent_peer_only_if_it_did_not_come_back_meanwhile() {
     let Some(redis) = redis_or_skip("the_registry_forgets_a_silent_peer_only_if_it_did_not_come_back_meanwhile") else {

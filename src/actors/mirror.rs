@@ -235,15 +235,7 @@ impl Actor for Mirror {
         // both and written twice rather than not at all.
         let cursor = store.journal.newest_seq();
         let mut backlog = Backlog::new(redis.backlog_capacity);
-        // With shards, the store also holds the other shards' anomalies (restored, or told by
-        // their daemons); their own daemons write them under their own keys.
-        let sharding = store.config().cluster.sharding();
-        let held: Vec<_> = store
-            .anomalies
-            .oldest_first()
-            .into_iter()
-            .filter(|anomaly| sharding.owns(anomaly.sensor_id.as_str()))
-            .collect();
+        let held = owned_anomalies(&store);
         // The newest that fit: a rewrite is not a flood to drop from.
         let skipped = held.len().saturating_sub(redis.backlog_capacity);
         for anomaly in held.into_iter().skip(skipped) {
@@ -568,7 +560,7 @@ impl MirrorState {
     /// the snapshots (summaries, last readings, status).
     fn rewrite_all(&mut self, just_written: &[Arc<Anomaly>]) {
         let queued = self.backlog.take(usize::MAX);
-        let held = self.store.anomalies.oldest_first();
+        let held = owned_anomalies(&self.store);
         tracing::warn!(
             anomalies = held.len(),
             "redis came back empty (its layout marker is gone): writing the retained state again"
@@ -692,4 +684,12 @@ fn spawn_follower(
             }
         }
     }))
+}
+/// The anomalies this shard writes, oldest first. With shards, the store also holds the other
+/// shards' (restored, or told by their daemons); their own daemons write them under their keys.
+fn owned_anomalies(store: &Store) -> Vec<Arc<Anomaly>> {
+    let sharding = store.config().cluster.sharding();
+    let mut held = store.anomalies.oldest_first();
+    held.retain(|anomaly| sharding.owns(anomaly.sensor_id.as_str()));
+    held
 }
