@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Store, lock};
 use crate::audit::{AuditAction, AuditEntry};
@@ -107,14 +107,20 @@ impl Store {
                 true
             }
             PeerOp::Shelve(shelve) => {
+                // Told by a peer, but bounded by this daemon's `alarms.max_shelve` all the same: an
+                // entry in the stream cannot shelve an alarm for longer than an operator here could.
+                let most = self.config().alarms.max_shelve;
+                let Ok(asked) = (shelve.until - shelve.at).to_std() else { return false };
+                let duration = asked.min(most);
+                let until =
+                    TimeDelta::from_std(duration).ok().and_then(|duration| shelve.at.checked_add_signed(duration));
                 let mut alarms = lock(&self.alarms);
                 let Some(held) = alarms.get(&shelve.id) else { return false };
-                if held.shelved_until == Some(shelve.until) {
+                if until.is_some() && held.shelved_until == until {
                     return false;
                 }
-                let Ok(duration) = (shelve.until - shelve.at).to_std() else { return false };
                 let Ok(alarm) =
-                    alarms.shelve(&shelve.id, &shelve.by, duration, duration, shelve.reason.as_deref(), shelve.at)
+                    alarms.shelve(&shelve.id, &shelve.by, duration, most, shelve.reason.as_deref(), shelve.at)
                 else {
                     return false;
                 };

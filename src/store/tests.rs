@@ -207,3 +207,22 @@ fn what_a_peer_told_is_applied_once_and_never_published_again() {
     assert!(journalled.iter().all(|entry| entry.from_peer), "applied entries are marked as a peer's");
     assert!(journalled.iter().all(|entry| PeerOp::from_entry(entry, |_| None).is_none()), "and never published");
 }
+
+#[test]
+fn a_peer_cannot_shelve_an_alarm_for_longer_than_this_daemon_allows() {
+    use crate::peers::{AlarmShelve, PeerOp};
+    let store = store_with(|config| config.alarms.max_shelve = std::time::Duration::from_secs(3600));
+    let anomaly = spike("wtf-pipe-1", "pressure", opening());
+    assert!(store.apply_peer(PeerOp::Anomaly(anomaly.clone()), opening()));
+    let shelve = AlarmShelve {
+        id: anomaly.id.to_string(),
+        by: "night-shift".into(),
+        until: opening() + TimeDelta::days(365),
+        reason: Some("forever".into()),
+        at: opening(),
+    };
+    assert!(store.apply_peer(PeerOp::Shelve(shelve.clone()), opening()));
+    let alarm = store.alarm(&anomaly.id.to_string()).expect("held");
+    assert_eq!(alarm.shelved_until, Some(opening() + TimeDelta::hours(1)), "bounded by alarms.max_shelve");
+    assert!(!store.apply_peer(PeerOp::Shelve(shelve), opening()), "told again, it changes nothing");
+}
