@@ -4,10 +4,11 @@
 //!
 //! Every key starts with `redis.key_prefix` and carries the hash tag `{plant}`, so all of them
 //! hash to one Redis Cluster slot and a pipeline (or a `MULTI`/`EXEC`) may touch several keys.
-//! With `cluster.shards > 1`, the keys a shard owns (anomalies, summaries, readings, the journal
-//! stream, the status of its daemons) carry `{plant-<i>}` instead ([`Keys::for_shard`]), so the
-//! shards land on different Redis Cluster nodes; what every daemon shares (the peers registry,
-//! alarms, the audit trail, the notification outboxes) keeps `{plant}`.
+//! With `cluster.shards > 1`, the keys a shard owns (anomalies, summaries, readings, alarms, the
+//! audit trail, episodes, the layout marker, the journal stream, the status of its daemons) carry
+//! `{plant-<i>}` instead ([`Keys::for_shard`]), so the shards land on different Redis Cluster
+//! nodes and each shard's batch is still one `MULTI`/`EXEC` in one slot; what every daemon shares
+//! (the peers registry, the notification outboxes) keeps `{plant}`.
 //! The README's "Redis key layout" section documents the same layout for other programs.
 //!
 //! Nothing here does I/O or reads a clock: the actor in [`crate::actors::mirror`] passes `now` in.

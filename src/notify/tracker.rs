@@ -18,6 +18,12 @@ struct Seen {
     shelved: bool,
 }
 
+impl Seen {
+    fn of(alarm: &Alarm, at: DateTime<Utc>) -> Self {
+        Seen { acked: alarm.acked_at.is_some(), cleared: alarm.cleared_at.is_some(), shelved: alarm.is_shelved(at) }
+    }
+}
+
 /// The alarms seen and not yet gone. An alarm is forgotten once it is seen `normal`, so this
 /// holds no more than the alarm book does.
 #[derive(Clone, Debug, Default)]
@@ -26,28 +32,19 @@ pub struct AlarmTracker {
 }
 
 impl AlarmTracker {
+    /// An alarm restored at start: seen as it is, so only what happens to it from now on is a
+    /// transition (it is not raised again).
+    pub fn know(&mut self, alarm: &Alarm, at: DateTime<Utc>) {
+        self.known.insert(alarm.id.clone(), Seen::of(alarm, at));
+    }
+
     /// The transitions `alarm`, journalled at `at`, makes since it was last seen, in the order
     /// they happened to it. An alarm seen for the first time was raised, and is also whatever
     /// else it shows (acknowledged, cleared): so an alarm restored from Redis, or told by another
     /// daemon, derives the transitions it went through, and the outbox's idempotency keys keep
     /// any that were already delivered from going out again.
-    /// An alarm restored at start: seen as it is, so only what happens to it from now on is a
-    /// transition (it is not raised again).
-    pub fn know(&mut self, alarm: &Alarm, at: DateTime<Utc>) {
-        let seen = Seen {
-            acked: alarm.acked_at.is_some(),
-            cleared: alarm.cleared_at.is_some(),
-            shelved: alarm.is_shelved(at),
-        };
-        self.known.insert(alarm.id.clone(), seen);
-    }
-
     pub fn observe(&mut self, alarm: &Alarm, at: DateTime<Utc>) -> Vec<Transition> {
-        let now = Seen {
-            acked: alarm.acked_at.is_some(),
-            cleared: alarm.cleared_at.is_some(),
-            shelved: alarm.is_shelved(at),
-        };
+        let now = Seen::of(alarm, at);
         let before = self.known.get(&alarm.id).copied();
         let mut transitions = Vec::new();
         if before.is_none() {
